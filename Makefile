@@ -1,0 +1,32 @@
+# One-command set-up: every target creates .venv and installs everlearn into it on first use.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+
+.PHONY: run test bench clean
+
+$(BIN)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -e '.[test]'
+	touch $@
+
+# The main job: PPO on the default continual scenario, 5 vmapped seeds, with the
+# single-task reference runs that forward transfer needs; ends with the report path.
+run: $(BIN)/.installed
+	$(BIN)/everlearn run --scenario cartpole-contexts --agent ppo --seeds 0-4 --reference
+
+test: $(BIN)/.installed
+	$(BIN)/python -m pytest -q
+
+# Benchmarks need the baseline: torch==2.13.0 (CPU build) goes in before stable-baselines3.
+$(BIN)/.bench: $(BIN)/.installed
+	$(BIN)/python -m pip install -q torch==2.13.0
+	$(BIN)/python -m pip install -q -e '.[bench]'
+	touch $@
+
+bench: $(BIN)/.bench
+	$(BIN)/python benchmarks/throughput.py
+
+clean:
+	rm -rf $(VENV)

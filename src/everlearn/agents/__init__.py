@@ -1,0 +1,32 @@
+"""Agents: one file per algorithm; `AGENTS` maps a name to its config model and constructor."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import NamedTuple
+
+from pydantic import BaseModel
+
+from everlearn.agents.common import Agent, EnvSpec, Transition
+from everlearn.agents.dqn import DQNConfig, make_dqn
+from everlearn.agents.ppo import PPOConfig, make_ppo
+
+
+class AgentEntry(NamedTuple):
+    config: type[BaseModel]
+    make: Callable[[BaseModel, EnvSpec], Agent]
+
+
+AGENTS: dict[str, AgentEntry] = {
+    "ppo": AgentEntry(PPOConfig, make_ppo),
+    "dqn": AgentEntry(DQNConfig, make_dqn),
+}
+
+
+def make_agent(name: str, config: BaseModel, spec: EnvSpec) -> Agent:
+    if name not in AGENTS:
+        raise ValueError(f"unknown agent '{name}'; choose one of: {', '.join(AGENTS)}")
+    return AGENTS[name].make(config, spec)
+
+
+__all__ = ["AGENTS", "Agent", "EnvSpec", "Transition", "make_agent"]

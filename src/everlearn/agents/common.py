@@ -1,0 +1,132 @@
+"""Pieces every agent shares: the agent interface, MLPs, the transition batch, a replay buffer."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any, NamedTuple
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import struct
+
+
+class EnvSpec(NamedTuple):
+    obs_dim: int
+    num_actions: int
+
+
+class Agent(NamedTuple):
+    """An RL algorithm as pure functions over an explicit state pytree.
+
+    The run loops of both paths call these and nothing else:
+    - `init(key) -> state`
+    - `act(state, obs[num_envs, d], key) -> (action[num_envs], extras)`: the exploring policy;
+      `extras` (e.g. PPO's value and log-prob) are stored in the transition batch.
+    - `greedy_action(state, obs) -> action`: the evaluation policy.
+    - `update(state, batch, key) -> (state, metrics)`: learn from one rollout of
+      `rollout_length` steps from each of `num_envs` envs (batch leaves are [T, num_envs, ...]).
+    """
+
+    name: str
+    num_envs: int
+    rollout_length: int
+    init: Callable[[jax.Array], Any]
+    act: Callable[[Any, jax.Array, jax.Array], tuple[jax.Array, dict[str, jax.Array]]]
+    greedy_action: Callable[[Any, jax.Array], jax.Array]
+    update: Callable[[Any, "Transition", jax.Array], tuple[Any, dict[str, jax.Array]]]
+
+    @property
+    def steps_per_update(self) -> int:
+        return self.num_envs * self.rollout_length
+
+
+@struct.dataclass
+class Transition:
+    obs: jax.Array
+    action: jax.Array
+    reward: jax.Array
+    terminated: jax.Array
+    truncated: jax.Array
+    next_obs: jax.Array  # the true next observation, also where the episode ended
+    extras: dict[str, jax.Array]
+
+
+_ACTIVATIONS = {"tanh": nn.tanh, "relu": nn.relu}
+
+
+class MLP(nn.Module):
+    """Fully connected network with orthogonal initialisation (as in PPO implementations)."""
+
+    hidden_sizes: Sequence[int]
+    out_size: int
+    activation: str = "tanh"
+    out_scale: float = 1.0
+
+    @nn.compact
+    def __call__(self, x: jax.Array) -> jax.Array:
+        act = _ACTIVATIONS[self.activation]
+        for size in self.hidden_sizes:
+            x = act(nn.Dense(size, kernel_init=nn.initializers.orthogonal(np.sqrt(2)))(x))
+        return nn.Dense(self.out_size, kernel_init=nn.initializers.orthogonal(self.out_scale))(x)
+
+
+@struct.dataclass
+class ReplayBuffer:
+    """A ring buffer of transitions held as preallocated arrays (part of the agent state)."""
+
+    obs: jax.Array
+    action: jax.Array
+    reward: jax.Array
+    terminated: jax.Array
+    next_obs: jax.Array
+    position: jax.Array  # next row to write
+    size: jax.Array  # rows filled so far
+
+    @classmethod
+    def create(cls, capacity: int, obs_dim: int, action_shape: tuple[int, ...] = (),
+               action_dtype=jnp.int32) -> "ReplayBuffer":
+        return cls(
+            obs=jnp.zeros((capacity, obs_dim), jnp.float32),
+            action=jnp.zeros((capacity, *action_shape), action_dtype),
+            reward=jnp.zeros((capacity,), jnp.float32),
+            terminated=jnp.zeros((capacity,), jnp.bool_),
+            next_obs=jnp.zeros((capacity, obs_dim), jnp.float32),
+            position=jnp.zeros((), jnp.int32),
+            size=jnp.zeros((), jnp.int32),
+        )
+
+    @property
+    def capacity(self) -> int:
+        return self.reward.shape[0]
+
+    @property
+    def nbytes(self) -> int:
+        return sum(x.nbytes for x in (self.obs, self.action, self.reward, self.terminated,
+                                      self.next_obs))
+
+    def add(self, batch: Transition) -> "ReplayBuffer":
+        """Insert a [T, num_envs] batch of transitions, overwriting the oldest rows."""
+        flat = jax.tree.map(lambda x: x.reshape(-1, *x.shape[2:]), batch)
+        n = flat.reward.shape[0]
+        rows = (self.position + jnp.arange(n)) % self.capacity
+        return self.replace(
+            obs=self.obs.at[rows].set(flat.obs),
+            action=self.action.at[rows].set(flat.action),
+            reward=self.reward.at[rows].set(flat.reward),
+            terminated=self.terminated.at[rows].set(flat.terminated),
+            next_obs=self.next_obs.at[rows].set(flat.next_obs),
+            position=(self.position + n) % self.capacity,
+            size=jnp.minimum(self.size + n, self.capacity),
+        )
+
+    def sample(self, key: jax.Array, batch_size: int) -> dict[str, jax.Array]:
+        rows = jax.random.randint(key, (batch_size,), 0, jnp.maximum(self.size, 1))
+        return {
+            "obs": self.obs[rows],
+            "action": self.action[rows],
+            "reward": self.reward[rows],
+            "terminated": self.terminated[rows],
+            "next_obs": self.next_obs[rows],
+        }

@@ -1,0 +1,134 @@
+"""Double DQN with a target network and an array replay buffer (van Hasselt et al., 2016).
+
+Each `update` call receives `train_every` steps from each env, writes them into the replay
+buffer (part of the agent state), and — once the buffer holds `learning_starts` transitions —
+takes `gradient_steps` minibatch steps in one `lax.scan`. The target network is a hard copy of
+`params["q"]` every `target_update_every` gradient steps. Exploration is epsilon-greedy with
+epsilon decaying linearly over the first `exploration_steps` env steps.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import jax
+import jax.numpy as jnp
+import optax
+from flax import struct
+from pydantic import BaseModel, ConfigDict
+
+from everlearn.agents.common import MLP, Agent, EnvSpec, ReplayBuffer, Transition
+
+
+class DQNConfig(BaseModel):
+    """Defaults follow rl-baselines3-zoo's tuned CartPole settings."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    num_envs: int = 1
+    train_every: int = 256
+    gradient_steps: int = 128
+    buffer_size: int = 100_000
+    batch_size: int = 64
+    learning_starts: int = 1_000
+    learning_rate: float = 2.3e-3
+    gamma: float = 0.99
+    target_update_every: int = 128
+    exploration_steps: int = 16_000
+    epsilon_start: float = 1.0
+    epsilon_end: float = 0.04
+    max_grad_norm: float = 10.0
+    double: bool = True
+    loss: Literal["mse", "huber"] = "mse"
+    hidden_sizes: tuple[int, ...] = (256, 256)
+    activation: Literal["tanh", "relu"] = "relu"
+
+
+@struct.dataclass
+class DQNState:
+    params: dict  # {"q": ...}
+    target_params: dict
+    opt_state: optax.OptState
+    buffer: ReplayBuffer
+    env_steps: jax.Array
+    gradient_steps: jax.Array
+
+
+def make_dqn(config: DQNConfig, spec: EnvSpec) -> Agent:
+    q_net = MLP(config.hidden_sizes, spec.num_actions, config.activation)
+    optimiser = optax.chain(
+        optax.clip_by_global_norm(config.max_grad_norm), optax.adam(config.learning_rate)
+    )
+
+    def init(key: jax.Array) -> DQNState:
+        params = {"q": q_net.init(key, jnp.zeros((1, spec.obs_dim), jnp.float32))}
+        return DQNState(
+            params=params,
+            target_params=params,
+            opt_state=optimiser.init(params),
+            buffer=ReplayBuffer.create(config.buffer_size, spec.obs_dim),
+            env_steps=jnp.zeros((), jnp.int32),
+            gradient_steps=jnp.zeros((), jnp.int32),
+        )
+
+    def epsilon(env_steps: jax.Array) -> jax.Array:
+        fraction = jnp.clip(env_steps / config.exploration_steps, 0.0, 1.0)
+        return config.epsilon_start + fraction * (config.epsilon_end - config.epsilon_start)
+
+    def greedy_action(state: DQNState, obs: jax.Array) -> jax.Array:
+        return jnp.argmax(q_net.apply(state.params["q"], obs), axis=-1)
+
+    def act(state: DQNState, obs: jax.Array, key: jax.Array):
+        k_explore, k_random = jax.random.split(key)
+        explore = jax.random.uniform(k_explore, (obs.shape[0],)) < epsilon(state.env_steps)
+        random_action = jax.random.randint(k_random, (obs.shape[0],), 0, spec.num_actions)
+        return jnp.where(explore, random_action, greedy_action(state, obs)), {}
+
+    def loss_fn(params: dict, target_params: dict, mb: dict) -> tuple[jax.Array, dict]:
+        next_q_target = q_net.apply(target_params["q"], mb["next_obs"])
+        if config.double:  # the online net picks the action, the target net values it
+            next_action = jnp.argmax(q_net.apply(params["q"], mb["next_obs"]), axis=-1)
+        else:
+            next_action = jnp.argmax(next_q_target, axis=-1)
+        next_value = jnp.take_along_axis(next_q_target, next_action[:, None], axis=-1)[:, 0]
+        target = mb["reward"] + config.gamma * (1.0 - mb["terminated"]) * next_value
+        q = jnp.take_along_axis(q_net.apply(params["q"], mb["obs"]),
+                                mb["action"][:, None], axis=-1)[:, 0]
+        error = q - jax.lax.stop_gradient(target)
+        if config.loss == "huber":
+            loss = optax.huber_loss(error).mean()
+        else:
+            loss = jnp.mean(error**2)
+        return loss, {"q_loss": loss, "q_mean": q.mean()}
+
+    def gradient_step(state: DQNState, key: jax.Array):
+        mb = state.buffer.sample(key, config.batch_size)
+        grads, info = jax.grad(loss_fn, has_aux=True)(state.params, state.target_params, mb)
+        updates, opt_state = optimiser.update(grads, state.opt_state, state.params)
+        params = optax.apply_updates(state.params, updates)
+        steps = state.gradient_steps + 1
+        target_params = jax.tree.map(
+            lambda t, p: jnp.where(steps % config.target_update_every == 0, p, t),
+            state.target_params, params,
+        )
+        state = state.replace(params=params, target_params=target_params,
+                              opt_state=opt_state, gradient_steps=steps)
+        return state, info
+
+    def train(state: DQNState, key: jax.Array):
+        return jax.lax.scan(gradient_step, state, jax.random.split(key, config.gradient_steps))
+
+    def skip(state: DQNState, key: jax.Array):
+        zeros = {"q_loss": jnp.zeros(config.gradient_steps),
+                 "q_mean": jnp.zeros(config.gradient_steps)}
+        return state, zeros
+
+    def update(state: DQNState, batch: Transition, key: jax.Array):
+        n = batch.reward.size
+        state = state.replace(buffer=state.buffer.add(batch), env_steps=state.env_steps + n)
+        state, info = jax.lax.cond(
+            state.buffer.size >= config.learning_starts, train, skip, state, key
+        )
+        return state, {**jax.tree.map(jnp.mean, info), "epsilon": epsilon(state.env_steps)}
+
+    return Agent("dqn", config.num_envs, config.train_every, init, act, greedy_action, update)

@@ -1,0 +1,143 @@
+"""PPO with a clipped surrogate objective, for discrete actions (Schulman et al., 2017).
+
+One rollout of `num_steps` steps from each of `num_envs` envs, generalised advantage estimates
+that bootstrap through time-limit truncation, then `num_epochs` passes of minibatch updates —
+all inside one `update` call that compiles to a single program (`lax.scan` over epochs and
+minibatches). Two named networks: `params["actor"]` (logits) and `params["critic"]` (value).
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import jax
+import jax.numpy as jnp
+import optax
+from flax import struct
+from pydantic import BaseModel, ConfigDict
+
+from everlearn.agents.common import MLP, Agent, EnvSpec, Transition
+
+
+class PPOConfig(BaseModel):
+    """Defaults follow rl-baselines3-zoo's tuned CartPole settings (a constant learning rate:
+    a continual agent has no end of training to anneal towards)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    num_envs: int = 8
+    num_steps: int = 32
+    num_epochs: int = 20
+    num_minibatches: int = 1
+    learning_rate: float = 1e-3
+    gamma: float = 0.98
+    gae_lambda: float = 0.8
+    clip_eps: float = 0.2
+    ent_coef: float = 0.0
+    vf_coef: float = 0.5
+    max_grad_norm: float = 0.5
+    normalize_advantages: bool = True
+    hidden_sizes: tuple[int, ...] = (64, 64)
+    activation: Literal["tanh", "relu"] = "tanh"
+
+
+@struct.dataclass
+class PPOState:
+    params: dict  # {"actor": ..., "critic": ...}
+    opt_state: optax.OptState
+    num_updates: jax.Array
+
+
+def make_ppo(config: PPOConfig, spec: EnvSpec) -> Agent:
+    actor = MLP(config.hidden_sizes, spec.num_actions, config.activation, out_scale=0.01)
+    critic = MLP(config.hidden_sizes, 1, config.activation, out_scale=1.0)
+    optimiser = optax.chain(
+        optax.clip_by_global_norm(config.max_grad_norm),
+        optax.adam(config.learning_rate, eps=1e-5),
+    )
+    batch_size = config.num_envs * config.num_steps
+    if batch_size % config.num_minibatches:
+        raise ValueError(
+            f"ppo: num_envs*num_steps ({batch_size}) must be divisible by num_minibatches "
+            f"({config.num_minibatches})"
+        )
+    minibatch_size = batch_size // config.num_minibatches
+
+    def init(key: jax.Array) -> PPOState:
+        k_actor, k_critic = jax.random.split(key)
+        dummy = jnp.zeros((1, spec.obs_dim), jnp.float32)
+        params = {"actor": actor.init(k_actor, dummy), "critic": critic.init(k_critic, dummy)}
+        return PPOState(params, optimiser.init(params), jnp.zeros((), jnp.int32))
+
+    def act(state: PPOState, obs: jax.Array, key: jax.Array):
+        logits = actor.apply(state.params["actor"], obs)
+        action = jax.random.categorical(key, logits)
+        log_prob = jax.nn.log_softmax(logits)[jnp.arange(action.shape[0]), action]
+        value = critic.apply(state.params["critic"], obs)[:, 0]
+        return action, {"log_prob": log_prob, "value": value}
+
+    def greedy_action(state: PPOState, obs: jax.Array) -> jax.Array:
+        return jnp.argmax(actor.apply(state.params["actor"], obs), axis=-1)
+
+    def advantages(params: dict, batch: Transition) -> tuple[jax.Array, jax.Array]:
+        next_value = critic.apply(params["critic"], batch.next_obs)[..., 0]
+        # Bootstrap unless the episode truly terminated; a truncated episode still has a value.
+        deltas = (batch.reward + config.gamma * next_value * (1.0 - batch.terminated)
+                  - batch.extras["value"])
+        episode_ends = jnp.logical_or(batch.terminated, batch.truncated)
+
+        def backwards(gae, inputs):
+            delta, ended = inputs
+            gae = delta + config.gamma * config.gae_lambda * (1.0 - ended) * gae
+            return gae, gae
+
+        _, adv = jax.lax.scan(
+            backwards, jnp.zeros_like(deltas[0]), (deltas, episode_ends), reverse=True
+        )
+        return adv, adv + batch.extras["value"]
+
+    def loss_fn(params: dict, mb: dict) -> tuple[jax.Array, dict]:
+        logits = actor.apply(params["actor"], mb["obs"])
+        log_probs = jax.nn.log_softmax(logits)
+        log_prob = jnp.take_along_axis(log_probs, mb["action"][:, None], axis=-1)[:, 0]
+        entropy = -jnp.sum(jnp.exp(log_probs) * log_probs, axis=-1).mean()
+        adv = mb["advantage"]
+        if config.normalize_advantages:
+            adv = (adv - adv.mean()) / (adv.std() + 1e-8)
+        ratio = jnp.exp(log_prob - mb["log_prob"])
+        clipped = jnp.clip(ratio, 1.0 - config.clip_eps, 1.0 + config.clip_eps)
+        policy_loss = -jnp.minimum(ratio * adv, clipped * adv).mean()
+        value = critic.apply(params["critic"], mb["obs"])[:, 0]
+        value_loss = 0.5 * jnp.mean((value - mb["return"]) ** 2)
+        loss = policy_loss + config.vf_coef * value_loss - config.ent_coef * entropy
+        return loss, {"policy_loss": policy_loss, "value_loss": value_loss, "entropy": entropy}
+
+    def update(state: PPOState, batch: Transition, key: jax.Array):
+        adv, returns = advantages(state.params, batch)
+        flat = {
+            "obs": batch.obs, "action": batch.action, "log_prob": batch.extras["log_prob"],
+            "advantage": adv, "return": returns,
+        }
+        flat = jax.tree.map(lambda x: x.reshape(batch_size, *x.shape[2:]), flat)
+
+        def minibatch_step(carry, mb):
+            params, opt_state = carry
+            grads, info = jax.grad(loss_fn, has_aux=True)(params, mb)
+            updates, opt_state = optimiser.update(grads, opt_state, params)
+            return (optax.apply_updates(params, updates), opt_state), info
+
+        def epoch(carry, epoch_key):
+            order = jax.random.permutation(epoch_key, batch_size)
+            minibatches = jax.tree.map(
+                lambda x: x[order].reshape(config.num_minibatches, minibatch_size, *x.shape[1:]),
+                flat,
+            )
+            return jax.lax.scan(minibatch_step, carry, minibatches)
+
+        (params, opt_state), info = jax.lax.scan(
+            epoch, (state.params, state.opt_state), jax.random.split(key, config.num_epochs)
+        )
+        new_state = PPOState(params, opt_state, state.num_updates + 1)
+        return new_state, jax.tree.map(jnp.mean, info)
+
+    return Agent("ppo", config.num_envs, config.num_steps, init, act, greedy_action, update)

@@ -1,0 +1,87 @@
+"""The `everlearn` command line: list, run, resume, report."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+app = typer.Typer(add_completion=False, no_args_is_help=True,
+                  help="Continual reinforcement learning: run agents through changing tasks.")
+err = Console(stderr=True)
+
+
+def _fail(message: str) -> None:
+    err.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+    raise typer.Exit(2)
+
+
+@app.command("list")
+def list_cmd() -> None:
+    """Show the built-in scenarios and agents."""
+    from everlearn.agents import AGENTS
+    from everlearn.scenarios import get_scenario, scenario_names
+
+    table = Table(title="scenarios")
+    for col in ("name", "env", "tasks", "steps/task", "boundaries"):
+        table.add_column(col, no_wrap=True)
+    table.add_column("description")
+    for name in scenario_names():
+        s = get_scenario(name)
+        table.add_row(name, s.env, str(s.num_tasks), f"{s.steps_per_task:,}",
+                      "visible" if s.boundaries_visible else "hidden", s.description)
+    Console().print(table)
+    Console().print("agents: " + ", ".join(AGENTS))
+
+
+@app.command()
+def run(
+    scenario: Annotated[Optional[str], typer.Option(help="Scenario name (see 'everlearn list').")] = None,
+    agent: Annotated[Optional[str], typer.Option(help="Agent: ppo or dqn.")] = None,
+    seeds: Annotated[Optional[str], typer.Option(help="Seeds, e.g. 0-4 or 0,3,7.")] = None,
+    backend: Annotated[Optional[str], typer.Option(help="jax (functional) or gymnasium.")] = None,
+    set_: Annotated[Optional[list[str]], typer.Option("--set", help="Override: key=value (e.g. ppo.learning_rate=3e-4).")] = None,
+    config: Annotated[Optional[Path], typer.Option(help="YAML config file.")] = None,
+    reference: Annotated[Optional[bool], typer.Option("--reference/--no-reference", help="Also run single-task references (for forward transfer).")] = None,
+    out: Annotated[Optional[Path], typer.Option(help="Run directory (default runs/<scenario>-<agent>-<backend>-<time>).")] = None,
+) -> None:
+    """Run an agent through a scenario; writes a run directory ending with a report."""
+    from everlearn.runs.config import ConfigError, build_config
+
+    try:
+        cfg = build_config(config, {"scenario": scenario, "agent": agent, "seeds": seeds,
+                                    "backend": backend, "reference": reference}, set_)
+        from everlearn.runs.run import start_run
+
+        start_run(cfg, out)
+    except (ConfigError, ValueError) as e:
+        _fail(str(e))
+
+
+@app.command()
+def resume(run_dir: Path) -> None:
+    """Continue a killed run from its last checkpoint."""
+    from everlearn.runs.config import ConfigError
+    from everlearn.runs.run import resume_run
+
+    try:
+        resume_run(run_dir)
+    except (ConfigError, ValueError) as e:
+        _fail(str(e))
+
+
+@app.command()
+def report(run_dir: Path) -> None:
+    """(Re)build the HTML report of a run directory."""
+    from everlearn.report import write_report
+
+    if not (run_dir / "metrics.jsonl").is_file():
+        _fail(f"'{run_dir}' is not a run directory (no metrics.jsonl)")
+    typer.echo(write_report(run_dir))
+
+
+if __name__ == "__main__":
+    app()

@@ -1,0 +1,105 @@
+"""Functional tasks: a gymnax env plus a context pytree, so a task switch is a change of arguments.
+
+`TaskParams` holds everything that defines a task — the gymnax env params (physics) and the
+task transformations (observation permutation and scale, action mapping, reward scale and shift)
+— as arrays. Every task of a scenario has the same pytree structure, so the compiled training
+loop takes the current task as an argument and never recompiles, and stacking the tasks'
+params lets the evaluator `vmap` over all tasks at once.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import gymnax
+import jax
+import jax.numpy as jnp
+from flax import struct
+
+from everlearn.envs.families import derived_physics, get_family
+
+
+@struct.dataclass
+class TaskParams:
+    env: Any  # the gymnax EnvParams with the task's physics
+    obs_perm: jax.Array  # int32[obs_dim]: agent sees obs[obs_perm]
+    obs_scale: jax.Array  # float32[obs_dim]: ... multiplied by obs_scale
+    action_map: jax.Array  # int32[num_actions]: agent action a is env action action_map[a]
+    reward_scale: jax.Array  # float32[]
+    reward_shift: jax.Array  # float32[]
+
+
+class FunctionalEnv:
+    """A gymnax env whose reset/step take `TaskParams`; auto-resets like gymnax."""
+
+    def __init__(self, family: str):
+        self.family = get_family(family)
+        self.env, self.default_env_params = gymnax.make(self.family.gymnax_id)
+
+    def make_params(
+        self,
+        physics: dict[str, float] | None = None,
+        obs_perm: tuple[int, ...] | None = None,
+        obs_scale: tuple[float, ...] | None = None,
+        action_map: tuple[int, ...] | None = None,
+        reward_scale: float = 1.0,
+        reward_shift: float = 0.0,
+    ) -> TaskParams:
+        physics = dict(physics or {})
+        unknown = set(physics) - set(self.family.physics)
+        if unknown:
+            raise ValueError(
+                f"unknown physical parameter(s) {sorted(unknown)} for {self.family.name}; "
+                f"valid: {', '.join(self.family.physics)}"
+            )
+        fields = {**physics, **derived_physics(self.family.name, physics)}
+        env_params = self.default_env_params.replace(**fields)
+        # Arrays everywhere, so that tasks stack and are traced rather than baked in.
+        env_params = jax.tree.map(jnp.asarray, env_params)
+        d, n = self.family.obs_dim, self.family.num_actions
+        return TaskParams(
+            env=env_params,
+            obs_perm=jnp.asarray(obs_perm if obs_perm is not None else range(d), jnp.int32),
+            obs_scale=jnp.asarray(obs_scale if obs_scale is not None else [1.0] * d, jnp.float32),
+            action_map=jnp.asarray(action_map if action_map is not None else range(n), jnp.int32),
+            reward_scale=jnp.asarray(reward_scale, jnp.float32),
+            reward_shift=jnp.asarray(reward_shift, jnp.float32),
+        )
+
+    @staticmethod
+    def _observe(obs: jax.Array, params: TaskParams) -> jax.Array:
+        return obs[params.obs_perm] * params.obs_scale
+
+    def reset(self, key: jax.Array, params: TaskParams) -> tuple[jax.Array, Any]:
+        obs, state = self.env.reset(key, params.env)
+        return self._observe(obs, params), state
+
+    def step(self, key: jax.Array, state: Any, action: jax.Array, params: TaskParams):
+        """Returns (obs, state, reward, terminated, truncated, next_obs).
+
+        `obs` is the reset observation where the episode ended; `next_obs` is always the true
+        observation after this transition (needed to bootstrap a truncated episode).
+        """
+        env_action = params.action_map[action]
+        obs, state, reward, terminated, truncated, info = self.env.step(
+            key, state, env_action, params.env
+        )
+        reward = reward * params.reward_scale + params.reward_shift
+        next_obs = self._observe(info["final_observation"], params)
+        return (
+            self._observe(obs, params),
+            state,
+            reward.astype(jnp.float32),
+            terminated,
+            truncated,
+            next_obs,
+        )
+
+
+def stack_params(params: list[TaskParams]) -> TaskParams:
+    """Stack tasks along a leading axis (for `vmap` over tasks)."""
+    return jax.tree.map(lambda *xs: jnp.stack(xs), *params)
+
+
+def index_params(stacked: TaskParams, i: int | jax.Array) -> TaskParams:
+    return jax.tree.map(lambda x: x[i], stacked)

@@ -1,0 +1,1 @@
+"""Evaluation: continual-learning metrics (and, per path, the evaluators in `everlearn.runs`)."""

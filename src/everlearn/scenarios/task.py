@@ -1,0 +1,84 @@
+"""`Task` (one stationary problem) and `Scenario` (the ordered tasks an agent lives through)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class Task:
+    """An environment family plus the context that defines one problem on it.
+
+    `random_score` and `reference_score` are mean episode returns of a uniform-random policy and
+    of a good policy; they define normalised performance `(R - random) / (reference - random)`.
+    `env_factory` lets any `gymnasium.Env` be a task on the Gymnasium path (then `env` only
+    names its family for the observation and action sizes).
+    """
+
+    name: str
+    env: str
+    random_score: float
+    reference_score: float
+    physics: Mapping[str, float] = field(default_factory=dict)
+    obs_perm: tuple[int, ...] | None = None
+    obs_scale: tuple[float, ...] | None = None
+    action_map: tuple[int, ...] | None = None
+    reward_scale: float = 1.0
+    reward_shift: float = 0.0
+    env_factory: Callable[[], Any] | None = None
+
+    def normalise(self, returns: np.ndarray | float) -> np.ndarray:
+        return (np.asarray(returns) - self.random_score) / (
+            self.reference_score - self.random_score
+        )
+
+    def describe(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"name": self.name, "env": self.env}
+        if self.physics:
+            out["physics"] = dict(self.physics)
+        for key in ("obs_perm", "obs_scale", "action_map"):
+            if getattr(self, key) is not None:
+                out[key] = list(getattr(self, key))
+        if self.reward_scale != 1.0 or self.reward_shift != 0.0:
+            out["reward"] = {"scale": self.reward_scale, "shift": self.reward_shift}
+        return out
+
+
+@dataclass(frozen=True)
+class Scenario:
+    """Ordered tasks with a step budget each; says what the agent may see of the task changes."""
+
+    name: str
+    description: str
+    tasks: tuple[Task, ...]
+    steps_per_task: int
+    boundaries_visible: bool = True
+    task_ids_visible: bool = False
+
+    def __post_init__(self):
+        if not self.tasks:
+            raise ValueError(f"scenario '{self.name}' has no tasks")
+        families = {t.env for t in self.tasks}
+        if len(families) != 1:
+            raise ValueError(
+                f"scenario '{self.name}' mixes env families {sorted(families)}; "
+                "one family per scenario (tasks differ by context)"
+            )
+
+    @property
+    def env(self) -> str:
+        return self.tasks[0].env
+
+    @property
+    def num_tasks(self) -> int:
+        return len(self.tasks)
+
+    def normalise(self, returns: np.ndarray) -> np.ndarray:
+        """Normalise raw returns whose last axis runs over this scenario's tasks."""
+        rand = np.array([t.random_score for t in self.tasks])
+        ref = np.array([t.reference_score for t in self.tasks])
+        return (np.asarray(returns) - rand) / (ref - rand)
