@@ -12,20 +12,17 @@ import html
 import io
 import json
 import os
-import tempfile
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-import matplotlib
-
-matplotlib.use("Agg")  # no display here; Figure objects below never touch pyplot's global state
-
-import numpy as np  # noqa: E402
-from matplotlib import colormaps  # noqa: E402
-from matplotlib.figure import Figure  # noqa: E402
-from matplotlib.ticker import EngFormatter  # noqa: E402
+import numpy as np
+# Figure objects rendered straight to PNG (Agg): no pyplot, so no global state and no
+# matplotlib.use(), which would switch the backend of a notebook that imports this module.
+from matplotlib import colormaps
+from matplotlib.figure import Figure
+from matplotlib.ticker import EngFormatter
 
 __all__ = ["write_report"]
 
@@ -188,8 +185,9 @@ def performance_figure(data: RunData) -> Figure:
         ref = np.asarray(reference["curves"], dtype=np.float64).mean(axis=0)  # [task, eval]
         for i in range(min(n, ref.shape[0], len(boundaries))):
             xs = np.linspace(starts[i], boundaries[i], ref.shape[1])
-            ax.plot(xs, ref[i], color=colours[i], linestyle=":", linewidth=1.6, zorder=3,
-                    label="single-task reference" if i == 0 else None)
+            ax.plot(xs, ref[i], color=colours[i], linestyle=":", linewidth=1.6, zorder=3)
+        # One grey legend entry for all reference curves, rather than one in task 1's colour.
+        ax.plot([], [], color="0.4", linestyle=":", linewidth=1.6, label="single-task reference")
 
     ax.set_ylim(-0.1, 1.1)
     ax.set_xlim(0, max([*boundaries, *steps.tolist(), 1.0]))
@@ -250,13 +248,15 @@ def _png_bytes(fig: Figure) -> bytes:
 
 def _atomic_write(path: Path, data: bytes) -> None:
     """Write next to the target then rename, so a reader never sees a half-written file."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    # A plain open (not mkstemp, which makes 0600 files) so the report gets the umask's mode
+    # and can be served or shared like any other file; the pid keeps concurrent writers apart.
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
-        with os.fdopen(fd, "wb") as f:
+        with open(tmp, "wb") as f:
             f.write(data)
         os.replace(tmp, path)
     except BaseException:
-        os.unlink(tmp)
+        tmp.unlink(missing_ok=True)
         raise
 
 
@@ -286,8 +286,9 @@ def _metrics_table(summary: dict[str, Any]) -> str:
     if "forward_transfer" not in aggregate:
         rows.append(f"<tr><td colspan={3 + len(seeds)} class=def>Forward transfer not computed: "
                     "the run had no single-task reference runs.</td></tr>")
-    return (f"<table class=metrics><tr><th>metric</th><th class=num>IQM</th>"
-            f"<th class=num>95% CI</th>{head}</tr>{''.join(rows)}</table>")
+    # Wrapped so that many seeds scroll sideways instead of widening the page.
+    return (f"<div class=scroll><table class=metrics><tr><th>metric</th><th class=num>IQM</th>"
+            f"<th class=num>95% CI</th>{head}</tr>{''.join(rows)}</table></div>")
 
 
 def _versions_table(info: dict[str, Any]) -> str:
@@ -326,6 +327,7 @@ th { background: #f5f5f5; font-weight: 600; }
 .num { text-align: right; font-variant-numeric: tabular-nums; white-space: nowrap; }
 .def { color: #666; font-size: .85em; max-width: 30em; }
 .note { color: #666; font-size: .85em; }
+.scroll { overflow-x: auto; }
 figure { margin: 1em 0; }
 figure img { max-width: 100%; height: auto; display: block; }
 figcaption { color: #555; font-size: .9em; margin-top: .3em; max-width: 900px; }
@@ -367,9 +369,10 @@ def _render(data: RunData, figures: dict[str, tuple[str, int]]) -> str:
         progress = ""
         if last is not None:
             total = len(data.task_names) * data.steps_per_task if data.steps_per_task else None
+            doing = ("before training" if last["eval_index"] == 0
+                     else f"while training task {last['task_index'] + 1}")
             progress = (f" Last evaluation at step {last['step']:,}"
-                        + (f" of {total:,}" if total else "") + f", while training task "
-                        f"{last['task_index'] + 1}.")
+                        + (f" of {total:,}" if total else "") + f", {doing}.")
         parts.append(f"<div class=banner><b>Run not finished</b>: no summary.json yet, so no "
                      f"aggregate metrics; the figures use metrics.jsonl alone.{e(progress)}</div>")
 
@@ -397,6 +400,8 @@ def _render(data: RunData, figures: dict[str, tuple[str, int]]) -> str:
         parts.append("<p>No task has finished training yet.</p>")
 
     parts.append("<h2>Config</h2>")
+    if info.get("command"):
+        parts.append(f"<p class=sub>command: <code>{e(str(info['command']))}</code></p>")
     parts.append(f"<pre>{e(data.config_text)}</pre>" if data.config_text is not None
                  else "<p>(no config.yaml in the run directory)</p>")
     parts.append("<h2>Versions</h2>")
@@ -410,7 +415,11 @@ def _render(data: RunData, figures: dict[str, tuple[str, int]]) -> str:
 
 
 def write_report(run_dir: Path) -> Path:
-    """Write `run_dir/report.html` (self-contained) and `run_dir/figures/*.png`; return the HTML path."""
+    """Write `run_dir/report.html` (self-contained) and `run_dir/figures/*.png`.
+
+    Works on unfinished runs too (no summary.json): then from metrics.jsonl alone.
+    Returns the path of report.html.
+    """
     run_dir = Path(run_dir)
     data = load_run(run_dir)
     figures: dict[str, Figure] = {}

@@ -1,0 +1,190 @@
+"""Continual-learning metrics (DESIGN.md "Metrics") on hand-made matrices with known answers."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from everlearn.evaluation.metrics import (
+    average_performance,
+    backward_transfer,
+    clip01,
+    forgetting,
+    forward_transfer,
+    interquartile_mean_ci,
+    performance_matrix,
+    reference_auc,
+    summarise_seed,
+    task_auc,
+)
+
+# R[k, i]: performance on task i after training on task k (N = 3).
+R3 = np.array([
+    [0.9, 0.0, 0.1],
+    [0.5, 0.8, 0.1],
+    [0.3, 0.6, 0.7],
+])
+
+# A curve for N = 2 tasks, evals_per_task = 2: rows 0..4; row 0 is "before training",
+# task 0 is trained over rows 1-2 (ends at row 2), task 1 over rows 3-4 (ends at row 4).
+# Row 0 holds 1.0 so that any metric that wrongly includes it shows up.
+CURVE = np.array([
+    [1.0, 1.0],  # row 0: before training (excluded from every AUC)
+    [0.2, 0.1],  # row 1: during task 0
+    [0.6, 0.3],  # row 2: end of task 0
+    [0.5, 0.7],  # row 3: during task 1
+    [0.4, 0.9],  # row 4: end of task 1 (= T)
+])
+# Single-task references [N, evals_per_task + 1] (row 0: untrained, excluded).
+REF = np.array([
+    [0.9, 0.2, 0.2],  # AUC_0^ref = 0.2
+    [0.9, 0.6, 0.6],  # AUC_1^ref = 0.6
+])
+
+
+def test_clip01():
+    np.testing.assert_array_equal(clip01([-0.5, 0.3, 1.7]), [0.0, 0.3, 1.0])
+
+
+def test_average_performance_uses_last_row():
+    # P(T) = mean of the last row = (0.3 + 0.6 + 0.7) / 3 = 0.5333...
+    assert average_performance(R3) == pytest.approx(1.6 / 3)
+
+
+def test_average_performance_clips():
+    # last row [1.5, -0.2] clips to [1.0, 0.0] -> 0.5 (unclipped mean would be 0.65)
+    m = np.array([[0.8, 0.1], [1.5, -0.2]])
+    assert average_performance(m) == pytest.approx(0.5)
+
+
+def test_forgetting_hand_computed():
+    # F_0 = R[0,0] - R[2,0] = 0.9 - 0.3 = 0.6; F_1 = R[1,1] - R[2,1] = 0.8 - 0.6 = 0.2;
+    # the last task is excluded: mean(0.6, 0.2) = 0.4
+    assert forgetting(R3) == pytest.approx(0.4)
+
+
+def test_forgetting_clips_to_unit_interval():
+    # clipped: [[1.0, 0.0], [0.0, 0.6]] -> F_0 = 1.0 - 0.0 = 1.0 (unclipped: 1.4 + 0.5 = 1.9)
+    m = np.array([[1.4, 0.0], [-0.5, 0.6]])
+    assert forgetting(m) == pytest.approx(1.0)
+
+
+def test_forgetting_single_task_is_zero():
+    assert forgetting(np.array([[0.7]])) == 0.0
+    assert backward_transfer(np.array([[0.7]])) == 0.0
+
+
+def test_backward_transfer_hand_computed():
+    # BWT = mean(R[2,0] - R[0,0], R[2,1] - R[1,1]) = mean(-0.6, -0.2) = -0.4
+    assert backward_transfer(R3) == pytest.approx(-0.4)
+    # a positive backward transfer: R[1,0] - R[0,0] = 0.5 - 0.2 = 0.3; forgetting is its negative
+    m = np.array([[0.2, 0.0], [0.5, 0.9]])
+    assert backward_transfer(m) == pytest.approx(0.3)
+    assert forgetting(m) == pytest.approx(-0.3)
+
+
+def test_backward_transfer_clips():
+    # clipped: [[1.0, 0.0], [0.0, 0.6]] -> BWT = 0.0 - 1.0 = -1.0
+    m = np.array([[1.4, 0.0], [-0.5, 0.6]])
+    assert backward_transfer(m) == pytest.approx(-1.0)
+
+
+def test_performance_matrix_selects_task_end_rows():
+    m = performance_matrix(CURVE, evals_per_task=2)
+    # rows (k + 1) * 2 = 2 and 4
+    np.testing.assert_array_equal(m, [[0.6, 0.3], [0.4, 0.9]])
+    # three tasks, one eval per task: rows 1, 2, 3 of a [4, 3] curve
+    c = np.arange(12.0).reshape(4, 3)
+    np.testing.assert_array_equal(performance_matrix(c, 1), c[1:])
+
+
+def test_task_auc_excludes_row_zero_and_other_tasks():
+    # AUC_0 = mean(rows 1, 2 of task 0) = (0.2 + 0.6) / 2 = 0.4
+    # AUC_1 = mean(rows 3, 4 of task 1) = (0.7 + 0.9) / 2 = 0.8
+    np.testing.assert_allclose(task_auc(CURVE, 2), [0.4, 0.8])
+
+
+def test_task_auc_clips():
+    curve = np.array([[0.0], [1.5], [-0.5]])  # clipped to 1.0 and 0.0 -> 0.5
+    np.testing.assert_allclose(task_auc(curve, 2), [0.5])
+
+
+def test_reference_auc():
+    np.testing.assert_allclose(reference_auc(REF), [0.2, 0.6])
+
+
+def test_forward_transfer_hand_computed():
+    # FT_0 = (0.4 - 0.2) / (1 - 0.2) = 0.25; FT_1 = (0.8 - 0.6) / (1 - 0.6) = 0.5; mean 0.375
+    assert forward_transfer(CURVE, 2, REF) == pytest.approx(0.375)
+
+
+def test_forward_transfer_known_half():
+    # Both tasks: AUC = 0.75, AUC^ref = 0.5 -> FT = (0.75 - 0.5) / 0.5 = 0.5
+    curve = np.array([
+        [0.0, 0.0],
+        [0.5, 0.0],
+        [1.0, 0.0],
+        [0.0, 0.5],
+        [0.0, 1.0],
+    ])
+    ref = np.array([[0.0, 0.5, 0.5], [0.0, 0.25, 0.75]])
+    assert forward_transfer(curve, 2, ref) == pytest.approx(0.5)
+
+
+def test_forward_transfer_zero_when_equal_to_reference_and_finite_for_perfect_reference():
+    ref = np.array([[0.0, 0.2, 0.6], [0.0, 0.7, 0.9]])
+    curve = np.array([[0.0, 0.0], [0.2, 0.0], [0.6, 0.0], [0.0, 0.7], [0.0, 0.9]])
+    assert forward_transfer(curve, 2, ref) == pytest.approx(0.0)
+    perfect = np.ones((2, 3))
+    ft = forward_transfer(np.ones((5, 2)), 2, perfect)
+    assert np.isfinite(ft) and ft == pytest.approx(0.0)
+
+
+def test_summarise_seed_keys_and_values():
+    s = summarise_seed(CURVE, 2, None)
+    assert set(s) == {"average_performance", "forgetting", "backward_transfer"}
+    m = performance_matrix(CURVE, 2)  # [[0.6, 0.3], [0.4, 0.9]]
+    assert s["average_performance"] == pytest.approx(0.65)  # (0.4 + 0.9) / 2
+    assert s["forgetting"] == pytest.approx(0.2)  # 0.6 - 0.4
+    assert s["backward_transfer"] == pytest.approx(-0.2)
+    assert s["average_performance"] == average_performance(m)
+    s_ref = summarise_seed(CURVE, 2, REF)
+    assert set(s_ref) == set(s) | {"forward_transfer"}
+    assert s_ref["forward_transfer"] == pytest.approx(0.375)
+    assert all(isinstance(v, float) for v in s_ref.values())
+
+
+def test_iqm_of_one_to_ten():
+    # scipy trim_mean(x, 0.25) on 10 values drops int(2.5) = 2 from each end: mean(3..8) = 5.5
+    out = interquartile_mean_ci(np.arange(1, 11), reps=200, seed=0)
+    assert out["iqm"] == pytest.approx(5.5)
+    assert out["ci_low"] <= out["iqm"] <= out["ci_high"]
+
+
+def test_iqm_ignores_outliers():
+    # [1..9, 100]: middle values 3..8 -> 5.5, while the plain mean is 14.5
+    values = np.array([1, 2, 3, 4, 5, 6, 7, 8, 9, 100], dtype=float)
+    out = interquartile_mean_ci(values, reps=200, seed=0)
+    assert out["iqm"] == pytest.approx(5.5)
+    # 8 values: drop 2 from each end -> mean(2, 3, 4, 5) = 3.5
+    out8 = interquartile_mean_ci(np.array([0, 1, 2, 3, 4, 5, 6, 1000.0]), reps=200, seed=0)
+    assert out8["iqm"] == pytest.approx(3.5)
+    assert out8["ci_low"] <= 3.5 <= out8["ci_high"]
+    assert out8["ci_high"] < 1000.0
+
+
+def test_iqm_ci_deterministic_and_nontrivial():
+    rng = np.random.default_rng(3)
+    values = rng.normal(0.5, 0.2, size=12)
+    a = interquartile_mean_ci(values, reps=300, seed=7)
+    b = interquartile_mean_ci(values, reps=300, seed=7)
+    assert a == b
+    assert set(a) == {"iqm", "ci_low", "ci_high"}
+    assert a["ci_low"] < a["iqm"] < a["ci_high"]
+    assert all(isinstance(v, float) for v in a.values())
+
+
+def test_iqm_constant_values():
+    out = interquartile_mean_ci(np.full(5, 0.3), reps=100, seed=0)
+    assert out["iqm"] == pytest.approx(0.3)
+    assert out["ci_low"] == pytest.approx(0.3) and out["ci_high"] == pytest.approx(0.3)

@@ -1,0 +1,173 @@
+"""Built-in scenarios: they construct, their contexts are valid on both paths, their random
+scores are what a uniform-random policy really gets, and normalisation maps them to 0 and 1."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from everlearn.envs.families import FAMILIES, get_family
+from everlearn.scenarios import Scenario, Task, get_scenario, register_scenario, scenario_names
+from everlearn.scenarios import registry
+
+BUILTIN = ["cartpole-contexts", "acrobot-contexts", "cartpole-stationary"]
+RANDOM_EPISODES = 200
+
+
+def all_builtin_tasks() -> list[tuple[str, Task]]:
+    return [(name, t) for name in scenario_names() for t in get_scenario(name).tasks]
+
+
+def test_builtin_names_registered():
+    names = scenario_names()
+    for name in BUILTIN:
+        assert name in names
+    assert len(set(names)) == len(names)
+
+
+@pytest.mark.parametrize("name", BUILTIN)
+def test_builtin_scenario_constructs(name):
+    s = get_scenario(name)
+    assert isinstance(s, Scenario) and s.name == name
+    assert s.num_tasks == len(s.tasks) >= 1
+    assert s.steps_per_task > 0 and s.description
+    assert s.env in FAMILIES
+    assert len({t.name for t in s.tasks}) == s.num_tasks  # task names are distinct
+    # a fresh object each time (the registry holds factories)
+    assert get_scenario(name) == s
+
+
+@pytest.mark.parametrize("name, task", all_builtin_tasks(),
+                         ids=lambda v: v if isinstance(v, str) else v.name)
+def test_builtin_task_contexts_are_valid(name, task):
+    fam = get_family(task.env)
+    assert set(task.physics) <= set(fam.physics)
+    if task.obs_perm is not None:
+        assert sorted(task.obs_perm) == list(range(fam.obs_dim))
+    if task.obs_scale is not None:
+        assert len(task.obs_scale) == fam.obs_dim
+    if task.action_map is not None:
+        assert sorted(task.action_map) == list(range(fam.num_actions))
+    assert task.reference_score > task.random_score
+    # and the Gymnasium path accepts it too
+    from everlearn.envs.gymnasium_context import make_task_env
+
+    env = make_task_env(task)
+    obs, _ = env.reset(seed=0)
+    assert obs.shape == (fam.obs_dim,) and env.action_space.n == fam.num_actions
+    env.close()
+
+
+def test_get_scenario_unknown_lists_choices():
+    with pytest.raises(ValueError, match="nope") as info:
+        get_scenario("nope")
+    for name in scenario_names():
+        assert name in str(info.value)
+
+
+def test_scenario_mixing_families_raises():
+    tasks = (Task("a", "CartPole-v1", 22.0, 500.0), Task("b", "Acrobot-v1", -500.0, -80.0))
+    with pytest.raises(ValueError, match="mixes env families"):
+        Scenario("mixed", "bad", tasks, steps_per_task=10)
+
+
+def test_scenario_without_tasks_raises():
+    with pytest.raises(ValueError, match="no tasks"):
+        Scenario("empty", "bad", (), steps_per_task=10)
+
+
+def test_register_user_scenario(monkeypatch):
+    monkeypatch.setattr(registry, "_REGISTRY", dict(registry._REGISTRY))
+
+    @register_scenario("my-cartpole")
+    def mine() -> Scenario:
+        return Scenario("my-cartpole", "mine", (Task("t", "CartPole-v1", 22.0, 500.0),), 1000)
+
+    assert "my-cartpole" in scenario_names()
+    assert get_scenario("my-cartpole").steps_per_task == 1000
+
+
+def test_task_normalise():
+    t = Task("t", "CartPole-v1", random_score=22.0, reference_score=500.0)
+    assert float(t.normalise(22.0)) == pytest.approx(0.0)
+    assert float(t.normalise(500.0)) == pytest.approx(1.0)
+    assert float(t.normalise(261.0)) == pytest.approx(0.5)
+    a = Task("a", "Acrobot-v1", random_score=-500.0, reference_score=-80.0)
+    np.testing.assert_allclose(a.normalise(np.array([-500.0, -80.0, -290.0])), [0, 1, 0.5])
+
+
+@pytest.mark.parametrize("name", BUILTIN)
+def test_scenario_normalise_maps_random_to_0_reference_to_1(name):
+    s = get_scenario(name)
+    rand = np.array([t.random_score for t in s.tasks])
+    ref = np.array([t.reference_score for t in s.tasks])
+    out = s.normalise(np.stack([rand, ref, (rand + ref) / 2]))  # last axis: tasks
+    np.testing.assert_allclose(out, [[0.0] * s.num_tasks, [1.0] * s.num_tasks,
+                                     [0.5] * s.num_tasks], atol=1e-12)
+    for i, t in enumerate(s.tasks):
+        assert float(t.normalise(t.random_score)) == pytest.approx(0.0)
+        assert float(t.normalise(t.reference_score)) == pytest.approx(1.0)
+
+
+def random_policy_returns(family: str, tasks: list[Task], episodes: int, seed: int) -> np.ndarray:
+    """Mean return of a uniform-random policy per task on the functional path ([num_tasks])."""
+    from everlearn.envs.functional import FunctionalEnv, stack_params
+
+    env = FunctionalEnv(family)
+    fam = env.family
+    params = stack_params([
+        env.make_params(physics=dict(t.physics), obs_perm=t.obs_perm, obs_scale=t.obs_scale,
+                        action_map=t.action_map, reward_scale=t.reward_scale,
+                        reward_shift=t.reward_shift)
+        for t in tasks
+    ])
+
+    def episode(p, key):
+        k_reset, k_steps = jax.random.split(key)
+        obs, state = env.reset(k_reset, p)
+
+        def step(carry, key):
+            state, ret, done = carry
+            k_act, k_env = jax.random.split(key)
+            action = jax.random.randint(k_act, (), 0, fam.num_actions)
+            _, state, reward, terminated, truncated, _ = env.step(k_env, state, action, p)
+            ret = ret + jnp.where(done, 0.0, reward)
+            return (state, ret, done | terminated | truncated), None
+
+        init = (state, jnp.zeros(()), jnp.zeros((), bool))
+        (_, ret, done), _ = jax.lax.scan(step, init,
+                                         jax.random.split(k_steps, fam.max_episode_steps))
+        return ret, done
+
+    @jax.jit
+    def run(params, key):
+        keys = jax.random.split(key, (len(tasks), episodes))
+        return jax.vmap(jax.vmap(episode, in_axes=(None, 0)))(params, keys)
+
+    returns, done = run(params, jax.random.PRNGKey(seed))
+    assert bool(done.all())  # every episode ended within the time limit
+    return np.asarray(returns).mean(axis=1)
+
+
+def builtin_tasks_by_family() -> dict[str, list[Task]]:
+    out: dict[str, list[Task]] = {}
+    for name in scenario_names():
+        for t in get_scenario(name).tasks:
+            out.setdefault(t.env, []).append(t)
+    return out
+
+
+@pytest.mark.parametrize("family", sorted(builtin_tasks_by_family()))
+def test_random_scores(family):
+    """Each registered random_score is within 15% (or 3 return units) of a uniform-random
+    policy's mean return over RANDOM_EPISODES episodes on the functional path."""
+    tasks = builtin_tasks_by_family()[family]
+    measured = random_policy_returns(family, tasks, RANDOM_EPISODES, seed=0)
+    bad = []
+    for t, r in zip(tasks, measured):
+        tol = max(0.15 * abs(t.random_score), 3.0)
+        if abs(r - t.random_score) > tol:
+            bad.append(f"{t.name}: registered {t.random_score}, measured {r:.1f}")
+    assert not bad, "; ".join(bad)
