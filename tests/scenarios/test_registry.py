@@ -13,7 +13,9 @@ from everlearn.scenarios import Scenario, Task, get_scenario, register_scenario,
 from everlearn.scenarios import registry
 
 BUILTIN = ["cartpole-contexts", "acrobot-contexts", "cartpole-stationary"]
-RANDOM_EPISODES = 200
+# Episodes per task for test_random_scores: CartPole returns vary a lot between episodes and
+# its episodes are short (cheap); Acrobot's random returns are almost always -500.
+RANDOM_EPISODES = {"CartPole-v1": 500, "Acrobot-v1": 100}
 
 
 def all_builtin_tasks() -> list[tuple[str, Task]]:
@@ -162,9 +164,10 @@ def builtin_tasks_by_family() -> dict[str, list[Task]]:
 @pytest.mark.parametrize("family", sorted(builtin_tasks_by_family()))
 def test_random_scores(family):
     """Each registered random_score is within 15% (or 3 return units) of a uniform-random
-    policy's mean return over RANDOM_EPISODES episodes on the functional path."""
+    policy's mean return on the functional path (one jit per family, vmapped over tasks and
+    episodes)."""
     tasks = builtin_tasks_by_family()[family]
-    measured = random_policy_returns(family, tasks, RANDOM_EPISODES, seed=0)
+    measured = random_policy_returns(family, tasks, RANDOM_EPISODES.get(family, 100), seed=0)
     bad = []
     for t, r in zip(tasks, measured):
         tol = max(0.15 * abs(t.random_score), 3.0)

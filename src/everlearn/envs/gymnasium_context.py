@@ -22,6 +22,12 @@ class PhysicsContext(gym.Wrapper):
     def __init__(self, env: gym.Env, family: str, physics: dict[str, float]):
         super().__init__(env)
         spec = get_family(family)
+        unknown = set(physics) - set(spec.physics)
+        if unknown:
+            raise ValueError(
+                f"unknown physical parameter(s) {sorted(unknown)} for {spec.name}; "
+                f"valid: {', '.join(spec.physics)}"
+            )
         base = env.unwrapped
         for name, value in {**physics, **derived_physics(family, physics)}.items():
             attr = spec.physics.get(name, name)

@@ -77,14 +77,21 @@ def interquartile_mean_ci(values: np.ndarray, reps: int = 2000, seed: int = 0) -
     from rliable import metrics as rly_metrics
 
     scores = np.asarray(values, dtype=np.float64).reshape(-1, 1)
-    with warnings.catch_warnings():  # arch deprecates RandomState; rliable still passes one
-        warnings.simplefilter("ignore", FutureWarning)
-        point, interval = rly.get_interval_estimates(
-            {"x": scores},
-            lambda s: np.array([rly_metrics.aggregate_iqm(s)]),
-            reps=reps,
-            random_state=np.random.RandomState(seed),
-        )
+    # rliable's StratifiedBootstrap draws its resampling indices from NumPy's *global* RNG
+    # (np.random.choice) and ignores `random_state`, so seed that and restore it afterwards.
+    global_state = np.random.get_state()
+    np.random.seed(seed)
+    try:
+        with warnings.catch_warnings():  # arch deprecates RandomState; rliable still passes one
+            warnings.simplefilter("ignore", FutureWarning)
+            point, interval = rly.get_interval_estimates(
+                {"x": scores},
+                lambda s: np.array([rly_metrics.aggregate_iqm(s)]),
+                reps=reps,
+                random_state=np.random.RandomState(seed),
+            )
+    finally:
+        np.random.set_state(global_state)
     low, high = interval["x"][:, 0]
     return {"iqm": float(point["x"][0]), "ci_low": float(low), "ci_high": float(high)}
 

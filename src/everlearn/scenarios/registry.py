@@ -1,7 +1,7 @@
 """Built-in scenarios (`everlearn list`) and the registry users add their own to.
 
 The random scores were measured with `tests/scenarios/test_registry.py::test_random_scores`
-(a uniform-random policy, 200 episodes, functional path); the reference scores are the return of
+(a uniform-random policy, 500 episodes, functional path); the reference scores are the return of
 a solved task (CartPole's maximum; Acrobot's commonly reported solved level).
 """
 
@@ -48,7 +48,7 @@ def cartpole_contexts() -> Scenario:
             Task(
                 "long-pole-inverted",
                 "CartPole-v1",
-                random_score=22.0,
+                random_score=28.0,
                 reference_score=500.0,
                 physics={"length": 0.75},
                 action_map=(1, 0),
@@ -64,7 +64,7 @@ def cartpole_contexts() -> Scenario:
             Task(
                 "light-cart-inverted",
                 "CartPole-v1",
-                random_score=22.0,
+                random_score=14.0,
                 reference_score=500.0,
                 physics={"masscart": 0.5, "force_mag": 12.0},
                 action_map=(1, 0),

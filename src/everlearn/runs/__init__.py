@@ -1,0 +1,1 @@
+"""Run loops (functional and Gymnasium paths), run directory, checkpoints, config."""

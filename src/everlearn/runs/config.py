@@ -1,0 +1,162 @@
+"""Run configuration: a validated pydantic model, built from defaults, a YAML file and overrides.
+
+Every way a config can be wrong (unknown key, wrong type, unknown scenario or agent) ends in a
+`ConfigError` whose message is one line naming the problem and the valid choices.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, PositiveInt, ValidationError, field_validator
+
+from everlearn.agents import AGENTS
+from everlearn.agents.dqn import DQNConfig
+from everlearn.agents.ppo import PPOConfig
+from everlearn.scenarios import scenario_names
+
+
+class ConfigError(ValueError):
+    """A user-facing configuration problem; the message is one line."""
+
+
+def parse_seeds(value: str | int | list[int]) -> list[int]:
+    """'0-4' -> [0..4]; '0,3,7' -> [0, 3, 7]; 5 -> [5]."""
+    seeds: list[int] = []
+    try:
+        if isinstance(value, list):
+            if not all(isinstance(v, int) and not isinstance(v, bool) for v in value):
+                raise ValueError(value)
+            seeds = list(value)
+        elif isinstance(value, int) and not isinstance(value, bool):
+            seeds = [value]
+        else:
+            for part in str(value).split(","):
+                if "-" in part.strip()[1:]:
+                    lo, hi = part.split("-", 1)
+                    seeds.extend(range(int(lo), int(hi) + 1))
+                else:
+                    seeds.append(int(part))
+    except ValueError:
+        raise ConfigError(
+            f"seeds '{value}' is not a list of seeds; write e.g. 0-4 or 0,3,7"
+        ) from None
+    if not seeds or len(set(seeds)) != len(seeds) or min(seeds) < 0:
+        raise ConfigError(f"seeds '{value}' must be distinct non-negative integers, e.g. 0-4")
+    return seeds
+
+
+class RunConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    scenario: str = "cartpole-contexts"
+    agent: str = "ppo"
+    backend: Literal["jax", "gymnasium"] = "jax"
+    seeds: list[int] = Field(default_factory=lambda: [0])
+    steps_per_task: PositiveInt | None = None  # None: the scenario's own budget
+    evals_per_task: PositiveInt = 10
+    eval_episodes: PositiveInt = 10
+    checkpoint_every: PositiveInt = 5  # evaluations between checkpoints (and at task ends)
+    reference: bool = False  # also run single-task references (forward transfer needs them)
+    ppo: PPOConfig = PPOConfig()
+    dqn: DQNConfig = DQNConfig()
+
+    @field_validator("seeds", mode="before")
+    @classmethod
+    def _seeds(cls, value: Any) -> list[int]:
+        return parse_seeds(value)
+
+    @field_validator("scenario")
+    @classmethod
+    def _scenario(cls, value: str) -> str:
+        if value not in scenario_names():
+            raise ValueError(f"unknown scenario '{value}'; choose one of: "
+                             f"{', '.join(scenario_names())}")
+        return value
+
+    @field_validator("agent")
+    @classmethod
+    def _agent(cls, value: str) -> str:
+        if value not in AGENTS:
+            raise ValueError(f"unknown agent '{value}'; choose one of: {', '.join(AGENTS)}")
+        return value
+
+    def agent_config(self) -> BaseModel:
+        return getattr(self, self.agent)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The resolved config, with only the chosen agent's section."""
+        data = self.model_dump(mode="json")
+        for name in AGENTS:
+            if name != self.agent:
+                data.pop(name, None)
+        return data
+
+
+def _set_dotted(data: dict, dotted: str, value: Any) -> None:
+    *parents, leaf = dotted.split(".")
+    node = data
+    for part in parents:
+        node = node.setdefault(part, {})
+        if not isinstance(node, dict):
+            raise ConfigError(f"config key '{dotted}': '{part}' is not a section")
+    node[leaf] = value
+
+
+def _valid_keys(model: type[BaseModel], loc: tuple) -> list[str]:
+    for part in loc[:-1]:
+        field = model.model_fields.get(str(part))
+        if field is None or not (isinstance(field.annotation, type)
+                                 and issubclass(field.annotation, BaseModel)):
+            return []
+        model = field.annotation
+    return list(model.model_fields)
+
+
+def _format(error: ValidationError) -> str:
+    first = error.errors()[0]
+    loc = tuple(first["loc"])
+    key = ".".join(str(p) for p in loc)
+    if first["type"] == "extra_forbidden":
+        where = ".".join(str(p) for p in loc[:-1])
+        valid = ", ".join(_valid_keys(RunConfig, loc))
+        return f"unknown config key '{key}'" + (f" in '{where}'" if where else "") + \
+            f"; valid keys: {valid}"
+    msg = first["msg"].removeprefix("Value error, ")
+    if first["type"] == "value_error":
+        return msg
+    return f"config key '{key}': {msg} (got {first.get('input')!r})"
+
+
+def build_config(
+    config_file: Path | None = None,
+    overrides: dict[str, Any] | None = None,
+    sets: list[str] | None = None,
+) -> RunConfig:
+    """Defaults < YAML file < explicit overrides (CLI flags) < `--set key=value` pairs."""
+    data: dict[str, Any] = {}
+    if config_file is not None:
+        if not Path(config_file).is_file():
+            raise ConfigError(f"config file '{config_file}' does not exist")
+        try:
+            loaded = yaml.safe_load(Path(config_file).read_text())
+        except yaml.YAMLError as e:
+            raise ConfigError(f"config file '{config_file}' is not valid YAML: "
+                              f"{str(e).splitlines()[0]}") from None
+        if loaded is not None and not isinstance(loaded, dict):
+            raise ConfigError(f"config file '{config_file}' must hold a mapping of keys")
+        data.update(loaded or {})
+    for key, value in (overrides or {}).items():
+        if value is not None:
+            data[key] = value
+    for item in sets or []:
+        if "=" not in item:
+            raise ConfigError(f"--set '{item}' is not key=value (e.g. --set ppo.learning_rate=3e-4)")
+        key, raw = item.split("=", 1)
+        _set_dotted(data, key.strip(), yaml.safe_load(raw))
+    try:
+        return RunConfig.model_validate(data)
+    except ValidationError as e:
+        raise ConfigError(_format(e)) from None

@@ -1,0 +1,144 @@
+"""The functional path: act–step–learn compiled into one program, seeds as a `vmap` axis.
+
+A run advances in segments (the steps between two evaluations). `train_segment` resets the
+envs with the current task's params and runs `iterations` rollout+update iterations in one
+`lax.scan`; it is `vmap`ped over seeds and `jit`ted once — the task is an argument, so a task
+switch never recompiles. `evaluate` runs every task at once (`vmap` over the stacked task
+params and over episodes) with the greedy policy, on keys that are not the training stream's.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import struct
+
+from everlearn.agents.common import Agent, Transition
+from everlearn.envs.functional import FunctionalEnv, TaskParams, index_params, stack_params
+from everlearn.scenarios.task import Scenario, Task
+
+
+@struct.dataclass
+class SeedState:
+    agent: Any
+    key: jax.Array
+
+
+def task_params(env: FunctionalEnv, task: Task) -> TaskParams:
+    return env.make_params(
+        physics=dict(task.physics),
+        obs_perm=task.obs_perm,
+        obs_scale=task.obs_scale,
+        action_map=task.action_map,
+        reward_scale=task.reward_scale,
+        reward_shift=task.reward_shift,
+    )
+
+
+def init_seeds(init_seed: Callable[[jax.Array], Any], seeds: list[int]) -> Any:
+    """Initialise one seed at a time and stack.
+
+    Not `vmap`: orthogonal initialisation is a batched LAPACK QR under `vmap`, and jaxlib's
+    batched QR waits on XLA's CPU thread pool from inside that pool; two of them at once on a
+    2-core machine deadlock (seen here about one run in four). One seed per call has no batch.
+    """
+    states = [init_seed(jnp.asarray(seed, jnp.uint32)) for seed in seeds]
+    return jax.tree.map(lambda *xs: jnp.stack(xs), *states)
+
+
+class FunctionalTrainer:
+    def __init__(self, scenario: Scenario, agent: Agent, iterations: int, eval_episodes: int):
+        self.scenario, self.agent, self.iterations = scenario, agent, iterations
+        self.env = FunctionalEnv(scenario.env)
+        self.tasks = stack_params([task_params(self.env, t) for t in scenario.tasks])
+        self.eval_episodes = eval_episodes
+        self.max_episode_steps = self.env.family.max_episode_steps
+        self._init = jax.jit(self._init_seed)
+        self._segment = jax.jit(jax.vmap(self._train_segment, in_axes=(0, None)))
+        self._evaluate = jax.jit(jax.vmap(self._evaluate_seed))
+
+    # -- public, batched over seeds ---------------------------------------------------------
+    def init(self, seeds: list[int]) -> SeedState:
+        return init_seeds(self._init, seeds)
+
+    def train_segment(self, state: SeedState, task_index: int) -> tuple[SeedState, dict]:
+        state, metrics = self._segment(state, index_params(self.tasks, task_index))
+        return state, jax.tree.map(np.asarray, metrics)
+
+    def evaluate(self, state: SeedState, seeds: list[int], eval_index: int) -> np.ndarray:
+        """Mean greedy return per seed and task: float[num_seeds, num_tasks]."""
+        keys = jax.vmap(lambda s: jax.random.fold_in(jax.random.PRNGKey(s + 7_919), eval_index))(
+            jnp.asarray(seeds, jnp.uint32)
+        )
+        return np.asarray(self._evaluate(state.agent, keys))
+
+    # -- one seed ------------------------------------------------------------------------
+    def _init_seed(self, seed: jax.Array) -> SeedState:
+        k_agent, k_run = jax.random.split(jax.random.PRNGKey(seed))
+        return SeedState(self.agent.init(k_agent), k_run)
+
+    def _train_segment(self, state: SeedState, params: TaskParams):
+        agent, env = self.agent, self.env
+        key, k_reset, k_loop = jax.random.split(state.key, 3)
+        obs, env_state = jax.vmap(env.reset, in_axes=(0, None))(
+            jax.random.split(k_reset, agent.num_envs), params
+        )
+
+        def env_step(carry, key):
+            agent_state, obs, env_state = carry
+            k_act, k_env = jax.random.split(key)
+            action, extras = agent.act(agent_state, obs, k_act)
+            next_obs, env_state, reward, terminated, truncated, true_next = jax.vmap(
+                env.step, in_axes=(0, 0, 0, None)
+            )(jax.random.split(k_env, agent.num_envs), env_state, action, params)
+            transition = Transition(obs, action, reward, terminated, truncated, true_next, extras)
+            return (agent_state, next_obs, env_state), transition
+
+        def iteration(carry, key):
+            agent_state, obs, env_state = carry
+            k_rollout, k_update = jax.random.split(key)
+            (_, obs, env_state), batch = jax.lax.scan(
+                env_step, (agent_state, obs, env_state),
+                jax.random.split(k_rollout, agent.rollout_length),
+            )
+            agent_state, metrics = agent.update(agent_state, batch, k_update)
+            return (agent_state, obs, env_state), metrics
+
+        (agent_state, _, _), metrics = jax.lax.scan(
+            iteration, (state.agent, obs, env_state), jax.random.split(k_loop, self.iterations)
+        )
+        return SeedState(agent_state, key), jax.tree.map(jnp.mean, metrics)
+
+    def _evaluate_seed(self, agent_state: Any, key: jax.Array) -> jax.Array:
+        env, greedy = self.env, self.agent.greedy_action
+
+        def episode(params: TaskParams, key: jax.Array) -> jax.Array:
+            k_reset, k_steps = jax.random.split(key)
+            obs, env_state = env.reset(k_reset, params)
+
+            def step(carry, key):
+                obs, env_state, ret, done = carry
+                action = greedy(agent_state, obs[None])[0]
+                obs, env_state, reward, terminated, truncated, _ = env.step(
+                    key, env_state, action, params
+                )
+                ret = ret + jnp.where(done, 0.0, reward)
+                return (obs, env_state, ret, done | terminated | truncated), None
+
+            init = (obs, env_state, jnp.zeros(()), jnp.zeros((), bool))
+            (_, _, ret, _), _ = jax.lax.scan(
+                step, init, jax.random.split(k_steps, self.max_episode_steps)
+            )
+            return ret
+
+        def task_returns(params: TaskParams, key: jax.Array) -> jax.Array:
+            return jax.vmap(episode, in_axes=(None, 0))(
+                params, jax.random.split(key, self.eval_episodes)
+            ).mean()
+
+        num_tasks = self.scenario.num_tasks
+        return jax.vmap(task_returns)(self.tasks, jax.random.split(key, num_tasks))

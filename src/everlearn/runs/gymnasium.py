@@ -1,0 +1,133 @@
+"""The Gymnasium path: envs stepped on the host, the agent's `act` and `update` compiled.
+
+Same agent functions and the same segment/evaluate interface as the functional path. Each
+segment resets the vector env with a seed drawn from the run key, so a run is a pure function
+of its checkpointed state (resume gives the same result). Seeds run one after another.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from everlearn.agents.common import Agent, Transition
+from everlearn.envs.gymnasium_context import make_vector_env
+from everlearn.runs.functional import SeedState, init_seeds
+from everlearn.scenarios.task import Scenario
+
+
+def _seed_slice(tree: Any, i: int) -> Any:
+    return jax.tree.map(lambda x: x[i], tree)
+
+
+class GymnasiumTrainer:
+    def __init__(self, scenario: Scenario, agent: Agent, iterations: int, eval_episodes: int):
+        self.scenario, self.agent, self.iterations = scenario, agent, iterations
+        self.eval_episodes = eval_episodes
+        self._envs: dict[int, Any] = {}
+        self._eval_envs: dict[int, Any] = {}
+
+        def init_seed(seed):
+            k_agent, k_run = jax.random.split(jax.random.PRNGKey(seed))
+            return SeedState(agent.init(k_agent), k_run)
+
+        def act(agent_state, obs, key):
+            key, k_act = jax.random.split(key)
+            action, extras = agent.act(agent_state, obs, k_act)
+            return action, extras, key
+
+        def update(agent_state, batch, key):
+            key, k_update = jax.random.split(key)
+            agent_state, metrics = agent.update(agent_state, batch, k_update)
+            return agent_state, metrics, key
+
+        def env_seed(key):
+            key, k_seed = jax.random.split(key)
+            return jax.random.randint(k_seed, (), 0, 2**31 - 1), key
+
+        self._init = jax.jit(init_seed)
+        self._act = jax.jit(act)
+        self._update = jax.jit(update)
+        self._env_seed = jax.jit(env_seed)
+        self._greedy = jax.jit(agent.greedy_action)
+
+    def init(self, seeds: list[int]) -> SeedState:
+        return init_seeds(self._init, seeds)
+
+    def _vector_env(self, cache: dict, task_index: int, num_envs: int):
+        if task_index not in cache:
+            cache[task_index] = make_vector_env(self.scenario.tasks[task_index], num_envs)
+        return cache[task_index]
+
+    def train_segment(self, state: SeedState, task_index: int) -> tuple[SeedState, dict]:
+        num_seeds = jax.tree.leaves(state)[0].shape[0]
+        results = [self._train_seed(_seed_slice(state, i), task_index) for i in range(num_seeds)]
+        new_state = jax.tree.map(lambda *xs: jnp.stack(xs), *[r[0] for r in results])
+        metrics = {k: np.array([r[1][k] for r in results]) for k in results[0][1]}
+        return new_state, metrics
+
+    def _train_seed(self, state: SeedState, task_index: int) -> tuple[SeedState, dict]:
+        agent = self.agent
+        T, E = agent.rollout_length, agent.num_envs
+        envs = self._vector_env(self._envs, task_index, E)
+        seed, key = self._env_seed(state.key)
+        obs, _ = envs.reset(seed=int(seed))
+        agent_state = state.agent
+        obs_dim = obs.shape[1]
+        buf = {
+            "obs": np.empty((T, E, obs_dim), np.float32),
+            "action": np.empty((T, E), np.int32),
+            "reward": np.empty((T, E), np.float32),
+            "terminated": np.empty((T, E), bool),
+            "truncated": np.empty((T, E), bool),
+            "next_obs": np.empty((T, E, obs_dim), np.float32),
+        }
+        extras_buf: dict[str, np.ndarray] = {}
+        metric_sums: dict[str, float] = {}
+        for _ in range(self.iterations):
+            for t in range(T):
+                action, extras, key = self._act(agent_state, obs, key)
+                action = np.asarray(action)
+                next_obs, reward, terminated, truncated, info = envs.step(action)
+                buf["obs"][t], buf["action"][t], buf["reward"][t] = obs, action, reward
+                buf["terminated"][t], buf["truncated"][t] = terminated, truncated
+                buf["next_obs"][t] = next_obs
+                if "_final_obs" in info:  # the true last observation of finished episodes
+                    ended = info["_final_obs"]
+                    buf["next_obs"][t][ended] = np.stack(info["final_obs"][ended])
+                for name, value in extras.items():
+                    if name not in extras_buf:
+                        extras_buf[name] = np.empty((T, *value.shape), value.dtype)
+                    extras_buf[name][t] = value
+                obs = next_obs
+            batch = Transition(**buf, extras=extras_buf)
+            agent_state, metrics, key = self._update(agent_state, batch, key)
+            for name, value in metrics.items():
+                metric_sums[name] = metric_sums.get(name, 0.0) + float(value)
+        means = {k: v / self.iterations for k, v in metric_sums.items()}
+        return SeedState(agent_state, key), means
+
+    def evaluate(self, state: SeedState, seeds: list[int], eval_index: int) -> np.ndarray:
+        """Mean greedy return per seed and task: float[num_seeds, num_tasks]."""
+        out = np.zeros((len(seeds), self.scenario.num_tasks))
+        for i, seed in enumerate(seeds):
+            agent_state = _seed_slice(state.agent, i)
+            for task_index in range(self.scenario.num_tasks):
+                envs = self._vector_env(self._eval_envs, task_index, self.eval_episodes)
+                env_seed = (seed * 1_000_003 + eval_index * 7_919 + task_index) % (2**31)
+                out[i, task_index] = self._episode_returns(agent_state, envs, env_seed).mean()
+        return out
+
+    def _episode_returns(self, agent_state: Any, envs: Any, env_seed: int) -> np.ndarray:
+        obs, _ = envs.reset(seed=env_seed)
+        returns = np.zeros(envs.num_envs)
+        done = np.zeros(envs.num_envs, bool)
+        while not done.all():
+            action = np.asarray(self._greedy(agent_state, obs))
+            obs, reward, terminated, truncated, _ = envs.step(action)
+            returns += np.where(done, 0.0, reward)
+            done |= terminated | truncated
+        return returns

@@ -1,0 +1,277 @@
+"""A run: one agent on one scenario for a set of seeds; owns the run directory.
+
+Run directory:
+  config.yaml      the resolved config          run.json      scenario, versions, seeds
+  metrics.jsonl    one line per evaluation, appended and flushed as the run goes
+  checkpoints/     run state (msgpack) at each task end and every `checkpoint_every` evals
+  summary.json     metrics per seed and aggregated (IQM, 95% bootstrap CI)
+  report.html      the report, plus figures/*.png
+
+The run advances in segments of `segment_steps` env steps per seed, evaluating every task after
+each. `resume` reloads the newest checkpoint, drops log lines written after it, and continues:
+the result equals that of an uninterrupted run with the same config.
+"""
+
+from __future__ import annotations
+
+import json
+import platform
+import sys
+import time
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import jax
+import numpy as np
+import yaml
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from everlearn import __version__
+from everlearn.agents import EnvSpec, make_agent
+from everlearn.envs import get_family
+from everlearn.evaluation.metrics import interquartile_mean_ci, summarise_seed
+from everlearn.runs.checkpoint import atomic_write, load_checkpoint, save_checkpoint
+from everlearn.runs.config import ConfigError, RunConfig
+from everlearn.runs.functional import FunctionalTrainer
+from everlearn.runs.gymnasium import GymnasiumTrainer
+from everlearn.runs.reference import reference_curves
+from everlearn.scenarios import Scenario, get_scenario
+
+console = Console(stderr=True)
+
+
+@dataclass
+class RunPlan:
+    config: RunConfig
+    scenario: Scenario
+    trainer: FunctionalTrainer | GymnasiumTrainer
+    segment_steps: int  # env steps per seed between evaluations
+
+    @property
+    def total_segments(self) -> int:
+        return self.scenario.num_tasks * self.config.evals_per_task
+
+    def task_of(self, segment: int) -> int:
+        """Task trained during segment `segment` (1-based: segment k ends at eval k)."""
+        return (segment - 1) // self.config.evals_per_task
+
+
+def make_plan(config: RunConfig) -> RunPlan:
+    scenario = get_scenario(config.scenario)
+    if config.backend == "jax" and any(t.env_factory is not None for t in scenario.tasks):
+        raise ConfigError(f"scenario '{scenario.name}' has tasks built from your own Gymnasium "
+                          "env, which only the Gymnasium path can step; use --backend gymnasium")
+    family = get_family(scenario.env)
+    agent = make_agent(config.agent, config.agent_config(),
+                       EnvSpec(family.obs_dim, family.num_actions))
+    steps_per_task = config.steps_per_task or scenario.steps_per_task
+    per_eval = steps_per_task / config.evals_per_task
+    iterations = max(1, round(per_eval / agent.steps_per_update))
+    trainer_cls = FunctionalTrainer if config.backend == "jax" else GymnasiumTrainer
+    trainer = trainer_cls(scenario, agent, iterations, config.eval_episodes)
+    return RunPlan(config, scenario, trainer, iterations * agent.steps_per_update)
+
+
+def package_versions() -> dict[str, str]:
+    names = ["jax", "jaxlib", "flax", "optax", "gymnax", "gymnasium", "numpy", "pydantic",
+             "rliable"]
+    out = {"python": platform.python_version(), "platform": platform.platform()}
+    for name in names:
+        try:
+            out[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            pass
+    out["jax_devices"] = ", ".join(str(d) for d in jax.devices())
+    return out
+
+
+def default_run_dir(config: RunConfig) -> Path:
+    stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
+    return Path("runs") / f"{config.scenario}-{config.agent}-{config.backend}-{stamp}"
+
+
+def start_run(config: RunConfig, run_dir: Path | None = None, *, quiet: bool = False,
+              stop_after: int | None = None) -> Path:
+    """Validate everything, create the run directory, and run to the end (or `stop_after`
+    segments, which leaves the directory as a kill after that checkpoint would)."""
+    plan = make_plan(config)  # fails before anything is written
+    run_dir = Path(run_dir) if run_dir else default_run_dir(config)
+    if run_dir.exists() and any(run_dir.iterdir()):
+        raise ConfigError(f"run directory '{run_dir}' already exists and is not empty; "
+                          "choose another --out or 'everlearn resume' it")
+    run_dir.mkdir(parents=True, exist_ok=True)
+    atomic_write(run_dir / "config.yaml", yaml.safe_dump(config.to_dict(), sort_keys=False))
+    info = {
+        "everlearn_version": __version__,
+        "versions": package_versions(),
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "command": " ".join(sys.argv),
+        "scenario": {
+            "name": plan.scenario.name,
+            "description": plan.scenario.description,
+            "steps_per_task": plan.segment_steps * config.evals_per_task,
+            "boundaries_visible": plan.scenario.boundaries_visible,
+            "task_ids_visible": plan.scenario.task_ids_visible,
+            "tasks": [t.describe() for t in plan.scenario.tasks],
+        },
+        "agent": config.agent,
+        "backend": config.backend,
+        "seeds": config.seeds,
+        "evals_per_task": config.evals_per_task,
+        "segment_steps": plan.segment_steps,
+    }
+    atomic_write(run_dir / "run.json", json.dumps(info, indent=1))
+    state = plan.trainer.init(config.seeds)
+    return _execute(plan, run_dir, state, 0, quiet=quiet, stop_after=stop_after)
+
+
+def load_config(run_dir: Path) -> RunConfig:
+    path = Path(run_dir) / "config.yaml"
+    if not path.is_file():
+        raise ConfigError(f"'{run_dir}' is not a run directory (no config.yaml)")
+    return RunConfig.model_validate(yaml.safe_load(path.read_text()))
+
+
+def resume_run(run_dir: Path, *, quiet: bool = False, stop_after: int | None = None) -> Path:
+    run_dir = Path(run_dir)
+    plan = make_plan(load_config(run_dir))
+    template = plan.trainer.init(plan.config.seeds)
+    try:
+        state, index = load_checkpoint(run_dir / "checkpoints", template)
+    except ValueError as e:
+        raise ConfigError(str(e)) from None
+    done = index["segment"]
+    # Evaluations after the checkpoint belong to work that is being redone.
+    log = run_dir / "metrics.jsonl"
+    kept = [line for line in log.read_text().splitlines()
+            if line.strip() and json.loads(line).get("eval_index", 0) <= done]
+    atomic_write(log, "".join(line + "\n" for line in kept))
+    if not quiet:
+        console.print(f"resuming {run_dir} from segment {done}/{plan.total_segments}")
+    return _execute(plan, run_dir, state, done, quiet=quiet, stop_after=stop_after)
+
+
+def _progress(quiet: bool) -> Progress:
+    return Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("steps  {task.fields[rate]:>7} steps/s  last eval {task.fields[last]}"),
+        TimeElapsedColumn(),
+        console=console,
+        disable=quiet,
+    )
+
+
+def _execute(plan: RunPlan, run_dir: Path, state: Any, start: int, *, quiet: bool,
+             stop_after: int | None) -> Path:
+    config, scenario, trainer = plan.config, plan.scenario, plan.trainer
+    seeds, seg_steps = config.seeds, plan.segment_steps
+    log_path = run_dir / "metrics.jsonl"
+    # Wall time counts on from what the killed process had spent (the last logged evaluation).
+    spent = 0.0
+    if start > 0:
+        spent = json.loads(log_path.read_text().splitlines()[-1])["wall_time"]
+    t_start = time.perf_counter() - spent
+
+    def log_eval(segment: int, returns: np.ndarray, train: dict) -> str:
+        normalised = scenario.normalise(returns)
+        record = {
+            "kind": "eval", "eval_index": segment, "step": segment * seg_steps,
+            "task_index": max(plan.task_of(segment), 0),
+            "returns": returns.tolist(), "normalised": normalised.tolist(),
+            "train": {k: np.asarray(v).tolist() for k, v in train.items()},
+            "wall_time": time.perf_counter() - t_start,
+        }
+        with open(log_path, "a") as f:
+            f.write(json.dumps(record) + "\n")
+            f.flush()
+        return f"{np.clip(normalised, 0, 1).mean():.2f}"
+
+    def checkpoint(segment: int) -> None:
+        at_task_end = segment % config.evals_per_task == 0
+        save_checkpoint(run_dir / "checkpoints", state,
+                        {"segment": segment, "step": segment * seg_steps}, keep=at_task_end)
+
+    with _progress(quiet) as progress:
+        total = plan.total_segments * seg_steps
+        bar = progress.add_task("start", total=total, completed=start * seg_steps,
+                                rate="-", last="-")
+        if start == 0:
+            last = log_eval(0, trainer.evaluate(state, seeds, 0), {})
+            checkpoint(0)
+            progress.update(bar, last=last)
+        for segment in range(start + 1, plan.total_segments + 1):
+            if stop_after is not None and segment > start + stop_after:
+                return run_dir
+            task = plan.task_of(segment)
+            progress.update(bar, description=f"task {task + 1}/{scenario.num_tasks} "
+                                             f"{scenario.tasks[task].name}")
+            t0 = time.perf_counter()
+            state, train_metrics = trainer.train_segment(state, task)
+            rate = seg_steps * len(seeds) / (time.perf_counter() - t0)
+            last = log_eval(segment, trainer.evaluate(state, seeds, segment), train_metrics)
+            if segment % config.evals_per_task == 0 or segment % config.checkpoint_every == 0:
+                checkpoint(segment)
+            progress.update(bar, advance=seg_steps, rate=f"{rate:,.0f}", last=last)
+
+        reference = None
+        if config.reference:
+            ref_bar = progress.add_task("reference runs", total=plan.total_segments * seg_steps,
+                                        rate="-", last="-")
+            reference = reference_curves(
+                trainer, config, scenario, seg_steps,
+                on_segment=lambda task, e: progress.update(ref_bar, advance=seg_steps),
+            )
+    write_summary(run_dir, plan, reference, wall_time_s=time.perf_counter() - t_start)
+    from everlearn.report import write_report
+
+    report = write_report(run_dir)
+    if not quiet:
+        console.print(f"report: {report}")
+    return run_dir
+
+
+def read_curves(run_dir: Path) -> tuple[np.ndarray, list[int]]:
+    """Normalised evaluation curves [num_seeds, num_evals, num_tasks] and their steps."""
+    records = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()
+               if line.strip()]
+    evals = sorted((r for r in records if r.get("kind") == "eval"),
+                   key=lambda r: r["eval_index"])
+    curves = np.stack([np.asarray(r["normalised"]) for r in evals], axis=1)
+    return curves, [r["step"] for r in evals]
+
+
+def write_summary(run_dir: Path, plan: RunPlan, reference: np.ndarray | None,
+                  wall_time_s: float) -> dict:
+    config, scenario = plan.config, plan.scenario
+    curves, steps = read_curves(run_dir)
+    per_seed_rows = [
+        summarise_seed(curves[s], config.evals_per_task,
+                       None if reference is None else reference[s])
+        for s in range(len(config.seeds))
+    ]
+    metrics = list(per_seed_rows[0])
+    per_seed = {m: [row[m] for row in per_seed_rows] for m in metrics}
+    E = config.evals_per_task
+    matrix = np.clip(curves[:, [(k + 1) * E for k in range(scenario.num_tasks)], :], 0, 1)
+    summary = {
+        "scenario": scenario.name,
+        "agent": config.agent,
+        "backend": config.backend,
+        "seeds": config.seeds,
+        "tasks": [t.name for t in scenario.tasks],
+        "eval_steps": steps,
+        "task_boundaries": [(k + 1) * E * plan.segment_steps for k in range(scenario.num_tasks)],
+        "per_seed": per_seed,
+        "aggregate": {m: interquartile_mean_ci(np.asarray(v)) for m, v in per_seed.items()},
+        "performance_matrix": matrix.tolist(),
+        "reference": None if reference is None else {"curves": reference.tolist()},
+        "wall_time_s": wall_time_s,
+    }
+    atomic_write(run_dir / "summary.json", json.dumps(summary, indent=1))
+    return summary

@@ -1,0 +1,241 @@
+"""Run configuration: every way a config can be wrong is a one-line ConfigError; precedence; CLI."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from everlearn.agents.ppo import PPOConfig
+from everlearn.cli import app
+from everlearn.runs.config import ConfigError, RunConfig, build_config, parse_seeds
+
+
+def config_error(**kwargs) -> str:
+    with pytest.raises(ConfigError) as info:
+        build_config(**kwargs)
+    message = str(info.value)
+    assert "\n" not in message, f"not one line: {message!r}"
+    assert message.strip() == message and message
+    return message
+
+
+# ---------------------------------------------------------------------------- errors
+
+
+def test_unknown_top_level_key_lists_valid_keys():
+    msg = config_error(overrides={"evals_per_tsk": 3})
+    assert "'evals_per_tsk'" in msg
+    for key in RunConfig.model_fields:
+        assert key in msg
+
+
+def test_unknown_nested_key_lists_valid_ppo_keys():
+    msg = config_error(sets=["ppo.lrr=0.1"])
+    assert "ppo.lrr" in msg
+    valid = msg.split("valid keys:", 1)[1]
+    for key in PPOConfig.model_fields:
+        assert key in valid
+    # the valid keys are the section's, not the top level's
+    assert "evals_per_task" not in valid and "scenario" not in valid
+
+
+def test_unknown_nested_key_from_yaml(tmp_path: Path):
+    f = tmp_path / "c.yaml"
+    f.write_text("dqn:\n  learning_rat: 0.1\n")
+    msg = config_error(config_file=f)
+    assert "dqn.learning_rat" in msg and "learning_rate" in msg
+
+
+@pytest.mark.parametrize("item, key, got", [
+    ("evals_per_task=abc", "evals_per_task", "'abc'"),
+    ("evals_per_task=0", "evals_per_task", "0"),
+    ("ppo.num_envs=many", "ppo.num_envs", "'many'"),
+    ("backend=torch", "backend", "'torch'"),
+])
+def test_wrong_type_names_key_and_value(item, key, got):
+    msg = config_error(sets=[item])
+    assert f"'{key}'" in msg and got in msg
+
+
+def test_wrong_backend_lists_choices():
+    msg = config_error(overrides={"backend": "torch"})
+    assert "jax" in msg and "gymnasium" in msg
+
+
+def test_unknown_scenario_lists_scenarios():
+    from everlearn.scenarios import scenario_names
+
+    msg = config_error(overrides={"scenario": "nope"})
+    assert "'nope'" in msg
+    for name in scenario_names():
+        assert name in msg
+    assert "cartpole-contexts" in msg and "acrobot-contexts" in msg
+
+
+def test_unknown_agent_lists_agents():
+    from everlearn.agents import AGENTS
+
+    msg = config_error(overrides={"agent": "sac"})
+    assert "'sac'" in msg
+    for name in AGENTS:
+        assert name in msg
+
+
+@pytest.mark.parametrize("seeds", ["a-b", "0,x", "1.5", "3-1", "1,1", "-1", ""])
+def test_bad_seeds_string(seeds):
+    msg = config_error(overrides={"seeds": seeds})
+    assert "seeds" in msg and "0-4" in msg
+
+
+@pytest.mark.parametrize("item", ["seeds=[0, 0]", "seeds=[-1, 2]", "seeds=-2", "seeds=[a]"])
+def test_bad_seeds_value_from_yaml_or_set(item):
+    """Seeds given as a YAML int or list must be checked like a string (distinct, >= 0)."""
+    msg = config_error(sets=[item])
+    assert "seeds" in msg
+
+
+def test_set_without_equals():
+    msg = config_error(sets=["ppo.learning_rate"])
+    assert "ppo.learning_rate" in msg and "key=value" in msg
+
+
+def test_set_into_a_non_section():
+    msg = config_error(sets=["agent=ppo", "agent.x=1"])
+    assert "agent" in msg
+
+
+def test_missing_config_file(tmp_path: Path):
+    missing = tmp_path / "nope.yaml"
+    msg = config_error(config_file=missing)
+    assert str(missing) in msg and "does not exist" in msg
+
+
+@pytest.mark.parametrize("text", ["- 1\n- 2\n", "just a string\n", "42\n"])
+def test_yaml_not_a_mapping(tmp_path: Path, text):
+    f = tmp_path / "c.yaml"
+    f.write_text(text)
+    msg = config_error(config_file=f)
+    assert "mapping" in msg
+
+
+def test_invalid_yaml(tmp_path: Path):
+    f = tmp_path / "c.yaml"
+    f.write_text("ppo: {learning_rate: [\n")
+    msg = config_error(config_file=f)
+    assert "YAML" in msg
+
+
+def test_empty_yaml_gives_defaults(tmp_path: Path):
+    f = tmp_path / "c.yaml"
+    f.write_text("")
+    assert build_config(config_file=f) == RunConfig()
+
+
+# ---------------------------------------------------------------------------- precedence
+
+
+def test_precedence_file_then_overrides_then_set(tmp_path: Path):
+    f = tmp_path / "c.yaml"
+    f.write_text(
+        "agent: dqn\n"
+        "seeds: 0-2\n"
+        "evals_per_task: 3\n"
+        "eval_episodes: 4\n"
+        "ppo:\n  learning_rate: 0.01\n  num_envs: 4\n"
+    )
+    cfg = build_config(f)
+    assert cfg.agent == "dqn" and cfg.seeds == [0, 1, 2] and cfg.evals_per_task == 3
+    assert cfg.ppo.learning_rate == 0.01 and cfg.ppo.num_envs == 4
+
+    # CLI flags beat the file; flags left at None do not clobber it
+    cfg = build_config(f, {"agent": "ppo", "seeds": None, "evals_per_task": 5})
+    assert cfg.agent == "ppo" and cfg.seeds == [0, 1, 2] and cfg.evals_per_task == 5
+
+    # --set beats both, and a nested --set keeps the section's other file values
+    cfg = build_config(f, {"agent": "ppo", "evals_per_task": 5},
+                       ["evals_per_task=7", "agent=dqn", "ppo.learning_rate=3e-4"])
+    assert cfg.evals_per_task == 7 and cfg.agent == "dqn"
+    assert cfg.ppo.learning_rate == pytest.approx(3e-4) and cfg.ppo.num_envs == 4
+    assert cfg.eval_episodes == 4  # untouched file value survives
+
+
+def test_set_values_are_parsed_as_yaml():
+    cfg = build_config(sets=["reference=true", "ppo.hidden_sizes=[32, 16]", "seeds=0,3,7",
+                             "steps_per_task=1000"])
+    assert cfg.reference is True
+    assert cfg.ppo.hidden_sizes == (32, 16)
+    assert cfg.seeds == [0, 3, 7]
+    assert cfg.steps_per_task == 1000
+
+
+def test_defaults():
+    cfg = build_config()
+    assert cfg.scenario == "cartpole-contexts" and cfg.agent == "ppo" and cfg.seeds == [0]
+    assert "dqn" not in cfg.to_dict() and "ppo" in cfg.to_dict()
+
+
+# ---------------------------------------------------------------------------- seeds
+
+
+@pytest.mark.parametrize("value, expected", [
+    ("0-4", [0, 1, 2, 3, 4]),
+    ("0,3,7", [0, 3, 7]),
+    ("0-2,5", [0, 1, 2, 5]),
+    (" 1 , 2 ", [1, 2]),
+    ("7", [7]),
+    (5, [5]),
+    ([2, 4], [2, 4]),
+])
+def test_parse_seeds(value, expected):
+    assert parse_seeds(value) == expected
+
+
+def test_seeds_via_build_config():
+    assert build_config(overrides={"seeds": "0-4"}).seeds == [0, 1, 2, 3, 4]
+    assert build_config(overrides={"seeds": "0,3,7"}).seeds == [0, 3, 7]
+
+
+# ---------------------------------------------------------------------------- CLI
+
+
+def _error_lines(result) -> list[str]:
+    return [line for line in result.output.splitlines() if line.strip()]
+
+
+def test_cli_run_unknown_scenario_fails_cleanly(tmp_path: Path):
+    out = tmp_path / "r"
+    result = CliRunner().invoke(app, ["run", "--scenario", "nope", "--out", str(out)])
+    assert result.exit_code == 2
+    lines = _error_lines(result)
+    assert len(lines) == 1, result.output
+    assert lines[0].startswith("error:")
+    assert "nope" in lines[0] and "cartpole-contexts" in lines[0]
+    assert "Traceback" not in result.output
+    assert not out.exists()
+
+
+@pytest.mark.parametrize("args", [
+    ["--set", "ppo.lrr=1"],
+    ["--set", "evals_per_task"],
+    ["--seeds", "x-y"],
+    ["--agent", "sac"],
+    ["--config", "MISSING"],
+])
+def test_cli_run_bad_config_fails_cleanly(tmp_path: Path, args):
+    out = tmp_path / "r"
+    args = [str(tmp_path / "missing.yaml") if a == "MISSING" else a for a in args]
+    result = CliRunner().invoke(app, ["run", *args, "--out", str(out)])
+    assert result.exit_code == 2
+    lines = _error_lines(result)
+    assert len(lines) == 1 and lines[0].startswith("error:"), result.output
+    assert not out.exists()
+
+
+def test_cli_list_shows_builtin_scenarios():
+    result = CliRunner().invoke(app, ["list"])
+    assert result.exit_code == 0, result.output
+    assert "cartpole-contexts" in result.output
+    assert "acrobot-contexts" in result.output
+    assert "ppo" in result.output and "dqn" in result.output

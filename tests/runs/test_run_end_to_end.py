@@ -1,0 +1,86 @@
+"""End-to-end runs on both paths, resume equality, and the default scenario's forgetting."""
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from flax import serialization
+
+from everlearn.runs.config import build_config
+from everlearn.runs.run import resume_run, start_run
+
+# Small and shared: one compiled program per path for every run in this module.
+SMALL = [
+    "steps_per_task=1024", "evals_per_task=2", "eval_episodes=2", "checkpoint_every=1",
+    "ppo.num_envs=4", "ppo.num_steps=32", "ppo.num_epochs=2",
+]
+
+
+def _config(backend: str, reference: bool = False):
+    return build_config(None, {"scenario": "cartpole-contexts", "agent": "ppo", "seeds": "0-1",
+                               "backend": backend, "reference": reference}, SMALL)
+
+
+def _final_state(run_dir: Path) -> bytes:
+    index = json.loads((run_dir / "checkpoints" / "latest.json").read_text())
+    return (run_dir / "checkpoints" / index["file"]).read_bytes()
+
+
+def _evals(run_dir: Path) -> list[dict]:
+    lines = (run_dir / "metrics.jsonl").read_text().splitlines()
+    return [{k: v for k, v in json.loads(line).items() if k != "wall_time"} for line in lines]
+
+
+@pytest.mark.parametrize("backend", ["jax", "gymnasium"])
+def test_run_writes_a_complete_run_directory(tmp_path, backend):
+    run_dir = start_run(_config(backend, reference=True), tmp_path / "run", quiet=True)
+    for name in ("config.yaml", "run.json", "metrics.jsonl", "summary.json", "report.html"):
+        assert (run_dir / name).is_file(), name
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert summary["seeds"] == [0, 1]
+    assert set(summary["aggregate"]) == {"average_performance", "forgetting",
+                                         "backward_transfer", "forward_transfer"}
+    for stats in summary["aggregate"].values():
+        assert stats["ci_low"] <= stats["iqm"] <= stats["ci_high"]
+    assert np.asarray(summary["performance_matrix"]).shape == (2, 4, 4)
+    assert len(_evals(run_dir)) == 1 + 4 * 2  # before training, then 2 per task
+    # checkpoints: every task end is kept
+    kept = sorted(p.name for p in (run_dir / "checkpoints").glob("*.msgpack"))
+    assert kept == [f"segment-{k:05d}.msgpack" for k in (0, 2, 4, 6, 8)]
+
+
+@pytest.mark.parametrize("backend", ["jax", "gymnasium"])
+def test_resume_after_kill_equals_uninterrupted_run(tmp_path, backend):
+    config = _config(backend)
+    whole = start_run(config, tmp_path / "whole", quiet=True)
+    # Stop after 3 segments (mid-task 2), exactly as a kill after that checkpoint would leave it,
+    # then leave a stray evaluation line from work after the checkpoint, as a kill can.
+    killed = start_run(config, tmp_path / "killed", quiet=True, stop_after=3)
+    assert not (killed / "summary.json").exists()
+    with open(killed / "metrics.jsonl", "a") as f:
+        f.write(json.dumps({"kind": "eval", "eval_index": 4, "normalised": []}) + "\n")
+    resume_run(killed, quiet=True)
+    assert _final_state(killed) == _final_state(whole)
+    assert _evals(killed) == _evals(whole)
+    a = json.loads((whole / "summary.json").read_text())
+    b = json.loads((killed / "summary.json").read_text())
+    assert a["per_seed"] == b["per_seed"]
+
+
+def test_fine_tuning_forgets_on_the_default_scenario(tmp_path):
+    """The default scenario must give continual methods something to fix (forgetting >= 0.3)."""
+    config = build_config(None, {"scenario": "cartpole-contexts", "seeds": "0-1"},
+                          ["steps_per_task=51200", "evals_per_task=2", "eval_episodes=5"])
+    run_dir = start_run(config, tmp_path / "run", quiet=True)
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert np.mean(summary["per_seed"]["forgetting"]) >= 0.3, summary["per_seed"]
+    matrix = np.asarray(summary["performance_matrix"]).mean(axis=0)
+    assert matrix[0, 0] >= 0.8, matrix  # the first task was learned before it was forgotten
+
+
+def test_checkpoint_is_msgpack_not_pickle(tmp_path):
+    run_dir = start_run(_config("jax"), tmp_path / "run", quiet=True, stop_after=1)
+    blob = _final_state(run_dir)
+    assert isinstance(serialization.msgpack_restore(blob), dict)
+    assert not blob.startswith(b"\x80")  # pickle protocol marker
