@@ -14,6 +14,7 @@ the result equals that of an uninterrupted run with the same config.
 
 from __future__ import annotations
 
+import functools
 import json
 import platform
 import sys
@@ -31,7 +32,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from everlearn import __version__
-from everlearn.agents import EnvSpec, make_agent
+from everlearn.agents import AGENTS, EnvSpec, make_agent
 from everlearn.envs import get_family
 from everlearn.evaluation.metrics import interquartile_mean_ci, summarise_seed
 from everlearn.runs.checkpoint import atomic_write, load_checkpoint, save_checkpoint
@@ -65,15 +66,25 @@ def make_plan(config: RunConfig) -> RunPlan:
     if config.backend == "jax" and any(t.env_factory is not None for t in scenario.tasks):
         raise ConfigError(f"scenario '{scenario.name}' has tasks built from your own Gymnasium "
                           "env, which only the Gymnasium path can step; use --backend gymnasium")
-    family = get_family(scenario.env)
-    agent = make_agent(config.agent, config.agent_config(),
-                       EnvSpec(family.obs_dim, family.num_actions))
     steps_per_task = config.steps_per_task or scenario.steps_per_task
-    per_eval = steps_per_task / config.evals_per_task
-    iterations = max(1, round(per_eval / agent.steps_per_update))
-    trainer_cls = FunctionalTrainer if config.backend == "jax" else GymnasiumTrainer
-    trainer = trainer_cls(scenario, agent, iterations, config.eval_episodes)
-    return RunPlan(config, scenario, trainer, iterations * agent.steps_per_update)
+    agent_json = config.agent_config().model_dump_json()
+    trainer = _trainer(config.scenario, config.backend, config.agent, agent_json,
+                       steps_per_task / config.evals_per_task, config.eval_episodes)
+    return RunPlan(config, scenario, trainer, trainer.iterations * trainer.agent.steps_per_update)
+
+
+@functools.lru_cache(maxsize=8)
+def _trainer(scenario_name: str, backend: str, agent_name: str, agent_json: str,
+             steps_per_eval: float, eval_episodes: int) -> FunctionalTrainer | GymnasiumTrainer:
+    """Trainers are cached so that runs with the same shapes in one process (tests, resume,
+    sweeps) share compiled programs instead of compiling them again."""
+    scenario = get_scenario(scenario_name)
+    family = get_family(scenario.env)
+    agent_config = AGENTS[agent_name].config.model_validate_json(agent_json)
+    agent = make_agent(agent_name, agent_config, EnvSpec(family.obs_dim, family.num_actions))
+    iterations = max(1, round(steps_per_eval / agent.steps_per_update))
+    trainer_cls = FunctionalTrainer if backend == "jax" else GymnasiumTrainer
+    return trainer_cls(scenario, agent, iterations, eval_episodes)
 
 
 def package_versions() -> dict[str, str]:
