@@ -27,18 +27,18 @@ R3 = np.array([
 
 # A curve for N = 2 tasks, evals_per_task = 2: rows 0..4; row 0 is "before training",
 # task 0 is trained over rows 1-2 (ends at row 2), task 1 over rows 3-4 (ends at row 4).
-# Row 0 holds 1.0 so that any metric that wrongly includes it shows up.
+# Task i's AUC covers its closed training interval: rows 0-2 for task 0, rows 2-4 for task 1.
 CURVE = np.array([
-    [1.0, 1.0],  # row 0: before training (excluded from every AUC)
+    [0.0, 0.0],  # row 0: before training (start of task 0's interval)
     [0.2, 0.1],  # row 1: during task 0
     [0.6, 0.3],  # row 2: end of task 0
     [0.5, 0.7],  # row 3: during task 1
     [0.4, 0.9],  # row 4: end of task 1 (= T)
 ])
-# Single-task references [N, evals_per_task + 1] (row 0: untrained, excluded).
+# Single-task references [N, evals_per_task + 1] (row 0: untrained, included in the AUC).
 REF = np.array([
-    [0.9, 0.2, 0.2],  # AUC_0^ref = 0.2
-    [0.9, 0.6, 0.6],  # AUC_1^ref = 0.6
+    [0.0, 0.3, 0.3],  # AUC_0^ref = 0.6 / 3 = 0.2
+    [0.0, 0.9, 0.9],  # AUC_1^ref = 1.8 / 3 = 0.6
 ])
 
 
@@ -98,15 +98,15 @@ def test_performance_matrix_selects_task_end_rows():
     np.testing.assert_array_equal(performance_matrix(c, 1), c[1:])
 
 
-def test_task_auc_excludes_row_zero_and_other_tasks():
-    # AUC_0 = mean(rows 1, 2 of task 0) = (0.2 + 0.6) / 2 = 0.4
-    # AUC_1 = mean(rows 3, 4 of task 1) = (0.7 + 0.9) / 2 = 0.8
-    np.testing.assert_allclose(task_auc(CURVE, 2), [0.4, 0.8])
+def test_task_auc_covers_the_closed_interval_of_its_own_task():
+    # AUC_0 = mean(rows 0, 1, 2 of task 0) = (0.0 + 0.2 + 0.6) / 3 = 0.8 / 3
+    # AUC_1 = mean(rows 2, 3, 4 of task 1) = (0.3 + 0.7 + 0.9) / 3 = 1.9 / 3
+    np.testing.assert_allclose(task_auc(CURVE, 2), [0.8 / 3, 1.9 / 3])
 
 
 def test_task_auc_clips():
-    curve = np.array([[0.0], [1.5], [-0.5]])  # clipped to 1.0 and 0.0 -> 0.5
-    np.testing.assert_allclose(task_auc(curve, 2), [0.5])
+    curve = np.array([[0.0], [1.5], [-0.5]])  # clipped to 0, 1, 0 -> 1/3
+    np.testing.assert_allclose(task_auc(curve, 2), [1 / 3])
 
 
 def test_reference_auc():
@@ -114,12 +114,13 @@ def test_reference_auc():
 
 
 def test_forward_transfer_hand_computed():
-    # FT_0 = (0.4 - 0.2) / (1 - 0.2) = 0.25; FT_1 = (0.8 - 0.6) / (1 - 0.6) = 0.5; mean 0.375
-    assert forward_transfer(CURVE, 2, REF) == pytest.approx(0.375)
+    # FT_0 = (0.8/3 - 0.2) / (1 - 0.2) = (1/15) / 0.8 = 1/12
+    # FT_1 = (1.9/3 - 0.6) / (1 - 0.6) = (1/30) / 0.4 = 1/12; mean 1/12
+    assert forward_transfer(CURVE, 2, REF) == pytest.approx(1 / 12)
 
 
 def test_forward_transfer_known_half():
-    # Both tasks: AUC = 0.75, AUC^ref = 0.5 -> FT = (0.75 - 0.5) / 0.5 = 0.5
+    # Both tasks: AUC = (0 + 0.5 + 1) / 3 = 0.5, AUC^ref = 0 -> FT = (0.5 - 0) / 1 = 0.5
     curve = np.array([
         [0.0, 0.0],
         [0.5, 0.0],
@@ -127,7 +128,7 @@ def test_forward_transfer_known_half():
         [0.0, 0.5],
         [0.0, 1.0],
     ])
-    ref = np.array([[0.0, 0.5, 0.5], [0.0, 0.25, 0.75]])
+    ref = np.zeros((2, 3))
     assert forward_transfer(curve, 2, ref) == pytest.approx(0.5)
 
 
@@ -150,7 +151,7 @@ def test_summarise_seed_keys_and_values():
     assert s["average_performance"] == average_performance(m)
     s_ref = summarise_seed(CURVE, 2, REF)
     assert set(s_ref) == set(s) | {"forward_transfer"}
-    assert s_ref["forward_transfer"] == pytest.approx(0.375)
+    assert s_ref["forward_transfer"] == pytest.approx(1 / 12)
     assert all(isinstance(v, float) for v in s_ref.values())
 
 

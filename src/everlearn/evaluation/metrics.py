@@ -46,17 +46,21 @@ def backward_transfer(matrix: np.ndarray) -> float:
 
 
 def task_auc(curve: np.ndarray, evals_per_task: int) -> np.ndarray:
-    """AUC_i: mean of p_i over the evaluations inside task i's training interval."""
+    """AUC_i: mean of p_i over task i's training interval [(i-1)Delta, i*Delta], both ends
+    included (the evaluation when the task starts, and the one when it ends)."""
     c = clip01(curve)
     num_tasks = c.shape[1]
     return np.array([
-        c[i * evals_per_task + 1:(i + 1) * evals_per_task + 1, i].mean() for i in range(num_tasks)
+        c[i * evals_per_task:(i + 1) * evals_per_task + 1, i].mean() for i in range(num_tasks)
     ])
 
 
 def reference_auc(reference_curves: np.ndarray) -> np.ndarray:
-    """AUC_i^ref from single-task curves [num_tasks, evals_per_task + 1] (row 0: untrained)."""
-    return clip01(reference_curves)[:, 1:].mean(axis=1)
+    """AUC_i^ref from single-task curves [num_tasks, evals_per_task + 1] (row 0: untrained).
+
+    Including the untrained start keeps AUC^ref below 1, so FT's denominator stays away from 0.
+    """
+    return clip01(reference_curves).mean(axis=1)
 
 
 def forward_transfer(curve: np.ndarray, evals_per_task: int,

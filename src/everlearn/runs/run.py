@@ -229,6 +229,9 @@ def _execute(plan: RunPlan, run_dir: Path, state: Any, start: int, *, quiet: boo
             if segment % config.evals_per_task == 0 or segment % config.checkpoint_every == 0:
                 checkpoint(segment)
             progress.update(bar, advance=seg_steps, rate=f"{rate:,.0f}", last=last)
+            if not quiet and not console.is_terminal:  # logs get a line where a bar can't draw
+                console.print(f"step {segment * seg_steps:>9,} task {task + 1} "
+                              f"{rate:>9,.0f} steps/s  mean normalised eval {last}")
 
         reference = None
         if config.reference:
