@@ -84,3 +84,36 @@ def test_checkpoint_is_msgpack_not_pickle(tmp_path):
     blob = _final_state(run_dir)
     assert isinstance(serialization.msgpack_restore(blob), dict)
     assert not blob.startswith(b"\x80")  # pickle protocol marker
+
+
+def test_resume_after_a_real_sigkill(tmp_path):
+    """Kill an `everlearn run` process with SIGKILL after a checkpoint; resume must finish
+    with the same evaluations and final state as an uninterrupted run."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    killed = tmp_path / "killed"
+    many_segments = [*SMALL, "evals_per_task=8"]  # 32 short segments: time to kill mid-run
+    sets = [a for s in many_segments for a in ("--set", s)]
+    cmd = [sys.executable, "-m", "everlearn.cli", "run", "--scenario", "cartpole-contexts",
+           "--seeds", "0-1", *sets, "--out", str(killed)]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            env={**os.environ, "EVERLEARN_CACHE": str(tmp_path / "cache")})
+    index = killed / "checkpoints" / "latest.json"
+    deadline = time.time() + 120
+    while time.time() < deadline and proc.poll() is None:
+        if index.exists() and json.loads(index.read_text())["segment"] >= 2:
+            break
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert not (killed / "summary.json").exists(), "the run finished before it was killed"
+    resume_run(killed, quiet=True)
+    config = build_config(None, {"scenario": "cartpole-contexts", "seeds": "0-1"},
+                          many_segments)
+    whole = start_run(config, tmp_path / "whole", quiet=True)
+    assert _final_state(killed) == _final_state(whole)
+    assert _evals(killed) == _evals(whole)
