@@ -50,7 +50,9 @@ class GymnasiumTrainer:
 
         self._init = jax.jit(init_seed)
         self._act = jax.jit(act)
-        self._update = jax.jit(update)
+        # Donate the agent state: `update` writes into the replay buffer, and without donation
+        # XLA would copy the whole buffer (tens of MB) on every call.
+        self._update = jax.jit(update, donate_argnums=0)
         self._env_seed = jax.jit(env_seed)
         self._greedy = jax.jit(agent.greedy_action)
 
