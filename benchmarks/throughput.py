@@ -77,10 +77,44 @@ def loadavg() -> tuple[float, float, float]:
     return os.getloadavg()
 
 
+def _busy_cpu_seconds() -> float:
+    """CPU seconds all processes have spent busy since boot (from /proc/stat)."""
+    try:
+        fields = Path("/proc/stat").read_text().splitlines()[0].split()[1:]
+    except OSError:
+        return float("nan")
+    user, nice, system, _idle, _iowait, irq, softirq, steal = (int(x) for x in fields[:8])
+    return (user + nice + system + irq + softirq + steal) / os.sysconf("SC_CLK_TCK")
+
+
+class OtherLoad:
+    """Cores kept busy by *other* processes while a measurement runs (total busy CPU time
+    minus this process's own CPU time, per second of wall time)."""
+
+    def __enter__(self):
+        self.busy, self.own, self.wall = (_busy_cpu_seconds(), time.process_time(),
+                                          time.perf_counter())
+        return self
+
+    def __exit__(self, *exc):
+        wall = time.perf_counter() - self.wall
+        own = time.process_time() - self.own
+        self.cores = max((_busy_cpu_seconds() - self.busy - own) / wall, 0.0)
+        return False
+
+
+def virtual_machine() -> bool:
+    try:
+        return " hypervisor" in Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+
+
 def machine_description() -> str:
     mem = mem_total_gib()
     mem_s = f", {mem:.1f} GiB RAM" if mem else ""
-    return f"{platform.platform()}; {nproc()} CPUs ({cpu_model()}){mem_s}; no GPU used"
+    vm = ", virtual machine" if virtual_machine() else ""
+    return f"{platform.platform()}; {nproc()} CPUs ({cpu_model()}{vm}){mem_s}; no GPU used"
 
 
 def versions() -> dict[str, str]:
@@ -123,7 +157,7 @@ class Row:
     seconds: float  # steady-state seconds for `steps`
     compile_s: float | None = None  # first call minus one steady-state call
     first_call_s: float | None = None
-    load: float = 0.0
+    others: float = 0.0  # cores busy with other processes during the measurement
     notes: list[str] = field(default_factory=list)
 
     @property
@@ -158,12 +192,12 @@ def sb3_ppo(total_steps: int, seed: int) -> Row:
                                               activation_fn=torch.nn.Tanh),
         device="cpu", seed=seed, verbose=0,
     )
-    load = loadavg()[0]
-    t0 = time.perf_counter()
-    model.learn(total_timesteps=total_steps)
-    seconds = time.perf_counter() - t0
+    with OtherLoad() as others:
+        t0 = time.perf_counter()
+        model.learn(total_timesteps=total_steps)
+        seconds = time.perf_counter() - t0
     row = Row("PPO", "Stable-Baselines3 (torch, 1 thread)", 1, model.num_timesteps, seconds,
-              load=load)
+              others=others.cores)
     env.close()
     return row
 
@@ -199,12 +233,13 @@ def sb3_dqn(total_steps: int, learning_starts: int, seed: int) -> Row:
         device="cpu", seed=seed, verbose=0,
     )
     clock = StartClock()
-    load = loadavg()[0]
-    model.learn(total_timesteps=total_steps, callback=clock)
-    t_end = time.perf_counter()
+    with OtherLoad() as others:
+        model.learn(total_timesteps=total_steps, callback=clock)
+        t_end = time.perf_counter()
     assert clock.t_start is not None, "learning_starts must be below the step budget"
     row = Row("DQN", "Stable-Baselines3 (torch, 1 thread)", 1,
-              model.num_timesteps - clock.steps_at_start, t_end - clock.t_start, load=load)
+              model.num_timesteps - clock.steps_at_start, t_end - clock.t_start,
+              others=others.cores)
     env.close()
     return row
 
@@ -246,39 +281,38 @@ def everlearn_row(algo: str, impl: str, trainer, seeds: list[int], calls: int) -
     state = trainer.init(seeds)
     jax.block_until_ready(state)
     steps_per_call = trainer.iterations * trainer.agent.steps_per_update * len(seeds)
-    load = loadavg()[0]
     t0 = time.perf_counter()
     state, _ = trainer.train_segment(state, 0)
     jax.block_until_ready(state)
     first = time.perf_counter() - t0
     times = []
-    for _ in range(calls):
-        t0 = time.perf_counter()
-        state, _ = trainer.train_segment(state, 0)
-        jax.block_until_ready(state)
-        times.append(time.perf_counter() - t0)
+    with OtherLoad() as others:
+        for _ in range(calls):
+            t0 = time.perf_counter()
+            state, _ = trainer.train_segment(state, 0)
+            jax.block_until_ready(state)
+            times.append(time.perf_counter() - t0)
     seconds = sum(times)
     per_call = seconds / calls
     row = Row(algo, impl, len(seeds), steps_per_call * calls, seconds,
-              compile_s=max(first - per_call, 0.0), first_call_s=first, load=load)
+              compile_s=max(first - per_call, 0.0), first_call_s=first, others=others.cores)
     row.notes.append(f"{calls} x {steps_per_call:,} steps, per call "
                      f"min {min(times):.2f}s / max {max(times):.2f}s")
     return row
 
 
 def everlearn_rows(algo: str, agent, iters_gym: int, iters_func: int, iters_func8: int,
-                   calls: int, skip_gym: bool = False) -> list[Row]:
+                   calls: int) -> list[Row]:
     from everlearn.runs.functional import FunctionalTrainer
     from everlearn.runs.gymnasium import GymnasiumTrainer
     from everlearn.scenarios import get_scenario
 
     scenario = get_scenario("cartpole-stationary")
     rows = []
-    if not skip_gym:
-        log(f"everlearn {algo}: Gymnasium path, 1 seed")
-        trainer = GymnasiumTrainer(scenario, agent, iters_gym, eval_episodes=10)
-        rows.append(everlearn_row(algo, "everlearn Gymnasium path", trainer, [0], calls))
-        log(f"  {rows[-1].rate:,.0f} steps/s")
+    log(f"everlearn {algo}: Gymnasium path, 1 seed")
+    trainer = GymnasiumTrainer(scenario, agent, iters_gym, eval_episodes=10)
+    rows.append(everlearn_row(algo, "everlearn Gymnasium path", trainer, [0], calls))
+    log(f"  {rows[-1].rate:,.0f} steps/s")
     log(f"everlearn {algo}: functional path, 1 seed")
     trainer = FunctionalTrainer(scenario, agent, iters_func, eval_episodes=10)
     rows.append(everlearn_row(algo, "everlearn functional path", trainer, [0], calls))
@@ -299,7 +333,7 @@ def verdict(value: float, target: float) -> str:
 
 def table(rows: list[Row]) -> tuple[list[str], list[list[str]]]:
     header = ["algo", "implementation", "seeds", "env steps/s (total)", "per seed",
-              "compile s", "vs target", "load"]
+              "compile s", "vs target", "others' CPU"]
     body = []
     for algo in ["PPO", "DQN"]:
         group = [r for r in rows if r.algo == algo]
@@ -322,9 +356,30 @@ def table(rows: list[Row]) -> tuple[list[str], list[list[str]]]:
                 algo, r.impl, str(r.seeds), f"{r.rate:,.0f}",
                 f"{r.rate_per_seed:,.0f}" if r.seeds > 1 else "",
                 f"{r.compile_s:.1f}" if r.compile_s is not None else "-",
-                target, f"{r.load:.2f}",
+                target, f"{r.others:.2f}",
             ])
     return header, body
+
+
+def target_summary(rows: list[Row]) -> list[str]:
+    out = []
+    for algo in ["PPO", "DQN"]:
+        group = {(("gym" if "Gymnasium" in r.impl else "sb3" if r.impl.startswith("Stable")
+                   else "func"), r.seeds): r for r in rows if r.algo == algo}
+        sb3, gym = group.get(("sb3", 1)), group.get(("gym", 1))
+        one, eight = group.get(("func", 1)), group.get(("func", 8))
+        checks = []
+        if sb3 and gym:
+            checks.append(("Gymnasium path", gym.rate / sb3.rate, TARGET_GYM_VS_SB3, "SB3"))
+        if sb3 and one:
+            checks.append(("functional 1 seed", one.rate / sb3.rate, TARGET_FUNC_VS_SB3, "SB3"))
+        if one and eight:
+            checks.append(("functional 8 seeds", eight.rate / one.rate, TARGET_SEEDS_VS_ONE,
+                           "1 seed"))
+        for name, ratio, target, ref in checks:
+            out.append(f"{algo} {name} {ratio:.2f}x {ref} (>= {target:g}x: "
+                       f"{'met' if ratio >= target else 'NOT met'})")
+    return out
 
 
 def format_text(header: list[str], body: list[list[str]]) -> str:
@@ -347,17 +402,23 @@ def write_results(path: Path, args, rows: list[Row], loads: dict, wall_s: float)
         "",
         f"- Date: {datetime.now(timezone.utc).strftime('%Y-%m-%d %H:%M UTC')}",
         f"- Machine: {machine_description()}",
-        f"- Load average (1 min) before start: {loads['before']}; at the end: "
-        f"{loads['end']:.2f} (includes this benchmark's own load)",
+        f"- Load average (1 min) before start: {loads['before']} (one reading per wait for a "
+        f"quiet machine); at the end: "
+        f"{loads['end']:.2f} (includes this benchmark's own load); largest CPU use by other "
+        f"processes during a row: {max(r.others for r in rows):.2f} cores",
         "- Versions: " + ", ".join(f"{k} {val}" for k, val in v.items()),
         f"- Command: `{' '.join([Path(sys.executable).name, *sys.argv])}` "
         f"({'quick' if args.quick else 'full'} run, {wall_s:.0f} s wall)",
         "",
         format_markdown(header, body),
         "",
+        "Targets: " + "; ".join(target_summary(rows)) + ".",
+        "",
         "Env steps per second of training (acting, env stepping and learning), steady state. "
         "`compile s` = first `train_segment` call minus one steady-state call (tracing + XLA "
-        "compilation); SB3 has none. `load` = 1-minute load average when the row started.",
+        "compilation); SB3 has none. `others' CPU` = cores kept busy by other processes "
+        "during the row's timed part (from /proc/stat, this process's own CPU time "
+        f"subtracted; the machine has {nproc()}).",
         "",
         "Settings:",
         "",
@@ -377,7 +438,8 @@ def write_results(path: Path, args, rows: list[Row], loads: dict, wall_s: float)
         "(SB3's default is 100) for both. SB3's rate is measured from `learning_starts` to "
         f"the end of `learn({args.sb3_dqn_steps})`; everlearn's first segment (timed apart) "
         f"covers `learning_starts`. Env steps per segment: Gymnasium {4 * args.dqn_iters_gym:,}, "
-        f"functional {4 * args.dqn_iters_func:,} per seed.",
+        f"functional 1 seed {4 * args.dqn_iters_func:,}, 8 seeds {4 * args.dqn_iters_func8:,} "
+        "per seed.",
         f"- everlearn rows: first call + {args.calls} steady-state `train_segment` calls each; "
         "details per row:",
         "",
@@ -408,7 +470,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--dqn-iters-gym", type=int,
                    help="everlearn DQN Gymnasium path: iterations (4 env steps) per segment")
     p.add_argument("--dqn-iters-func", type=int,
-                   help="everlearn DQN functional path: iterations (4 env steps) per segment")
+                   help="everlearn DQN functional path, 1 seed: iterations (4 env steps) per "
+                   "segment")
+    p.add_argument("--dqn-iters-func8", type=int,
+                   help="everlearn DQN functional path, 8 seeds: iterations per segment per seed")
     p.add_argument("--calls", type=int, help="steady-state train_segment calls per row")
     p.add_argument("--max-load", type=float, default=1.0,
                    help="wait while the 1-min load average is above this before starting")
@@ -419,15 +484,15 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--no-write", action="store_true", help="print only, write no results file")
     args = p.parse_args(argv)
 
-    defaults = dict(  # full run: ~5 minutes on a 2-core machine
-        sb3_ppo_steps=3 * 16_384, ppo_iters_gym=1, ppo_iters_func=2, ppo_iters_func8=1,
-        sb3_dqn_steps=30_000, dqn_learning_starts=1_000, dqn_iters_gym=1_250,
-        dqn_iters_func=12_500, calls=3,
+    defaults = dict(  # full run: about 4 minutes on a 2-core machine
+        sb3_ppo_steps=4 * 16_384, ppo_iters_gym=2, ppo_iters_func=4, ppo_iters_func8=2,
+        sb3_dqn_steps=40_000, dqn_learning_starts=1_000, dqn_iters_gym=2_500,
+        dqn_iters_func=25_000, dqn_iters_func8=12_500, calls=5,
     )
-    quick = dict(
+    quick = dict(  # about 1 minute
         sb3_ppo_steps=16_384, ppo_iters_gym=1, ppo_iters_func=1, ppo_iters_func8=1,
         sb3_dqn_steps=6_000, dqn_learning_starts=1_000, dqn_iters_gym=500,
-        dqn_iters_func=2_500, calls=2,
+        dqn_iters_func=2_500, dqn_iters_func8=2_500, calls=2,
     )
     for name, value in (quick if args.quick else defaults).items():
         if getattr(args, name) is None:
@@ -452,13 +517,14 @@ def main(argv: list[str] | None = None) -> int:
         log(f"  {rows[-1].rate:,.0f} steps/s")
         agent = dqn_agent(args.dqn_learning_starts, int(0.1 * args.sb3_dqn_steps))
         rows += everlearn_rows("DQN", agent, args.dqn_iters_gym, args.dqn_iters_func,
-                               args.dqn_iters_func, args.calls)
+                               args.dqn_iters_func8, args.calls)
 
     wall = time.perf_counter() - t_start
     loads["end"] = loadavg()[0]
     header, body = table(rows)
     print()
     print(format_text(header, body))
+    print("\ntargets:\n  " + "\n  ".join(target_summary(rows)))
     print(f"\nload average (1 min) before: {loads['before']}; end: {loads['end']:.2f}; "
           f"wall {wall:.0f} s")
     if not args.no_write:

@@ -1,3 +1,25 @@
 """everlearn: continual reinforcement learning in JAX."""
 
+import os
+
 __version__ = "0.1.0"
+
+
+def _one_cpu_device_per_core() -> None:
+    """Show XLA one CPU device per core, so that the functional path can split its seed axis
+    across cores (XLA runs a small program on one thread per device; with one device, a second
+    core would sit idle). Leaves alone a count the user chose (`JAX_NUM_CPU_DEVICES`, XLA_FLAGS)
+    and a JAX that is already running. GPU and TPU backends are unaffected."""
+    if "xla_force_host_platform_device_count" in os.environ.get("XLA_FLAGS", ""):
+        return
+    import jax
+
+    if jax.config.jax_num_cpu_devices != -1:
+        return
+    try:
+        jax.config.update("jax_num_cpu_devices", max(1, len(os.sched_getaffinity(0))))
+    except RuntimeError:  # backends already initialised by the caller: keep their devices
+        pass
+
+
+_one_cpu_device_per_core()

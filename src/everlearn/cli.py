@@ -21,8 +21,9 @@ def _fail(message: str) -> None:
 
 @app.command("list")
 def list_cmd() -> None:
-    """Show the built-in scenarios and agents."""
+    """Show the built-in scenarios, agents and continual-learning methods."""
     from everlearn.agents import AGENTS
+    from everlearn.methods import METHODS
     from everlearn.scenarios import get_scenario, scenario_names
 
     table = Table(title="scenarios")
@@ -35,6 +36,15 @@ def list_cmd() -> None:
                       "visible" if s.boundaries_visible else "hidden", s.description)
     Console().print(table)
     Console().print("agents: " + ", ".join(AGENTS))
+    methods = Table(title="methods (--method NAME, settings: --set NAME.key=value)")
+    for col in ("name", "agents", "needs"):
+        methods.add_column(col, no_wrap=True)
+    methods.add_column("what it does")
+    for name, entry in METHODS.items():
+        needs = [need for need, flag in (("task boundaries", entry.needs_boundaries),
+                                         ("task ids", entry.needs_task_ids)) if flag]
+        methods.add_row(name, ", ".join(entry.agents), ", ".join(needs) or "-", entry.summary)
+    Console().print(methods)
 
 
 @app.command()
@@ -43,6 +53,7 @@ def run(
     agent: Annotated[Optional[str], typer.Option(help="Agent: ppo or dqn.")] = None,
     seeds: Annotated[Optional[str], typer.Option(help="Seeds, e.g. 0-4 or 0,3,7.")] = None,
     backend: Annotated[Optional[str], typer.Option(help="jax (functional) or gymnasium.")] = None,
+    method: Annotated[Optional[list[str]], typer.Option(help="Continual-learning method; repeat to compose (see 'everlearn list').")] = None,
     set_: Annotated[Optional[list[str]], typer.Option("--set", help="Override: key=value (e.g. ppo.learning_rate=3e-4).")] = None,
     config: Annotated[Optional[Path], typer.Option(help="YAML config file.")] = None,
     reference: Annotated[Optional[bool], typer.Option("--reference/--no-reference", help="Also run single-task references (for forward transfer).")] = None,
@@ -53,7 +64,8 @@ def run(
 
     try:
         cfg = build_config(config, {"scenario": scenario, "agent": agent, "seeds": seeds,
-                                    "backend": backend, "reference": reference}, set_)
+                                    "backend": backend, "reference": reference,
+                                    "methods": method or None}, set_)
         from everlearn.runs.run import start_run
 
         start_run(cfg, out)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import NamedTuple
 
 from pydantic import BaseModel
@@ -14,7 +14,7 @@ from everlearn.agents.ppo import PPOConfig, make_ppo
 
 class AgentEntry(NamedTuple):
     config: type[BaseModel]
-    make: Callable[[BaseModel, EnvSpec], Agent]
+    make: Callable[..., Agent]  # (config, spec, methods=()) -> Agent
 
 
 AGENTS: dict[str, AgentEntry] = {
@@ -23,10 +23,11 @@ AGENTS: dict[str, AgentEntry] = {
 }
 
 
-def make_agent(name: str, config: BaseModel, spec: EnvSpec) -> Agent:
+def make_agent(name: str, config: BaseModel, spec: EnvSpec, methods: Sequence = ()) -> Agent:
+    """`methods`: builders `AgentView -> Method` (`everlearn.methods.method_builders`)."""
     if name not in AGENTS:
         raise ValueError(f"unknown agent '{name}'; choose one of: {', '.join(AGENTS)}")
-    return AGENTS[name].make(config, spec)
+    return AGENTS[name].make(config, spec, methods)
 
 
 __all__ = ["AGENTS", "Agent", "EnvSpec", "Transition", "make_agent"]

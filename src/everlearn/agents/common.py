@@ -15,6 +15,10 @@ from flax import struct
 class EnvSpec(NamedTuple):
     obs_dim: int
     num_actions: int
+    num_tasks: int = 1  # tasks in the scenario (methods with per-task state size by it)
+    # >1: the last `heads` observation entries are a task one-hot, and every network's output
+    # layer has one head per task, chosen by it (the `multi_head` method).
+    heads: int = 1
 
 
 class Agent(NamedTuple):
@@ -27,6 +31,9 @@ class Agent(NamedTuple):
     - `greedy_action(state, obs) -> action`: the evaluation policy.
     - `update(state, batch, key) -> (state, metrics)`: learn from one rollout of
       `rollout_length` steps from each of `num_envs` envs (batch leaves are [T, num_envs, ...]).
+    - `task_boundary(state, ended, started, key) -> state`: the scenario moved from task
+      `ended` to task `started` (called only where it shows boundaries); runs the methods'
+      `on_task_end` / `on_task_start` hooks.
     """
 
     name: str
@@ -36,6 +43,7 @@ class Agent(NamedTuple):
     act: Callable[[Any, jax.Array, jax.Array], tuple[jax.Array, dict[str, jax.Array]]]
     greedy_action: Callable[[Any, jax.Array], jax.Array]
     update: Callable[[Any, "Transition", jax.Array], tuple[Any, dict[str, jax.Array]]]
+    task_boundary: Callable[[Any, jax.Array, jax.Array, jax.Array], Any]
 
     @property
     def steps_per_update(self) -> int:
@@ -57,19 +65,31 @@ _ACTIVATIONS = {"tanh": nn.tanh, "relu": nn.relu}
 
 
 class MLP(nn.Module):
-    """Fully connected network with orthogonal initialisation (as in PPO implementations)."""
+    """Fully connected network with orthogonal initialisation (as in PPO implementations).
+
+    With `heads` > 1 the input ends in a task one-hot of that length: the hidden layers see the
+    observation without it, and the one-hot picks one of `heads` output layers.
+    """
 
     hidden_sizes: Sequence[int]
     out_size: int
     activation: str = "tanh"
     out_scale: float = 1.0
+    heads: int = 1
 
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
         act = _ACTIVATIONS[self.activation]
+        if self.heads > 1:
+            x, onehot = x[..., :-self.heads], x[..., -self.heads:]
         for size in self.hidden_sizes:
             x = act(nn.Dense(size, kernel_init=nn.initializers.orthogonal(np.sqrt(2)))(x))
-        return nn.Dense(self.out_size, kernel_init=nn.initializers.orthogonal(self.out_scale))(x)
+        out_init = nn.initializers.orthogonal(self.out_scale)
+        if self.heads == 1:
+            return nn.Dense(self.out_size, kernel_init=out_init)(x)
+        per_head = nn.Dense(self.out_size * self.heads, kernel_init=out_init)(x)
+        per_head = per_head.reshape(*x.shape[:-1], self.heads, self.out_size)
+        return jnp.einsum("...h,...ho->...o", onehot, per_head)
 
 
 @struct.dataclass

@@ -4,12 +4,15 @@ Each `update` call receives `train_every` steps from each env, writes them into 
 buffer (part of the agent state), and — once the buffer holds `learning_starts` transitions —
 takes `gradient_steps` minibatch steps in one `lax.scan`. The target network follows
 `params["q"]` every `target_update_every` gradient steps (a hard copy, or Polyak averaging with
-`target_tau` < 1). Exploration is epsilon-greedy with epsilon decaying linearly over the first `exploration_steps` env steps.
+`target_tau` < 1). Exploration is epsilon-greedy with epsilon decaying linearly over the first
+`exploration_steps` env steps. Continual-learning methods (`everlearn.methods`) hook into
+`update` at the points marked.
 """
 
 from __future__ import annotations
 
-from typing import Literal
+from collections.abc import Callable, Sequence
+from typing import Any, Literal
 
 import jax
 import jax.numpy as jnp
@@ -18,6 +21,7 @@ from flax import struct
 from pydantic import BaseModel, ConfigDict
 
 from everlearn.agents.common import MLP, Agent, EnvSpec, ReplayBuffer, Transition
+from everlearn.methods.base import AgentView, Hooks, Method
 
 
 class DQNConfig(BaseModel):
@@ -55,11 +59,24 @@ class DQNState:
     buffer: ReplayBuffer
     env_steps: jax.Array
     gradient_steps: jax.Array
+    methods: dict[str, Any]  # the continual-learning methods' state (`Hooks`)
 
 
-def make_dqn(config: DQNConfig, spec: EnvSpec) -> Agent:
-    q_net = MLP(config.hidden_sizes, spec.num_actions, config.activation)
-    optimiser = optax.chain(
+def make_dqn(config: DQNConfig, spec: EnvSpec,
+             methods: Sequence[Callable[[AgentView], Method]] = ()) -> Agent:
+    q_net = MLP(config.hidden_sizes, spec.num_actions, config.activation, heads=spec.heads)
+
+    def plain_loss(params: dict, mb: dict) -> jax.Array:
+        # The target network is not in `params`; methods see the loss against frozen targets
+        # computed from the same params (adequate for Fisher / reference gradients).
+        return loss_fn(params, jax.lax.stop_gradient(params), mb)[0]
+
+    view = AgentView("dqn", off_policy=True,
+                     outputs=lambda params, obs: {"q": q_net.apply(params["q"], obs)},
+                     policy_logits=lambda params, obs: q_net.apply(params["q"], obs),
+                     loss=plain_loss, networks=("q",), num_tasks=spec.num_tasks)
+    hooks = Hooks([build(view) for build in methods])
+    optimiser = hooks.optimiser(
         optax.clip_by_global_norm(config.max_grad_norm), optax.adam(config.learning_rate)
     )
 
@@ -72,6 +89,7 @@ def make_dqn(config: DQNConfig, spec: EnvSpec) -> Agent:
             buffer=ReplayBuffer.create(config.buffer_size, spec.obs_dim),
             env_steps=jnp.zeros((), jnp.int32),
             gradient_steps=jnp.zeros((), jnp.int32),
+            methods=hooks.init(jax.random.fold_in(key, 1), params),
         )
 
     def epsilon(env_steps: jax.Array) -> jax.Array:
@@ -104,10 +122,23 @@ def make_dqn(config: DQNConfig, spec: EnvSpec) -> Agent:
             loss = jnp.mean(error**2)
         return loss, {"q_loss": loss, "q_mean": q.mean()}
 
+    def total_loss(params: dict, target_params: dict, mb: dict, method_state: dict):
+        loss, info = loss_fn(params, target_params, mb)
+        if hooks:  # hook: extra_loss (EWC, L2-init, distillation, ...)
+            method_loss = hooks.extra_loss(method_state, params, mb)
+            loss, info = loss + method_loss, {**info, "method_loss": method_loss}
+        return loss, info
+
     def gradient_step(state: DQNState, key: jax.Array):
         mb = state.buffer.sample(key, config.batch_size)
-        grads, info = jax.grad(loss_fn, has_aux=True)(state.params, state.target_params, mb)
-        updates, opt_state = optimiser.update(grads, state.opt_state, state.params)
+        # hook: transform_batch (replay mixing)
+        mb = hooks.transform_batch(state.methods, mb, jax.random.fold_in(key, 1))
+        grads, info = jax.grad(total_loss, has_aux=True)(state.params, state.target_params, mb,
+                                                         state.methods)
+        # hook: the methods' Optax links read their state and the agent's own gradient
+        updates, opt_state = optimiser.update(
+            grads, state.opt_state, state.params, method_states=state.methods,
+            loss_grad=lambda other: jax.grad(plain_loss)(state.params, other))
         params = optax.apply_updates(state.params, updates)
         steps = state.gradient_steps + 1
         due = steps % config.target_update_every == 0
@@ -123,16 +154,32 @@ def make_dqn(config: DQNConfig, spec: EnvSpec) -> Agent:
         return jax.lax.scan(gradient_step, state, jax.random.split(key, config.gradient_steps))
 
     def skip(state: DQNState, key: jax.Array):
-        zeros = {"q_loss": jnp.zeros(config.gradient_steps),
-                 "q_mean": jnp.zeros(config.gradient_steps)}
-        return state, zeros
+        info = jax.eval_shape(lambda: train(state, key)[1])
+        return state, jax.tree.map(lambda x: jnp.zeros(x.shape, x.dtype), info)
 
     def update(state: DQNState, batch: Transition, key: jax.Array):
         n = batch.reward.size
-        state = state.replace(buffer=state.buffer.add(batch), env_steps=state.env_steps + n)
+        flat = jax.tree.map(lambda x: x.reshape(n, *x.shape[2:]), batch)
+        method_state = hooks.observe(  # hook: observe
+            state.methods,
+            {"obs": flat.obs, "action": flat.action, "reward": flat.reward,
+             "terminated": flat.terminated, "next_obs": flat.next_obs},
+            jax.random.fold_in(key, 1))
+        state = state.replace(buffer=state.buffer.add(batch), env_steps=state.env_steps + n,
+                              methods=method_state)
         state, info = jax.lax.cond(
             state.buffer.size >= config.learning_starts, train, skip, state, key
         )
+        if hooks.has_after_update:  # hook: after_update (weight surgery)
+            method_state, params = hooks.after_update(state.methods, state.params,
+                                                      jax.random.fold_in(key, 2))
+            state = state.replace(methods=method_state, params=params)
         return state, {**jax.tree.map(jnp.mean, info), "epsilon": epsilon(state.env_steps)}
 
-    return Agent("dqn", config.num_envs, config.train_every, init, act, greedy_action, update)
+    def task_boundary(state: DQNState, ended: jax.Array, started: jax.Array, key: jax.Array):
+        method_state, params = hooks.task_boundary(state.methods, state.params, ended, started,
+                                                   key)
+        return state.replace(params=params, methods=method_state)
+
+    return Agent("dqn", config.num_envs, config.train_every, init, act, greedy_action, update,
+                 task_boundary)

@@ -4,11 +4,13 @@ One rollout of `num_steps` steps from each of `num_envs` envs, generalised advan
 that bootstrap through time-limit truncation, then `num_epochs` passes of minibatch updates —
 all inside one `update` call that compiles to a single program (`lax.scan` over epochs and
 minibatches). Two named networks: `params["actor"]` (logits) and `params["critic"]` (value).
+Continual-learning methods (`everlearn.methods`) hook into `update` at the points marked.
 """
 
 from __future__ import annotations
 
-from typing import Literal
+from collections.abc import Callable, Sequence
+from typing import Any, Literal
 
 import jax
 import jax.numpy as jnp
@@ -17,6 +19,7 @@ from flax import struct
 from pydantic import BaseModel, ConfigDict
 
 from everlearn.agents.common import MLP, Agent, EnvSpec, Transition
+from everlearn.methods.base import AgentView, Hooks, Method
 
 
 class PPOConfig(BaseModel):
@@ -46,15 +49,14 @@ class PPOState:
     params: dict  # {"actor": ..., "critic": ...}
     opt_state: optax.OptState
     num_updates: jax.Array
+    methods: dict[str, Any]  # the continual-learning methods' state (`Hooks`)
 
 
-def make_ppo(config: PPOConfig, spec: EnvSpec) -> Agent:
-    actor = MLP(config.hidden_sizes, spec.num_actions, config.activation, out_scale=0.01)
-    critic = MLP(config.hidden_sizes, 1, config.activation, out_scale=1.0)
-    optimiser = optax.chain(
-        optax.clip_by_global_norm(config.max_grad_norm),
-        optax.adam(config.learning_rate, eps=1e-5),
-    )
+def make_ppo(config: PPOConfig, spec: EnvSpec,
+             methods: Sequence[Callable[[AgentView], Method]] = ()) -> Agent:
+    actor = MLP(config.hidden_sizes, spec.num_actions, config.activation, out_scale=0.01,
+                heads=spec.heads)
+    critic = MLP(config.hidden_sizes, 1, config.activation, out_scale=1.0, heads=spec.heads)
     batch_size = config.num_envs * config.num_steps
     if batch_size % config.num_minibatches:
         raise ValueError(
@@ -63,11 +65,29 @@ def make_ppo(config: PPOConfig, spec: EnvSpec) -> Agent:
         )
     minibatch_size = batch_size // config.num_minibatches
 
+    def outputs(params: dict, obs: jax.Array) -> dict[str, jax.Array]:
+        return {"logits": actor.apply(params["actor"], obs),
+                "value": critic.apply(params["critic"], obs)[:, 0]}
+
+    def plain_loss(params: dict, mb: dict) -> jax.Array:
+        return loss_fn(params, mb)[0]
+
+    view = AgentView("ppo", off_policy=False, outputs=outputs,
+                     policy_logits=lambda params, obs: actor.apply(params["actor"], obs),
+                     loss=plain_loss, networks=("actor", "critic"), num_tasks=spec.num_tasks)
+    hooks = Hooks([build(view) for build in methods])
+    optimiser = hooks.optimiser(
+        optax.clip_by_global_norm(config.max_grad_norm),
+        optax.adam(config.learning_rate, eps=1e-5),
+    )
+
     def init(key: jax.Array) -> PPOState:
         k_actor, k_critic = jax.random.split(key)
+        k_methods = jax.random.fold_in(key, 1)  # keeps the no-method key stream unchanged
         dummy = jnp.zeros((1, spec.obs_dim), jnp.float32)
         params = {"actor": actor.init(k_actor, dummy), "critic": critic.init(k_critic, dummy)}
-        return PPOState(params, optimiser.init(params), jnp.zeros((), jnp.int32))
+        return PPOState(params, optimiser.init(params), jnp.zeros((), jnp.int32),
+                        hooks.init(k_methods, params))
 
     def act(state: PPOState, obs: jax.Array, key: jax.Array):
         logits = actor.apply(state.params["actor"], obs)
@@ -112,18 +132,32 @@ def make_ppo(config: PPOConfig, spec: EnvSpec) -> Agent:
         loss = policy_loss + config.vf_coef * value_loss - config.ent_coef * entropy
         return loss, {"policy_loss": policy_loss, "value_loss": value_loss, "entropy": entropy}
 
+    def total_loss(params: dict, mb: dict, method_state: dict) -> tuple[jax.Array, dict]:
+        loss, info = loss_fn(params, mb)
+        if hooks:  # hook: extra_loss (EWC, L2-init, distillation, ...)
+            method_loss = hooks.extra_loss(method_state, params, mb)
+            loss, info = loss + method_loss, {**info, "method_loss": method_loss}
+        return loss, info
+
     def update(state: PPOState, batch: Transition, key: jax.Array):
+        k_observe, k_after = jax.random.fold_in(key, 1), jax.random.fold_in(key, 2)
         adv, returns = advantages(state.params, batch)
         flat = {
             "obs": batch.obs, "action": batch.action, "log_prob": batch.extras["log_prob"],
             "advantage": adv, "return": returns,
         }
         flat = jax.tree.map(lambda x: x.reshape(batch_size, *x.shape[2:]), flat)
+        method_state = hooks.observe(state.methods, flat, k_observe)  # hook: observe
 
-        def minibatch_step(carry, mb):
+        def minibatch_step(carry, inputs):
             params, opt_state = carry
-            grads, info = jax.grad(loss_fn, has_aux=True)(params, mb)
-            updates, opt_state = optimiser.update(grads, opt_state, params)
+            mb, mb_key = inputs
+            mb = hooks.transform_batch(method_state, mb, mb_key)  # hook: transform_batch
+            grads, info = jax.grad(total_loss, has_aux=True)(params, mb, method_state)
+            # hook: the methods' Optax links read their state and the agent's own gradient
+            updates, opt_state = optimiser.update(
+                grads, opt_state, params, method_states=method_state,
+                loss_grad=lambda other: jax.grad(plain_loss)(params, other))
             return (optax.apply_updates(params, updates), opt_state), info
 
         def epoch(carry, epoch_key):
@@ -132,12 +166,20 @@ def make_ppo(config: PPOConfig, spec: EnvSpec) -> Agent:
                 lambda x: x[order].reshape(config.num_minibatches, minibatch_size, *x.shape[1:]),
                 flat,
             )
-            return jax.lax.scan(minibatch_step, carry, minibatches)
+            mb_keys = jax.random.split(jax.random.fold_in(epoch_key, 1), config.num_minibatches)
+            return jax.lax.scan(minibatch_step, carry, (minibatches, mb_keys))
 
         (params, opt_state), info = jax.lax.scan(
             epoch, (state.params, state.opt_state), jax.random.split(key, config.num_epochs)
         )
-        new_state = PPOState(params, opt_state, state.num_updates + 1)
+        method_state, params = hooks.after_update(method_state, params, k_after)  # hook
+        new_state = PPOState(params, opt_state, state.num_updates + 1, method_state)
         return new_state, jax.tree.map(jnp.mean, info)
 
-    return Agent("ppo", config.num_envs, config.num_steps, init, act, greedy_action, update)
+    def task_boundary(state: PPOState, ended: jax.Array, started: jax.Array, key: jax.Array):
+        method_state, params = hooks.task_boundary(state.methods, state.params, ended, started,
+                                                   key)
+        return state.replace(params=params, methods=method_state)
+
+    return Agent("ppo", config.num_envs, config.num_steps, init, act, greedy_action, update,
+                 task_boundary)

@@ -27,6 +27,7 @@ class TaskParams:
     action_map: jax.Array  # int32[num_actions]: agent action a is env action action_map[a]
     reward_scale: jax.Array  # float32[]
     reward_shift: jax.Array  # float32[]
+    task_onehot: jax.Array  # float32[num_tasks] appended to obs where task ids are given; else [0]
 
 
 class FunctionalEnv:
@@ -44,6 +45,7 @@ class FunctionalEnv:
         action_map: tuple[int, ...] | None = None,
         reward_scale: float = 1.0,
         reward_shift: float = 0.0,
+        task_onehot: tuple[float, ...] = (),
     ) -> TaskParams:
         physics = dict(physics or {})
         unknown = set(physics) - set(self.family.physics)
@@ -64,11 +66,12 @@ class FunctionalEnv:
             action_map=jnp.asarray(action_map if action_map is not None else range(n), jnp.int32),
             reward_scale=jnp.asarray(reward_scale, jnp.float32),
             reward_shift=jnp.asarray(reward_shift, jnp.float32),
+            task_onehot=jnp.asarray(task_onehot, jnp.float32).reshape(-1),
         )
 
     @staticmethod
     def _observe(obs: jax.Array, params: TaskParams) -> jax.Array:
-        return obs[params.obs_perm] * params.obs_scale
+        return jnp.concatenate([obs[params.obs_perm] * params.obs_scale, params.task_onehot])
 
     def reset(self, key: jax.Array, params: TaskParams) -> tuple[jax.Array, Any]:
         obs, state = self.env.reset(key, params.env)

@@ -37,7 +37,8 @@ class PhysicsContext(gym.Wrapper):
 
 
 class TaskTransform(gym.Wrapper):
-    """Observation permutation and scale, action remapping, reward scale and shift."""
+    """Observation permutation and scale, action remapping, reward scale and shift; and the
+    task id as a one-hot appended to the observation where the run gives task ids."""
 
     def __init__(
         self,
@@ -47,6 +48,7 @@ class TaskTransform(gym.Wrapper):
         action_map: tuple[int, ...] | None = None,
         reward_scale: float = 1.0,
         reward_shift: float = 0.0,
+        task_onehot: tuple[float, ...] = (),
     ):
         super().__init__(env)
         d = env.observation_space.shape[0]
@@ -55,14 +57,18 @@ class TaskTransform(gym.Wrapper):
         n = env.action_space.n
         self.action_map = np.asarray(action_map if action_map is not None else range(n))
         self.reward_scale, self.reward_shift = reward_scale, reward_shift
+        self.task_onehot = np.asarray(task_onehot, np.float32).reshape(-1)
         low = env.observation_space.low[self.obs_perm] * self.obs_scale
         high = env.observation_space.high[self.obs_perm] * self.obs_scale
         self.observation_space = gym.spaces.Box(
-            np.minimum(low, high), np.maximum(low, high), dtype=np.float32
+            np.concatenate([np.minimum(low, high), np.zeros_like(self.task_onehot)]),
+            np.concatenate([np.maximum(low, high), np.ones_like(self.task_onehot)]),
+            dtype=np.float32,
         )
 
     def _observe(self, obs: np.ndarray) -> np.ndarray:
-        return (obs[self.obs_perm] * self.obs_scale).astype(np.float32)
+        return np.concatenate([obs[self.obs_perm] * self.obs_scale,
+                               self.task_onehot]).astype(np.float32)
 
     def reset(self, **kwargs):
         obs, info = self.env.reset(**kwargs)
@@ -74,8 +80,9 @@ class TaskTransform(gym.Wrapper):
         return self._observe(obs), reward, terminated, truncated, info
 
 
-def make_task_env(task) -> gym.Env:
-    """One Gymnasium env for a `Task` (a registered family, or the task's own env factory)."""
+def make_task_env(task, task_onehot: tuple[float, ...] = ()) -> gym.Env:
+    """One Gymnasium env for a `Task` (a registered family, or the task's own env factory);
+    `task_onehot` is appended to every observation (empty: no task id)."""
     if task.env_factory is not None:
         env = task.env_factory()
     else:
@@ -88,10 +95,13 @@ def make_task_env(task) -> gym.Env:
         action_map=task.action_map,
         reward_scale=task.reward_scale,
         reward_shift=task.reward_shift,
+        task_onehot=task_onehot,
     )
 
 
-def make_vector_env(task, num_envs: int) -> gym.vector.SyncVectorEnv:
+def make_vector_env(task, num_envs: int,
+                    task_onehot: tuple[float, ...] = ()) -> gym.vector.SyncVectorEnv:
     """Synchronous vector env with same-step autoreset, as the functional envs do."""
-    fns: list[Callable[[], gym.Env]] = [lambda: make_task_env(task) for _ in range(num_envs)]
+    fns: list[Callable[[], gym.Env]] = [lambda: make_task_env(task, task_onehot)
+                                        for _ in range(num_envs)]
     return gym.vector.SyncVectorEnv(fns, autoreset_mode=gym.vector.AutoresetMode.SAME_STEP)

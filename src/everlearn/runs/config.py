@@ -10,11 +10,13 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, PositiveInt, ValidationError, field_validator
+from pydantic import (BaseModel, ConfigDict, Field, PositiveInt, ValidationError, create_model,
+                      field_validator)
 
 from everlearn.agents import AGENTS
 from everlearn.agents.dqn import DQNConfig
 from everlearn.agents.ppo import PPOConfig
+from everlearn.methods import METHODS
 from everlearn.scenarios import scenario_names
 
 
@@ -48,7 +50,9 @@ def parse_seeds(value: str | int | list[int]) -> list[int]:
     return seeds
 
 
-class RunConfig(BaseModel):
+class _RunConfigFields(BaseModel):
+    """The run's own keys; `RunConfig` adds one section per method (see below)."""
+
     model_config = ConfigDict(extra="forbid")
 
     scenario: str = "cartpole-contexts"
@@ -60,6 +64,7 @@ class RunConfig(BaseModel):
     eval_episodes: PositiveInt = 10
     checkpoint_every: PositiveInt = 5  # evaluations between checkpoints (and at task ends)
     reference: bool = False  # also run single-task references (forward transfer needs them)
+    methods: list[str] = Field(default_factory=list)  # continual-learning methods, in order
     ppo: PPOConfig = PPOConfig()
     dqn: DQNConfig = DQNConfig()
 
@@ -83,16 +88,37 @@ class RunConfig(BaseModel):
             raise ValueError(f"unknown agent '{value}'; choose one of: {', '.join(AGENTS)}")
         return value
 
+    @field_validator("methods")
+    @classmethod
+    def _methods(cls, value: list[str]) -> list[str]:
+        for name in value:
+            if name not in METHODS:
+                raise ValueError(f"unknown method '{name}'; choose from: {', '.join(METHODS)}")
+        if len(set(value)) != len(value):
+            raise ValueError(f"methods {value} list a method twice")
+        return value
+
     def agent_config(self) -> BaseModel:
         return getattr(self, self.agent)
 
+    def method_configs(self) -> dict[str, BaseModel]:
+        return {name: getattr(self, name) for name in self.methods}
+
     def to_dict(self) -> dict[str, Any]:
-        """The resolved config, with only the chosen agent's section."""
+        """The resolved config, with only the chosen agent's and methods' sections."""
         data = self.model_dump(mode="json")
-        for name in AGENTS:
-            if name != self.agent:
+        for name in [*AGENTS, *METHODS]:
+            if name != self.agent and name not in self.methods:
                 data.pop(name, None)
         return data
+
+
+# One config section per method, named like the method (`ewc: {lambda: ...}` in YAML,
+# `--set ewc.lambda=...` on the command line); a new method needs no edit here.
+RunConfig = create_model(
+    "RunConfig", __base__=_RunConfigFields,
+    **{name: (entry.config, entry.config()) for name, entry in METHODS.items()},
+)
 
 
 def _set_dotted(data: dict, dotted: str, value: Any) -> None:

@@ -3,7 +3,8 @@
 A run advances in segments (the steps between two evaluations). `train_segment` resets the
 envs with the current task's params and runs `iterations` rollout+update iterations in one
 `lax.scan`; it is `vmap`ped over seeds and `jit`ted once — the task is an argument, so a task
-switch never recompiles. `evaluate` runs every task at once (`vmap` over the stacked task
+switch never recompiles. The seed axis is split across devices where it divides evenly (on a
+CPU, everlearn shows XLA one device per core), so 8 seeds on 2 cores use both. `evaluate` runs every task at once (`vmap` over the stacked task
 params and over episodes) with the greedy policy, on keys that are not the training stream's.
 """
 
@@ -16,6 +17,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from flax import struct
+from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from everlearn.agents.common import Agent, Transition
 from everlearn.envs.functional import FunctionalEnv, TaskParams, index_params, stack_params
@@ -28,7 +30,12 @@ class SeedState:
     key: jax.Array
 
 
-def task_params(env: FunctionalEnv, task: Task) -> TaskParams:
+def task_onehot(index: int, num_tasks: int, task_ids: bool) -> tuple[float, ...]:
+    """The task id as the agent sees it: a one-hot appended to the observation, or nothing."""
+    return tuple(float(i == index) for i in range(num_tasks)) if task_ids else ()
+
+
+def task_params(env: FunctionalEnv, task: Task, onehot: tuple[float, ...] = ()) -> TaskParams:
     return env.make_params(
         physics=dict(task.physics),
         obs_perm=task.obs_perm,
@@ -36,6 +43,7 @@ def task_params(env: FunctionalEnv, task: Task) -> TaskParams:
         action_map=task.action_map,
         reward_scale=task.reward_scale,
         reward_shift=task.reward_shift,
+        task_onehot=onehot,
     )
 
 
@@ -50,31 +58,61 @@ def init_seeds(init_seed: Callable[[jax.Array], Any], seeds: list[int]) -> Any:
     return jax.tree.map(lambda *xs: jnp.stack(xs), *states)
 
 
+def split_seeds(state: Any) -> Any:
+    """Place the seed axis (leading axis of every leaf) across as many devices as divide the
+    number of seeds; a no-op for a state that is already placed so."""
+    num_seeds = jax.tree.leaves(state)[0].shape[0]
+    devices = jax.devices()
+    count = max(d for d in range(1, len(devices) + 1) if num_seeds % d == 0)
+    mesh = Mesh(np.array(devices[:count]), ("seed",))
+    return jax.device_put(state, NamedSharding(mesh, PartitionSpec("seed")))
+
+
+def boundary_for(agent: Agent) -> Callable[[SeedState, jax.Array, jax.Array], SeedState]:
+    """One seed's task boundary. Its key is folded out of the run key without advancing it,
+    so a run whose methods ignore boundaries keeps the key stream of a run without them."""
+
+    def boundary(state: SeedState, ended: jax.Array, started: jax.Array) -> SeedState:
+        key = jax.random.fold_in(jax.random.fold_in(state.key, 0xB0DE), started)
+        return state.replace(agent=agent.task_boundary(state.agent, ended, started, key))
+
+    return boundary
+
+
 class FunctionalTrainer:
-    def __init__(self, scenario: Scenario, agent: Agent, iterations: int, eval_episodes: int):
+    def __init__(self, scenario: Scenario, agent: Agent, iterations: int, eval_episodes: int,
+                 task_ids: bool = False):
+        """`task_ids`: append the task id (one-hot) to every observation."""
         self.scenario, self.agent, self.iterations = scenario, agent, iterations
         self.env = FunctionalEnv(scenario.env)
-        self.tasks = stack_params([task_params(self.env, t) for t in scenario.tasks])
+        n = scenario.num_tasks
+        self.tasks = stack_params([task_params(self.env, t, task_onehot(i, n, task_ids))
+                                   for i, t in enumerate(scenario.tasks)])
         self.eval_episodes = eval_episodes
         self.max_episode_steps = self.env.family.max_episode_steps
         self._init = jax.jit(self._init_seed)
         self._segment = jax.jit(jax.vmap(self._train_segment, in_axes=(0, None)))
         self._evaluate = jax.jit(jax.vmap(self._evaluate_seed))
+        self._boundary = jax.jit(jax.vmap(boundary_for(agent), in_axes=(0, None, None)))
 
     # -- public, batched over seeds ---------------------------------------------------------
     def init(self, seeds: list[int]) -> SeedState:
         return init_seeds(self._init, seeds)
 
     def train_segment(self, state: SeedState, task_index: int) -> tuple[SeedState, dict]:
-        state, metrics = self._segment(state, index_params(self.tasks, task_index))
+        state, metrics = self._segment(split_seeds(state), index_params(self.tasks, task_index))
         return state, jax.tree.map(np.asarray, metrics)
+
+    def task_boundary(self, state: SeedState, ended: int, started: int) -> SeedState:
+        """Tell the agent's methods that task `ended` is over and `started` begins."""
+        return self._boundary(split_seeds(state), jnp.int32(ended), jnp.int32(started))
 
     def evaluate(self, state: SeedState, seeds: list[int], eval_index: int) -> np.ndarray:
         """Mean greedy return per seed and task: float[num_seeds, num_tasks]."""
         keys = jax.vmap(lambda s: jax.random.fold_in(jax.random.PRNGKey(s + 7_919), eval_index))(
             jnp.asarray(seeds, jnp.uint32)
         )
-        return np.asarray(self._evaluate(state.agent, keys))
+        return np.asarray(self._evaluate(split_seeds(state.agent), split_seeds(keys)))
 
     # -- one seed ------------------------------------------------------------------------
     def _init_seed(self, seed: jax.Array) -> SeedState:

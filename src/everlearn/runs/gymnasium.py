@@ -15,7 +15,7 @@ import numpy as np
 
 from everlearn.agents.common import Agent, Transition
 from everlearn.envs.gymnasium_context import make_vector_env
-from everlearn.runs.functional import SeedState, init_seeds
+from everlearn.runs.functional import SeedState, boundary_for, init_seeds, task_onehot
 from everlearn.scenarios.task import Scenario
 
 
@@ -24,8 +24,11 @@ def _seed_slice(tree: Any, i: int) -> Any:
 
 
 class GymnasiumTrainer:
-    def __init__(self, scenario: Scenario, agent: Agent, iterations: int, eval_episodes: int):
+    def __init__(self, scenario: Scenario, agent: Agent, iterations: int, eval_episodes: int,
+                 task_ids: bool = False):
+        """`task_ids`: append the task id (one-hot) to every observation."""
         self.scenario, self.agent, self.iterations = scenario, agent, iterations
+        self.task_ids = task_ids
         self.eval_episodes = eval_episodes
         self._envs: dict[int, Any] = {}
         self._eval_envs: dict[int, Any] = {}
@@ -55,13 +58,19 @@ class GymnasiumTrainer:
         self._update = jax.jit(update, donate_argnums=0)
         self._env_seed = jax.jit(env_seed)
         self._greedy = jax.jit(agent.greedy_action)
+        self._boundary = jax.jit(jax.vmap(boundary_for(agent), in_axes=(0, None, None)))
 
     def init(self, seeds: list[int]) -> SeedState:
         return init_seeds(self._init, seeds)
 
+    def task_boundary(self, state: SeedState, ended: int, started: int) -> SeedState:
+        """Tell the agent's methods that task `ended` is over and `started` begins."""
+        return self._boundary(state, jnp.int32(ended), jnp.int32(started))
+
     def _vector_env(self, cache: dict, task_index: int, num_envs: int):
         if task_index not in cache:
-            cache[task_index] = make_vector_env(self.scenario.tasks[task_index], num_envs)
+            onehot = task_onehot(task_index, self.scenario.num_tasks, self.task_ids)
+            cache[task_index] = make_vector_env(self.scenario.tasks[task_index], num_envs, onehot)
         return cache[task_index]
 
     def train_segment(self, state: SeedState, task_index: int) -> tuple[SeedState, dict]:

@@ -35,6 +35,7 @@ from everlearn import __version__
 from everlearn.agents import AGENTS, EnvSpec, make_agent
 from everlearn.envs import get_family
 from everlearn.evaluation.metrics import interquartile_mean_ci, summarise_seed
+from everlearn.methods import METHODS, method_builders
 from everlearn.runs.checkpoint import atomic_write, load_checkpoint, save_checkpoint
 from everlearn.runs.config import ConfigError, RunConfig
 from everlearn.runs.functional import FunctionalTrainer
@@ -51,6 +52,8 @@ class RunPlan:
     scenario: Scenario
     trainer: FunctionalTrainer | GymnasiumTrainer
     segment_steps: int  # env steps per seed between evaluations
+    # The same agent without methods: single-task references measure a plain agent.
+    reference_trainer: FunctionalTrainer | GymnasiumTrainer
 
     @property
     def total_segments(self) -> int:
@@ -66,25 +69,50 @@ def make_plan(config: RunConfig) -> RunPlan:
     if config.backend == "jax" and any(t.env_factory is not None for t in scenario.tasks):
         raise ConfigError(f"scenario '{scenario.name}' has tasks built from your own Gymnasium "
                           "env, which only the Gymnasium path can step; use --backend gymnasium")
+    for name in config.methods:
+        entry = METHODS[name]
+        if config.agent not in entry.agents:
+            raise ConfigError(f"method '{name}' does not apply to agent '{config.agent}'; it "
+                              f"works with: {', '.join(entry.agents)}")
+        if entry.needs_boundaries and not scenario.boundaries_visible:
+            raise ConfigError(f"method '{name}' needs task boundaries, which scenario "
+                              f"'{scenario.name}' hides; pick a method that needs none "
+                              f"(e.g. l2_init) or a scenario that shows them")
+        if entry.needs_task_ids and not scenario.task_ids_visible:
+            raise ConfigError(f"method '{name}' needs task ids, which scenario "
+                              f"'{scenario.name}' hides; pick another method or scenario")
     steps_per_task = config.steps_per_task or scenario.steps_per_task
     agent_json = config.agent_config().model_dump_json()
-    trainer = _trainer(config.scenario, config.backend, config.agent, agent_json,
-                       steps_per_task / config.evals_per_task, config.eval_episodes)
-    return RunPlan(config, scenario, trainer, trainer.iterations * trainer.agent.steps_per_update)
+    methods_json = json.dumps([[n, c.model_dump(mode="json")]
+                               for n, c in config.method_configs().items()])
+    shape = (config.scenario, config.backend, config.agent, agent_json,
+             steps_per_task / config.evals_per_task, config.eval_episodes)
+    trainer = _trainer(*shape, methods_json)
+    return RunPlan(config, scenario, trainer, trainer.iterations * trainer.agent.steps_per_update,
+                   reference_trainer=_trainer(*shape, "[]"))
 
 
 @functools.lru_cache(maxsize=8)
 def _trainer(scenario_name: str, backend: str, agent_name: str, agent_json: str,
-             steps_per_eval: float, eval_episodes: int) -> FunctionalTrainer | GymnasiumTrainer:
+             steps_per_eval: float, eval_episodes: int,
+             methods_json: str) -> FunctionalTrainer | GymnasiumTrainer:
     """Trainers are cached so that runs with the same shapes in one process (tests, resume,
     sweeps) share compiled programs instead of compiling them again."""
     scenario = get_scenario(scenario_name)
     family = get_family(scenario.env)
     agent_config = AGENTS[agent_name].config.model_validate_json(agent_json)
-    agent = make_agent(agent_name, agent_config, EnvSpec(family.obs_dim, family.num_actions))
+    methods = [(name, METHODS[name].config.model_validate(data))
+               for name, data in json.loads(methods_json)]
+    networks = {METHODS[name].network for name, _ in methods}
+    task_ids = bool(networks & {"task_input", "multi_head"})
+    num_tasks = scenario.num_tasks
+    spec = EnvSpec(family.obs_dim + (num_tasks if task_ids else 0), family.num_actions,
+                   num_tasks, heads=num_tasks if "multi_head" in networks else 1)
+    agent = make_agent(agent_name, agent_config, spec,
+                       method_builders([n for n, _ in methods], dict(methods)))
     iterations = max(1, round(steps_per_eval / agent.steps_per_update))
     trainer_cls = FunctionalTrainer if backend == "jax" else GymnasiumTrainer
-    return trainer_cls(scenario, agent, iterations, eval_episodes)
+    return trainer_cls(scenario, agent, iterations, eval_episodes, task_ids=task_ids)
 
 
 def package_versions() -> dict[str, str]:
@@ -226,6 +254,9 @@ def _execute(plan: RunPlan, run_dir: Path, state: Any, start: int, *, quiet: boo
             state, train_metrics = trainer.train_segment(state, task)
             rate = seg_steps * len(seeds) / (time.perf_counter() - t0)
             last = log_eval(segment, trainer.evaluate(state, seeds, segment), train_metrics)
+            task_ends = segment % config.evals_per_task == 0 and task + 1 < scenario.num_tasks
+            if task_ends and config.methods and scenario.boundaries_visible:
+                state = trainer.task_boundary(state, task, task + 1)  # methods' task hooks
             if segment % config.evals_per_task == 0 or segment % config.checkpoint_every == 0:
                 checkpoint(segment)
             progress.update(bar, advance=seg_steps, rate=f"{rate:,.0f}", last=last)
@@ -238,7 +269,7 @@ def _execute(plan: RunPlan, run_dir: Path, state: Any, start: int, *, quiet: boo
             ref_bar = progress.add_task("reference runs", total=plan.total_segments * seg_steps,
                                         rate="-", last="-")
             reference = reference_curves(
-                trainer, config, scenario, seg_steps,
+                plan.reference_trainer, config, scenario, seg_steps,
                 on_segment=lambda task, e: progress.update(ref_bar, advance=seg_steps),
             )
     write_summary(run_dir, plan, reference, wall_time_s=time.perf_counter() - t_start)

@@ -71,6 +71,7 @@ def cartpole_contexts() -> Scenario:
             ),
         ),
         steps_per_task=100_000,
+        task_ids_visible=True,  # the agent may be told the task (multi_head, task_id_input)
     )
 
 
@@ -110,6 +111,7 @@ def acrobot_contexts() -> Scenario:
             ),
         ),
         steps_per_task=100_000,
+        task_ids_visible=True,  # the agent may be told the task (multi_head, task_id_input)
     )
 
 
