@@ -24,15 +24,13 @@ table to benchmarks/results/throughput.md (see --out).
 from __future__ import annotations
 
 import argparse
-import os
-import platform
-import subprocess
 import sys
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from importlib import metadata
 from pathlib import Path
+
+from machine import OtherLoad, loadavg, machine_description, nproc, versions, wait_for_quiet_machine
 
 ROOT = Path(__file__).resolve().parent
 DEFAULT_OUT = ROOT / "results" / "throughput.md"
@@ -42,107 +40,6 @@ TARGET_GYM_VS_SB3 = 5.0
 TARGET_FUNC_VS_SB3 = 15.0
 TARGET_SEEDS_VS_ONE = 1.5
 
-
-# ----------------------------------------------------------------------------------------------
-# Machine and load
-# ----------------------------------------------------------------------------------------------
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
-
-
-def nproc() -> int:
-    try:
-        return int(subprocess.run(["nproc"], capture_output=True, text=True).stdout.strip())
-    except (OSError, ValueError):
-        return len(os.sched_getaffinity(0))
-
-
-def mem_total_gib() -> float | None:
-    try:
-        for line in Path("/proc/meminfo").read_text().splitlines():
-            if line.startswith("MemTotal"):
-                return int(line.split()[1]) / 2**20
-    except OSError:
-        pass
-    return None
-
-
-def loadavg() -> tuple[float, float, float]:
-    return os.getloadavg()
-
-
-def _busy_cpu_seconds() -> float:
-    """CPU seconds all processes have spent busy since boot (from /proc/stat)."""
-    try:
-        fields = Path("/proc/stat").read_text().splitlines()[0].split()[1:]
-    except OSError:
-        return float("nan")
-    user, nice, system, _idle, _iowait, irq, softirq, steal = (int(x) for x in fields[:8])
-    return (user + nice + system + irq + softirq + steal) / os.sysconf("SC_CLK_TCK")
-
-
-class OtherLoad:
-    """Cores kept busy by *other* processes while a measurement runs (total busy CPU time
-    minus this process's own CPU time, per second of wall time)."""
-
-    def __enter__(self):
-        self.busy, self.own, self.wall = (_busy_cpu_seconds(), time.process_time(),
-                                          time.perf_counter())
-        return self
-
-    def __exit__(self, *exc):
-        wall = time.perf_counter() - self.wall
-        own = time.process_time() - self.own
-        self.cores = max((_busy_cpu_seconds() - self.busy - own) / wall, 0.0)
-        return False
-
-
-def virtual_machine() -> bool:
-    try:
-        return " hypervisor" in Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return False
-
-
-def machine_description() -> str:
-    mem = mem_total_gib()
-    mem_s = f", {mem:.1f} GiB RAM" if mem else ""
-    vm = ", virtual machine" if virtual_machine() else ""
-    return f"{platform.platform()}; {nproc()} CPUs ({cpu_model()}{vm}){mem_s}; no GPU used"
-
-
-def versions() -> dict[str, str]:
-    out = {"python": platform.python_version()}
-    for name in ["everlearn", "jax", "jaxlib", "flax", "optax", "gymnax", "gymnasium", "numpy",
-                 "torch", "stable-baselines3"]:
-        try:
-            out[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            out[name] = "not installed"
-    return out
-
-
-def wait_for_quiet_machine(max_load: float, waits: int, wait_s: float) -> list[float]:
-    """Wait (at most `waits` times) while the 1-minute load average from other jobs is high."""
-    seen = []
-    for attempt in range(waits + 1):
-        load = loadavg()[0]
-        seen.append(load)
-        if load <= max_load or attempt == waits:
-            if load > max_load:
-                print(f"[load] 1-min load {load:.2f} > {max_load}: measuring anyway "
-                      "(numbers will be pessimistic)", flush=True)
-            return seen
-        print(f"[load] 1-min load {load:.2f} > {max_load} (other jobs?): waiting {wait_s:.0f}s "
-              f"({attempt + 1}/{waits})", flush=True)
-        time.sleep(wait_s)
-    return seen
 
 
 # ----------------------------------------------------------------------------------------------

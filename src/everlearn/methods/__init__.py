@@ -14,8 +14,14 @@ from typing import NamedTuple
 
 from pydantic import BaseModel
 
+from everlearn.methods.agem import AGEMConfig, make_agem
 from everlearn.methods.base import AgentView, Hooks, Method
+from everlearn.methods.bc_replay import BCReplayConfig, make_bc_replay
+from everlearn.methods.ewc import EWCConfig, OnlineEWCConfig, make_ewc, make_online_ewc
 from everlearn.methods.l2_init import L2InitConfig, make_l2_init
+from everlearn.methods.mas import MASConfig, make_mas
+from everlearn.methods.packnet import PackNetConfig, make_packnet
+from everlearn.methods.replay import BalancedReplayConfig, ReplayConfig, make_replay
 from everlearn.methods.task_identity import (TaskIdentityConfig, make_multi_head,
                                              make_task_id_input)
 
@@ -33,14 +39,35 @@ class MethodEntry(NamedTuple):
 
 
 METHODS: dict[str, MethodEntry] = {
+    "replay": MethodEntry(ReplayConfig, make_replay, "mix a reservoir sample of all past "
+                          "transitions into every minibatch", agents=("dqn",)),
+    "replay_balanced": MethodEntry(BalancedReplayConfig, make_replay, "replay with an equal "
+                                   "share of the memory per task", agents=("dqn",),
+                                   needs_boundaries=True),
+    "bc_replay": MethodEntry(BCReplayConfig, make_bc_replay, "distil each finished task's "
+                             "policy on its stored states (behaviour cloning)",
+                             needs_boundaries=True),
+    "ewc": MethodEntry(EWCConfig, make_ewc, "pull weights towards each finished task's "
+                       "values, weighted by that task's Fisher", needs_boundaries=True),
+    "online_ewc": MethodEntry(OnlineEWCConfig, make_online_ewc, "pull weights towards the "
+                              "last task end, weighted by a running Fisher",
+                              needs_boundaries=True),
+    "mas": MethodEntry(MASConfig, make_mas, "pull weights towards the last task end, "
+                       "weighted by the output's sensitivity to them", needs_boundaries=True),
+    "agem": MethodEntry(AGEMConfig, make_agem,
+                        "project out gradients that raise the loss on earlier tasks' memory",
+                        needs_boundaries=True),
     "l2_init": MethodEntry(L2InitConfig, make_l2_init,
                            "pull weights towards their initial values"),
-    "task_id_input": MethodEntry(TaskIdentityConfig, make_task_id_input,
-                                 "give the agent the task id (one-hot input)",
-                                 needs_task_ids=True, network="task_input"),
+    "packnet": MethodEntry(PackNetConfig, make_packnet,
+                           "prune after each task and freeze the weights it keeps",
+                           needs_boundaries=True),
     "multi_head": MethodEntry(TaskIdentityConfig, make_multi_head,
                               "one output head per task, picked by the task id",
                               needs_task_ids=True, network="multi_head"),
+    "task_id_input": MethodEntry(TaskIdentityConfig, make_task_id_input,
+                                 "give the agent the task id (one-hot input)",
+                                 needs_task_ids=True, network="task_input"),
 }
 
 

@@ -1,0 +1,151 @@
+"""Continual-learning methods compared on the built-in scenarios: PPO fine-tuning against each
+method and the strongest pair, same scenario, same seeds, same metrics.
+
+For every scenario, in this order: fine-tuning (no method), each method that applies to PPO with
+its default settings, then the combination of the two single methods with the lowest forgetting
+(skipping pairs that cannot compose). Each is one `everlearn run` with `--seeds 0-9` (the seeds
+run as one vmapped program) and `--reference` (forward transfer; the single-task references are
+computed once per scenario and cached). The table gives the interquartile mean over seeds with a
+95% stratified-bootstrap confidence interval (rliable) of average performance, forgetting and
+forward transfer, and the wall time of each run.
+
+Run: `.venv/bin/python benchmarks/methods.py` (about an hour on 2 cores; `--quick` for a smoke
+version). Writes benchmarks/results/methods.md; run directories go to --runs-dir.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+from machine import machine_description, versions
+
+from everlearn.methods import METHODS
+from everlearn.runs.config import build_config
+from everlearn.runs.run import start_run
+
+ROOT = Path(__file__).resolve().parent
+DEFAULT_OUT = ROOT / "results" / "methods.md"
+METRICS = ["average_performance", "forgetting", "forward_transfer"]
+
+
+def log(message: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {message}", flush=True)
+
+
+def run_one(scenario: str, label: str, methods: list[str], args, runs_dir: Path) -> dict:
+    config = build_config(None, {"scenario": scenario, "agent": "ppo", "seeds": args.seeds,
+                                 "reference": True, "methods": methods}, args.set)
+    out = runs_dir / f"{scenario}-{label.replace('+', '-')}"
+    start_run(config, out, quiet=True)
+    summary = json.loads((out / "summary.json").read_text())
+    row = {"scenario": scenario, "label": label, "methods": methods, "run_dir": str(out),
+           "wall_time_s": summary["wall_time_s"], **{m: summary["aggregate"][m] for m in METRICS}}
+    log(f"{scenario:18s} {label:22s} " + "  ".join(
+        f"{m} {row[m]['iqm']:.3f} [{row[m]['ci_low']:.3f}, {row[m]['ci_high']:.3f}]"
+        for m in METRICS) + f"  {row['wall_time_s']:.0f} s")
+    return row
+
+
+def strongest_pair(rows: list[dict]) -> list[str] | None:
+    """The two single methods with the lowest forgetting that can be used together."""
+    singles = sorted((r for r in rows if len(r["methods"]) == 1),
+                     key=lambda r: r["forgetting"]["iqm"])
+    for i, first in enumerate(singles):
+        for second in singles[i + 1:]:
+            pair = [first["methods"][0], second["methods"][0]]
+            networks = [METHODS[m].network for m in pair if METHODS[m].network]
+            if len(networks) <= 1:  # task_id_input and multi_head both reshape the networks
+                return pair
+    return None
+
+
+def cell(stats: dict) -> str:
+    return f"{stats['iqm']:.2f} [{stats['ci_low']:.2f}, {stats['ci_high']:.2f}]"
+
+
+def markdown(rows: list[dict], args, wall_s: float) -> str:
+    v = versions()
+    lines = [
+        "# Continual-learning methods with PPO (everlearn)", "",
+        f"- Date: {datetime.now(timezone.utc).strftime('%Y-%m-%d %H:%M UTC')}",
+        f"- Machine: {machine_description()}",
+        "- Versions: " + ", ".join(f"{k} {val}" for k, val in v.items()
+                                   if val != "not installed"),
+        f"- Command: `python benchmarks/{Path(sys.argv[0]).name} {' '.join(sys.argv[1:])}` "
+        f"({wall_s / 60:.0f} min wall)",
+        f"- Seeds {args.seeds}, each run with `--reference`; overrides: "
+        f"{', '.join(args.set) or 'none'}; methods at their default settings "
+        "(`everlearn list`, docs/methods.md).",
+        "",
+        "Interquartile mean over seeds [95% stratified-bootstrap CI]. Average performance and "
+        "forgetting are normalised (0 = random policy, 1 = reference score); forward transfer is "
+        "against single-task PPO runs with the same budget. Higher is better except for "
+        "forgetting. **bold**: forgetting CI entirely below fine-tuning's.", "",
+    ]
+    for scenario in dict.fromkeys(r["scenario"] for r in rows):
+        group = [r for r in rows if r["scenario"] == scenario]
+        base = next(r for r in group if not r["methods"])
+        lines += [f"## {scenario}", "",
+                  "| method | average performance | forgetting | forward transfer | wall s |",
+                  "|---|---|---|---|---|"]
+        for r in group:
+            better = r["methods"] and r["forgetting"]["ci_high"] < base["forgetting"]["ci_low"]
+            forgetting = f"**{cell(r['forgetting'])}**" if better else cell(r["forgetting"])
+            lines.append(f"| {r['label']} | {cell(r['average_performance'])} | {forgetting} | "
+                         f"{cell(r['forward_transfer'])} | {r['wall_time_s']:.0f} |")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--scenarios", nargs="+", default=["cartpole-contexts", "acrobot-contexts"])
+    p.add_argument("--methods", nargs="+", help="single methods to compare (default: every "
+                   "method that applies to PPO)")
+    p.add_argument("--seeds", default="0-9")
+    p.add_argument("--set", action="append", default=[], help="config override key=value")
+    p.add_argument("--quick", action="store_true",
+                   help="smoke version: 3 seeds, 8k steps per task")
+    p.add_argument("--runs-dir", type=Path, help="where run directories go (default: a "
+                   "temporary folder)")
+    p.add_argument("--out", type=Path, default=DEFAULT_OUT)
+    p.add_argument("--no-write", action="store_true")
+    args = p.parse_args(argv)
+    if args.quick:
+        args.seeds = "0-2"
+        args.set += ["steps_per_task=8192", "evals_per_task=4", "eval_episodes=4"]
+    methods = args.methods or [n for n, e in METHODS.items() if "ppo" in e.agents]
+    unknown = [m for m in methods if m not in METHODS or "ppo" not in METHODS[m].agents]
+    if unknown:
+        p.error(f"not a PPO method: {', '.join(unknown)}; choose from "
+                f"{', '.join(n for n, e in METHODS.items() if 'ppo' in e.agents)}")
+    runs_dir = args.runs_dir or Path(tempfile.mkdtemp(prefix="everlearn-methods-"))
+    log(f"run directories under {runs_dir}")
+
+    t0 = time.perf_counter()
+    rows: list[dict] = []
+    for scenario in args.scenarios:
+        rows.append(run_one(scenario, "fine-tuning", [], args, runs_dir))
+        for name in methods:
+            rows.append(run_one(scenario, name, [name], args, runs_dir))
+        pair = strongest_pair([r for r in rows if r["scenario"] == scenario])
+        if pair:
+            rows.append(run_one(scenario, "+".join(pair), pair, args, runs_dir))
+    text = markdown(rows, args, time.perf_counter() - t0)
+    print("\n" + text)
+    if not args.no_write:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(text + "\n")
+        (args.out.with_suffix(".json")).write_text(json.dumps(rows, indent=1))
+        log(f"wrote {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
