@@ -4,6 +4,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from everlearn.agents.dqn import minibatch_row as dqn_minibatch_row
 from everlearn.methods.agem import AGEMConfig, make_agem, project_gradient
 from everlearn.methods.base import AgentView
 
@@ -37,9 +38,13 @@ def test_no_reference_leaves_the_gradient_unchanged_even_if_it_is_not_finite():
     jax.tree.map(lambda p, g: np.testing.assert_array_equal(p, g), projected, G)
 
 
+OBS_DIM = 2  # the rows below hold 2-entry observations
+
+
 def _method(memory_per_task=4, reference_batch=64):
     view = AgentView("dqn", off_policy=True, outputs=None, policy_logits=None, loss=None,
-                     networks=("q",), num_tasks=3)
+                     networks=("q",), num_tasks=3, obs_dim=OBS_DIM,
+                     minibatch_row=dqn_minibatch_row(OBS_DIM))
     return make_agem(AGEMConfig(memory_per_task=memory_per_task,
                                 reference_batch=reference_batch), view)
 
@@ -59,7 +64,7 @@ def test_link_uses_only_finished_tasks_and_their_last_rows():
     method = _method(memory_per_task=4)
     key = jax.random.PRNGKey(0)
     state = method.init(key, PARAMS)
-    assert state["memory"]["obs"].shape == (3, 4, 2)  # obs size read from the first kernel
+    assert state["memory"]["obs"].shape == (3, 4, 2)
     state = method.observe(state, _rows([1.0, 2.0, 3.0]), jnp.int32(0), key)
     state = method.observe(state, _rows([4.0, 5.0, 6.0]), jnp.int32(0), key)  # ring: drops 1, 2
     seen = []

@@ -10,7 +10,8 @@ import pytest
 
 from everlearn.agents import EnvSpec, Transition, make_agent
 from everlearn.agents.dqn import DQNConfig
-from everlearn.agents.ppo import PPOConfig
+from everlearn.agents.ppo import PPOConfig, minibatch_row
+from everlearn.runs.functional import init_seeds
 from everlearn.methods import METHODS, AgentView, Method
 from everlearn.methods.bc_replay import BCReplayConfig, make_bc_replay, policy_kl
 
@@ -53,7 +54,8 @@ def test_ppo_loss_is_coef_weighted_kl_plus_value_error_by_hand():
         return {"logits": obs @ params["actor"]["params"]["Dense_0"]["kernel"],
                 "value": (obs @ params["critic"]["params"]["Dense_0"]["kernel"])[:, 0]}
 
-    view = AgentView("ppo", False, outputs, None, None, ("actor", "critic"), num_tasks=1)
+    view = AgentView("ppo", False, outputs, None, None, ("actor", "critic"), num_tasks=1,
+                     obs_dim=1, minibatch_row=minibatch_row(1))
     params = {"actor": {"params": {"Dense_0": {"kernel": jnp.zeros((1, 2))}}},
               "critic": {"params": {"Dense_0": {"kernel": jnp.full((1, 1), 3.0)}}}}
     method = make_bc_replay(BCReplayConfig(states_per_task=1, batch_size=1, policy_coef=2.0,
@@ -131,7 +133,8 @@ def test_agents_distil_after_a_task_boundary_under_jit_and_vmap(agent_name):
     agent = make_agent(agent_name, SMALL[agent_name], EnvSpec(4, 2, num_tasks=2),
                        [lambda view: make_bc_replay(BCReplayConfig(states_per_task=16), view)])
     keys = jax.random.split(jax.random.PRNGKey(0), 2)
-    state = jax.jit(jax.vmap(agent.init))(keys)
+    # One seed at a time: a vmapped orthogonal init (batched QR) can deadlock XLA's CPU pool.
+    state = init_seeds(lambda seed: agent.init(keys[seed]), [0, 1])
     T, E = agent.rollout_length, agent.num_envs
     obs = jax.random.normal(jax.random.PRNGKey(1), (2, T, E, 4))
     batch = Transition(obs=obs, action=jnp.zeros((2, T, E), jnp.int32),

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from everlearn.agents import AGENTS, EnvSpec, make_agent
+from everlearn.agents.ppo import minibatch_row as ppo_minibatch_row
 from everlearn.methods import METHODS, method_builders
 from everlearn.methods.base import AgentView
 from everlearn.methods.ewc import (EWCConfig, OnlineEWCConfig, make_ewc, make_online_ewc,
@@ -36,7 +37,8 @@ def loss(params, mb):
 
 VIEW = AgentView("ppo", off_policy=False, outputs=outputs,
                  policy_logits=lambda params, obs: outputs(params, obs)["logits"], loss=loss,
-                 networks=("actor", "critic"), num_tasks=TASKS)
+                 networks=("actor", "critic"), num_tasks=TASKS, obs_dim=OBS,
+                 minibatch_row=ppo_minibatch_row(OBS))
 
 
 def make_params(seed):

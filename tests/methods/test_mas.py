@@ -7,10 +7,12 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from everlearn.agents import dqn, ppo
 from everlearn.methods.base import AgentView
 from everlearn.methods.mas import MASConfig, make_mas
 
 OBS, ACTIONS, TASKS = 3, 2, 3
+ROWS = {"ppo": ppo.minibatch_row, "dqn": dqn.minibatch_row}
 
 
 def layer(tree, network):
@@ -35,7 +37,8 @@ def dqn_outputs(params, obs):
 def view(agent, outputs, networks):
     logits = lambda params, obs: next(iter(outputs(params, obs).values()))  # noqa: E731
     return AgentView(agent, off_policy=agent == "dqn", outputs=outputs, policy_logits=logits,
-                     loss=lambda params, mb: jnp.zeros(()), networks=networks, num_tasks=TASKS)
+                     loss=lambda params, mb: jnp.zeros(()), networks=networks, num_tasks=TASKS,
+                     obs_dim=OBS, minibatch_row=ROWS[agent](OBS))
 
 
 PPO_VIEW = view("ppo", ppo_outputs, ("actor", "critic"))

@@ -11,9 +11,10 @@ from scipy import stats
 from everlearn.agents import EnvSpec, Transition, make_agent
 from everlearn.agents.common import ReplayBuffer
 from everlearn.agents.dqn import DQNConfig
+from everlearn.runs.functional import init_seeds
 from everlearn.methods import METHODS, Method
 from everlearn.methods.replay import (BalancedReplayConfig, ReplayConfig, make_replay,
-                                      memory_nbytes, observation_dim, sample_rows)
+                                      memory_nbytes, sample_rows)
 
 DQN_SMALL = DQNConfig(train_every=16, gradient_steps=2, batch_size=8, buffer_size=64,
                       learning_starts=0, hidden_sizes=(8,))
@@ -152,7 +153,7 @@ def test_memory_footprint_matches_the_arrays():
     assert memory_nbytes(20_000, 4) == ReplayBuffer.create(20_000, 4).nbytes == 820_000
 
 
-def test_observation_dim_sees_through_multi_head_networks():
+def test_the_view_gives_the_full_observation_width_to_multi_head_networks():
     captured = {}
 
     def capture(view):
@@ -163,7 +164,10 @@ def test_observation_dim_sees_through_multi_head_networks():
     agent = make_agent("dqn", DQN_SMALL, EnvSpec(7, 2, num_tasks=3, heads=3), [capture])
     params = agent.init(jax.random.PRNGKey(0)).params
     assert params["q"]["params"]["Dense_0"]["kernel"].shape[0] == 4
-    assert observation_dim(captured["view"], params) == 7
+    assert captured["view"].obs_dim == 7
+    state = make_replay(ReplayConfig(capacity=8), captured["view"]).init(
+        jax.random.PRNGKey(1), params)
+    assert state["memory"].obs.shape == (8, 7)
 
 
 def test_dqn_updates_with_replay_under_jit_and_vmap():
@@ -174,7 +178,8 @@ def test_dqn_updates_with_replay_under_jit_and_vmap():
         lambda view: make_replay(ReplayConfig(capacity=32), view),
         lambda view: make_replay(BalancedReplayConfig(capacity=32), view)])
     keys = jax.random.split(jax.random.PRNGKey(0), 2)
-    state = jax.jit(jax.vmap(agent.init))(keys)
+    # One seed at a time: a vmapped orthogonal init (batched QR) can deadlock XLA's CPU pool.
+    state = init_seeds(lambda seed: agent.init(keys[seed]), [0, 1])
     T, E = agent.rollout_length, agent.num_envs
     obs = jax.random.normal(jax.random.PRNGKey(1), (2, T, E, 4))
     batch = Transition(obs=obs, action=jnp.zeros((2, T, E), jnp.int32),

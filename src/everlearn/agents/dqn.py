@@ -24,6 +24,14 @@ from everlearn.agents.common import MLP, Agent, EnvSpec, ReplayBuffer, Transitio
 from everlearn.methods.base import AgentView, Hooks, Method
 
 
+def minibatch_row(obs_dim: int) -> dict[str, jax.ShapeDtypeStruct]:
+    """One row of DQN's minibatch format (replay-buffer samples; what methods `observe`)."""
+    obs = jax.ShapeDtypeStruct((obs_dim,), jnp.float32)
+    return {"obs": obs, "action": jax.ShapeDtypeStruct((), jnp.int32),
+            "reward": jax.ShapeDtypeStruct((), jnp.float32),
+            "terminated": jax.ShapeDtypeStruct((), jnp.bool_), "next_obs": obs}
+
+
 class DQNConfig(BaseModel):
     """Defaults start from rl-baselines3-zoo's tuned CartPole settings, with one gradient step
     per env step, a larger batch and a lower learning rate, which made all seeds tried here
@@ -74,7 +82,8 @@ def make_dqn(config: DQNConfig, spec: EnvSpec,
     view = AgentView("dqn", off_policy=True,
                      outputs=lambda params, obs: {"q": q_net.apply(params["q"], obs)},
                      policy_logits=lambda params, obs: q_net.apply(params["q"], obs),
-                     loss=plain_loss, networks=("q",), num_tasks=spec.num_tasks)
+                     loss=plain_loss, networks=("q",), num_tasks=spec.num_tasks,
+                     obs_dim=spec.obs_dim, minibatch_row=minibatch_row(spec.obs_dim))
     hooks = Hooks([build(view) for build in methods])
     optimiser = hooks.optimiser(
         optax.clip_by_global_norm(config.max_grad_norm), optax.adam(config.learning_rate)
@@ -176,10 +185,5 @@ def make_dqn(config: DQNConfig, spec: EnvSpec,
             state = state.replace(methods=method_state, params=params)
         return state, {**jax.tree.map(jnp.mean, info), "epsilon": epsilon(state.env_steps)}
 
-    def task_boundary(state: DQNState, ended: jax.Array, started: jax.Array, key: jax.Array):
-        method_state, params = hooks.task_boundary(state.methods, state.params, ended, started,
-                                                   key)
-        return state.replace(params=params, methods=method_state)
-
     return Agent("dqn", config.num_envs, config.train_every, init, act, greedy_action, update,
-                 task_boundary)
+                 hooks.agent_task_boundary)

@@ -22,6 +22,14 @@ from everlearn.agents.common import MLP, Agent, EnvSpec, Transition
 from everlearn.methods.base import AgentView, Hooks, Method
 
 
+def minibatch_row(obs_dim: int) -> dict[str, jax.ShapeDtypeStruct]:
+    """One row of PPO's minibatch format, as `update` builds it and methods `observe` it."""
+    scalar = jax.ShapeDtypeStruct((), jnp.float32)
+    return {"obs": jax.ShapeDtypeStruct((obs_dim,), jnp.float32),
+            "action": jax.ShapeDtypeStruct((), jnp.int32),
+            "log_prob": scalar, "advantage": scalar, "return": scalar}
+
+
 class PPOConfig(BaseModel):
     """Defaults follow rl-baselines3-zoo's tuned CartPole settings (a constant learning rate:
     a continual agent has no end of training to anneal towards)."""
@@ -74,7 +82,8 @@ def make_ppo(config: PPOConfig, spec: EnvSpec,
 
     view = AgentView("ppo", off_policy=False, outputs=outputs,
                      policy_logits=lambda params, obs: actor.apply(params["actor"], obs),
-                     loss=plain_loss, networks=("actor", "critic"), num_tasks=spec.num_tasks)
+                     loss=plain_loss, networks=("actor", "critic"), num_tasks=spec.num_tasks,
+                     obs_dim=spec.obs_dim, minibatch_row=minibatch_row(spec.obs_dim))
     hooks = Hooks([build(view) for build in methods])
     optimiser = hooks.optimiser(
         optax.clip_by_global_norm(config.max_grad_norm),
@@ -176,10 +185,5 @@ def make_ppo(config: PPOConfig, spec: EnvSpec,
         new_state = PPOState(params, opt_state, state.num_updates + 1, method_state)
         return new_state, jax.tree.map(jnp.mean, info)
 
-    def task_boundary(state: PPOState, ended: jax.Array, started: jax.Array, key: jax.Array):
-        method_state, params = hooks.task_boundary(state.methods, state.params, ended, started,
-                                                   key)
-        return state.replace(params=params, methods=method_state)
-
     return Agent("ppo", config.num_envs, config.num_steps, init, act, greedy_action, update,
-                 task_boundary)
+                 hooks.agent_task_boundary)

@@ -35,7 +35,7 @@ import jax.numpy as jnp
 import optax
 from pydantic import BaseModel, ConfigDict, PositiveInt
 
-from everlearn.methods.base import AgentView, Method
+from everlearn.methods.base import AgentView, Method, empty_rows
 
 
 class AGEMConfig(BaseModel):
@@ -43,27 +43,6 @@ class AGEMConfig(BaseModel):
 
     memory_per_task: PositiveInt = 1000
     reference_batch: PositiveInt = 256
-
-
-def _first_kernel_input_size(network_params) -> int:
-    """The observation size a network takes: the input size of its first dense kernel
-    (Flax names layers `Dense_0`, `Dense_1`, ...; they flatten in that order)."""
-    for path, leaf in jax.tree_util.tree_flatten_with_path(network_params)[0]:
-        if getattr(path[-1], "key", None) == "kernel":
-            return leaf.shape[0]
-    raise ValueError("agem: found no dense kernel to read the observation size from")
-
-
-def _row_format(view: AgentView, obs_dim: int) -> dict[str, tuple[tuple[int, ...], jnp.dtype]]:
-    """Shape and dtype of one row of the agent's minibatch format (see `methods/base.py`)."""
-    scalar = ((), jnp.float32)
-    if view.agent == "ppo":
-        return {"obs": ((obs_dim,), jnp.float32), "action": ((), jnp.int32),
-                "log_prob": scalar, "advantage": scalar, "return": scalar}
-    if view.agent == "dqn":
-        return {"obs": ((obs_dim,), jnp.float32), "action": ((), jnp.int32), "reward": scalar,
-                "terminated": ((), jnp.bool_), "next_obs": ((obs_dim,), jnp.float32)}
-    raise ValueError(f"agem supports the agents ppo and dqn, not '{view.agent}'")
 
 
 def project_gradient(grads, reference_grads, has_reference: jax.Array):
@@ -81,11 +60,8 @@ def make_agem(config: AGEMConfig, view: AgentView) -> Method:
     num_tasks, capacity = view.num_tasks, config.memory_per_task
 
     def init(key, params):
-        obs_dim = _first_kernel_input_size(params[view.networks[0]])
-        fmt = _row_format(view, obs_dim)
         return {
-            "memory": {name: jnp.zeros((num_tasks, capacity, *shape), dtype)
-                       for name, (shape, dtype) in fmt.items()},
+            "memory": empty_rows(view.minibatch_row, (num_tasks, capacity)),
             "filled": jnp.zeros((num_tasks, capacity), jnp.bool_),
             "position": jnp.zeros((num_tasks,), jnp.int32),  # next row to write, per task
             "finished": jnp.zeros((num_tasks,), jnp.bool_),

@@ -52,6 +52,17 @@ class AgentView(NamedTuple):
     # Names of the networks in `params` whose outputs the policy depends on.
     networks: tuple[str, ...]
     num_tasks: int
+    obs_dim: int  # width of the observations the agent takes (a task one-hot included)
+    # Shape and dtype of one row of the agent's minibatch format (what `observe` receives).
+    minibatch_row: dict[str, jax.ShapeDtypeStruct]
+
+
+def empty_rows(row: dict[str, jax.ShapeDtypeStruct], leading: tuple[int, ...],
+               keys: tuple[str, ...] | None = None) -> dict[str, jax.Array]:
+    """Zeroed room for rows of a minibatch format (`view.minibatch_row`): arrays of shape
+    `leading + row shape`, for every key or only `keys`."""
+    return {key: jnp.zeros((*leading, *spec.shape), spec.dtype) for key, spec in row.items()
+            if keys is None or key in keys}
 
 
 def _identity_boundary(state, params, task, key):
@@ -124,6 +135,13 @@ class Hooks:
         for m, k in zip(self.methods, jax.random.split(k_start, max(len(self.methods), 1))):
             state[m.name], params = m.on_task_start(state[m.name], params, started, k)
         return state, params
+
+    def agent_task_boundary(self, agent_state: Any, ended: jax.Array, started: jax.Array,
+                            key: jax.Array) -> Any:
+        """`Agent.task_boundary` for an agent state with `params` and `methods` fields."""
+        methods, params = self.task_boundary(agent_state.methods, agent_state.params, ended,
+                                             started, key)
+        return agent_state.replace(params=params, methods=methods)
 
     def observe(self, state: dict, data: dict, key: jax.Array) -> dict:
         state = dict(state)

@@ -35,7 +35,7 @@ import jax.numpy as jnp
 from pydantic import BaseModel, ConfigDict, NonNegativeFloat, PositiveInt
 
 from everlearn.methods.base import AgentView, Method
-from everlearn.methods.replay import (observation_dim, output_shapes, reservoir_rows,
+from everlearn.methods.replay import (output_shapes, reservoir_rows,
                                       sample_rows)
 
 
@@ -59,7 +59,7 @@ def make_bc_replay(config: BCReplayConfig, view: AgentView) -> Method:
     rows_total = view.num_tasks * per_task
 
     def init(key, params):
-        obs_dim = observation_dim(view, params)
+        obs_dim = view.obs_dim
         outputs = output_shapes(view, params, obs_dim)
         return {
             "obs": jnp.zeros((rows_total, obs_dim), jnp.float32),

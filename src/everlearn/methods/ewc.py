@@ -28,8 +28,7 @@ import jax
 import jax.numpy as jnp
 from pydantic import BaseModel, ConfigDict, Field, NonNegativeFloat, PositiveInt
 
-from everlearn.methods.base import AgentView, Method, Params
-from everlearn.methods.replay import observation_dim
+from everlearn.methods.base import AgentView, Method, Params, empty_rows
 
 
 class EWCConfig(BaseModel):
@@ -54,23 +53,9 @@ class OnlineEWCConfig(EWCConfig):
 
 # -- a fixed-size store of the most recent data rows (also used by `mas`) ------------------
 
-# The minibatch format each agent passes to `observe` (see `methods/base.py`); "obs" rows are
-# [obs_dim], every other key is one scalar per row.
-_ROW_DTYPES = {
-    "ppo": {"obs": jnp.float32, "action": jnp.int32, "log_prob": jnp.float32,
-            "advantage": jnp.float32, "return": jnp.float32},
-    "dqn": {"obs": jnp.float32, "action": jnp.int32, "reward": jnp.float32,
-            "terminated": jnp.bool_, "next_obs": jnp.float32},
-}
-
-
-def empty_store(view: AgentView, params: Params, capacity: int,
-                keys: tuple[str, ...] | None = None) -> dict:
+def empty_store(view: AgentView, capacity: int, keys: tuple[str, ...] | None = None) -> dict:
     """Room for `capacity` rows of the agent's minibatch format (only `keys` if given)."""
-    obs_size = observation_dim(view, params)
-    dtypes = _ROW_DTYPES[view.agent]
-    rows = {key: jnp.zeros((capacity, obs_size) if key.endswith("obs") else (capacity,), dtype)
-            for key, dtype in dtypes.items() if keys is None or key in keys}
+    rows = empty_rows(view.minibatch_row, (capacity,), keys)
     return {"rows": rows, "position": jnp.zeros((), jnp.int32), "size": jnp.zeros((), jnp.int32)}
 
 
@@ -199,7 +184,7 @@ def _make(name: str, config: EWCConfig, view: AgentView, online: bool) -> Method
 
     if online:
         def init(key, params):
-            return {"store": empty_store(view, params, config.fisher_samples),
+            return {"store": empty_store(view, config.fisher_samples),
                     "fisher": jax.tree.map(jnp.zeros_like, params), "anchor": params}
 
         def on_task_end(state, params, task, key):
@@ -216,7 +201,7 @@ def _make(name: str, config: EWCConfig, view: AgentView, online: bool) -> Method
             per_task = jax.tree.map(lambda p: jnp.zeros((view.num_tasks, *p.shape), p.dtype),
                                     params)
             zeros = jax.tree.map(jnp.zeros_like, params)
-            return {"store": empty_store(view, params, config.fisher_samples),
+            return {"store": empty_store(view, config.fisher_samples),
                     "fisher": per_task, "anchor": per_task,
                     "finished": jnp.zeros((view.num_tasks,), jnp.bool_),
                     "merged": {"fisher": zeros, "anchor": zeros, "offset": jnp.zeros(())}}

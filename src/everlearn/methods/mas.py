@@ -64,7 +64,7 @@ def output_sensitivity(view: AgentView, params: Params, obs: jax.Array,
 
 def make_mas(config: MASConfig, view: AgentView) -> Method:
     def init(key, params):
-        return {"store": empty_store(view, params, config.importance_samples, keys=("obs",)),
+        return {"store": empty_store(view, config.importance_samples, keys=("obs",)),
                 "importance": jax.tree.map(jnp.zeros_like, params), "anchor": params,
                 "tasks_finished": jnp.zeros((), jnp.int32)}
 

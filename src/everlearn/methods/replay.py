@@ -28,7 +28,6 @@ from __future__ import annotations
 
 from typing import Literal
 
-import flax.errors
 import jax
 import jax.numpy as jnp
 from pydantic import BaseModel, ConfigDict, Field, PositiveInt, field_validator
@@ -67,20 +66,6 @@ ENTRY_OF_STRATEGY = {"reservoir": "replay", "task_balanced": "replay_balanced"}
 def memory_nbytes(capacity: int, obs_dim: int) -> int:
     """Bytes the kept transitions take per seed (the arrays of a `ReplayBuffer`)."""
     return capacity * (2 * 4 * obs_dim + 4 + 4 + 1)
-
-
-def observation_dim(view: AgentView, params) -> int:
-    """Width of the observations the agent's networks take. Methods get params, not the env's
-    spec, so read the first layer's input width; multi-head networks slice a task one-hot off
-    their input before that layer, so try that width plus `num_tasks` too."""
-    first = params[view.networks[0]]["params"]["Dense_0"]["kernel"].shape[0]
-    for width in (first, first + view.num_tasks):
-        try:
-            output_shapes(view, params, width)
-            return width
-        except (TypeError, ValueError, flax.errors.FlaxError):
-            continue
-    raise ValueError(f"cannot tell the observation width of the {view.agent} networks")
 
 
 def output_shapes(view: AgentView, params, width: int) -> dict[str, jax.ShapeDtypeStruct]:
@@ -142,7 +127,7 @@ def make_replay(config: ReplayConfig, view: AgentView) -> Method:
 
     def init(key, params):
         # `memory.size` counts the filled rows; `position` (the ring's cursor) is unused.
-        return {"memory": ReplayBuffer.create(segments * quota, observation_dim(view, params)),
+        return {"memory": ReplayBuffer.create(segments * quota, view.obs_dim),
                 "seen": jnp.zeros((segments,), jnp.int32)}  # transitions seen per segment
 
     def observe(state, data, task, key):
