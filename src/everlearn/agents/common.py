@@ -69,6 +69,8 @@ class MLP(nn.Module):
 
     With `heads` > 1 the input ends in a task one-hot of that length: the hidden layers see the
     observation without it, and the one-hot picks one of `heads` output layers.
+    `return_hidden=True` also returns each hidden layer's output (after its activation), for
+    plasticity diagnostics and weight surgery.
     """
 
     hidden_sizes: Sequence[int]
@@ -78,18 +80,22 @@ class MLP(nn.Module):
     heads: int = 1
 
     @nn.compact
-    def __call__(self, x: jax.Array) -> jax.Array:
+    def __call__(self, x: jax.Array, return_hidden: bool = False):
         act = _ACTIVATIONS[self.activation]
         if self.heads > 1:
             x, onehot = x[..., :-self.heads], x[..., -self.heads:]
+        hidden = []
         for size in self.hidden_sizes:
             x = act(nn.Dense(size, kernel_init=nn.initializers.orthogonal(np.sqrt(2)))(x))
+            hidden.append(x)
         out_init = nn.initializers.orthogonal(self.out_scale)
         if self.heads == 1:
-            return nn.Dense(self.out_size, kernel_init=out_init)(x)
-        per_head = nn.Dense(self.out_size * self.heads, kernel_init=out_init)(x)
-        per_head = per_head.reshape(*x.shape[:-1], self.heads, self.out_size)
-        return jnp.einsum("...h,...ho->...o", onehot, per_head)
+            out = nn.Dense(self.out_size, kernel_init=out_init)(x)
+        else:
+            per_head = nn.Dense(self.out_size * self.heads, kernel_init=out_init)(x)
+            per_head = per_head.reshape(*x.shape[:-1], self.heads, self.out_size)
+            out = jnp.einsum("...h,...ho->...o", onehot, per_head)
+        return (out, hidden) if return_hidden else out
 
 
 @struct.dataclass

@@ -83,7 +83,9 @@ def make_dqn(config: DQNConfig, spec: EnvSpec,
                      outputs=lambda params, obs: {"q": q_net.apply(params["q"], obs)},
                      policy_logits=lambda params, obs: q_net.apply(params["q"], obs),
                      loss=plain_loss, networks=("q",), num_tasks=spec.num_tasks,
-                     obs_dim=spec.obs_dim, minibatch_row=minibatch_row(spec.obs_dim))
+                     obs_dim=spec.obs_dim, minibatch_row=minibatch_row(spec.obs_dim),
+                     activations=lambda params, obs: {
+                         "q": q_net.apply(params["q"], obs, return_hidden=True)[1]})
     hooks = Hooks([build(view) for build in methods])
     optimiser = hooks.optimiser(
         optax.clip_by_global_norm(config.max_grad_norm), optax.adam(config.learning_rate)

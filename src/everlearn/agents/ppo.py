@@ -83,7 +83,10 @@ def make_ppo(config: PPOConfig, spec: EnvSpec,
     view = AgentView("ppo", off_policy=False, outputs=outputs,
                      policy_logits=lambda params, obs: actor.apply(params["actor"], obs),
                      loss=plain_loss, networks=("actor", "critic"), num_tasks=spec.num_tasks,
-                     obs_dim=spec.obs_dim, minibatch_row=minibatch_row(spec.obs_dim))
+                     obs_dim=spec.obs_dim, minibatch_row=minibatch_row(spec.obs_dim),
+                     activations=lambda params, obs: {
+                         "actor": actor.apply(params["actor"], obs, return_hidden=True)[1],
+                         "critic": critic.apply(params["critic"], obs, return_hidden=True)[1]})
     hooks = Hooks([build(view) for build in methods])
     optimiser = hooks.optimiser(
         optax.clip_by_global_norm(config.max_grad_norm),

@@ -55,6 +55,9 @@ class AgentView(NamedTuple):
     obs_dim: int  # width of the observations the agent takes (a task one-hot included)
     # Shape and dtype of one row of the agent's minibatch format (what `observe` receives).
     minibatch_row: dict[str, jax.ShapeDtypeStruct]
+    # Each network's hidden-layer outputs (after the activation), first layer first:
+    # {network: [h_1 [n, width_1], ...]}. Dense layer k of a network is `Dense_k` in its params.
+    activations: Callable[[Params, jax.Array], dict[str, list[jax.Array]]] | None = None
 
 
 def empty_rows(row: dict[str, jax.ShapeDtypeStruct], leading: tuple[int, ...],
