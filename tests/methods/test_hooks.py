@@ -94,7 +94,7 @@ def test_optax_links_get_their_own_state_and_the_loss_gradient():
 
 def test_hooks_reject_a_method_listed_twice():
     with pytest.raises(ValueError, match="twice"):
-        Hooks([Method("x"), Method("x")])
+        Hooks(None, [Method("x"), Method("x")])
 
 
 # -- runs with methods ------------------------------------------------------------------------

@@ -12,7 +12,7 @@ from everlearn.envs.families import FAMILIES, get_family
 from everlearn.scenarios import Scenario, Task, get_scenario, register_scenario, scenario_names
 from everlearn.scenarios import registry
 
-BUILTIN = ["cartpole-contexts", "acrobot-contexts", "cartpole-stationary"]
+BUILTIN = ["cartpole-contexts", "acrobot-contexts", "cartpole-stationary", "cartpole-plasticity"]
 # Episodes per task for test_random_scores: CartPole returns vary a lot between episodes and
 # its episodes are short (cheap); Acrobot's random returns are almost always -500.
 RANDOM_EPISODES = {"CartPole-v1": 500, "Acrobot-v1": 100}

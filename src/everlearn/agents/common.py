@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from functools import partial
 from typing import Any, NamedTuple
 
 import flax.linen as nn
@@ -34,6 +35,7 @@ class Agent(NamedTuple):
     - `task_boundary(state, ended, started, key) -> state`: the scenario moved from task
       `ended` to task `started` (called only where it shows boundaries); runs the methods'
       `on_task_end` / `on_task_start` hooks.
+    Every agent's state has a `methods` dict (see `everlearn.methods.base.Hooks`).
     """
 
     name: str
@@ -44,6 +46,7 @@ class Agent(NamedTuple):
     greedy_action: Callable[[Any, jax.Array], jax.Array]
     update: Callable[[Any, "Transition", jax.Array], tuple[Any, dict[str, jax.Array]]]
     task_boundary: Callable[[Any, jax.Array, jax.Array, jax.Array], Any]
+    view: Any = None  # the `AgentView` methods and diagnostics see (everlearn.methods.base)
 
     @property
     def steps_per_update(self) -> int:
@@ -61,7 +64,14 @@ class Transition:
     extras: dict[str, jax.Array]
 
 
-_ACTIVATIONS = {"tanh": nn.tanh, "relu": nn.relu}
+def elephant(x: jax.Array, a: float = 1.0, d: int = 4) -> jax.Array:
+    """Elephant activation `1 / (1 + |x/a|^d)` (Lan & Mahmood, 2023, "Elephant Neural Networks:
+    Born to Be a Continual Learner"): a bump of width `a` whose gradient is sparse (near zero
+    away from the bump), so an update touches few features and interferes less with others."""
+    return 1.0 / (1.0 + jnp.abs(x / a) ** d)
+
+
+_ACTIVATIONS = {"tanh": nn.tanh, "relu": nn.relu, "elephant": elephant}
 
 
 class MLP(nn.Module):
@@ -71,6 +81,10 @@ class MLP(nn.Module):
     observation without it, and the one-hot picks one of `heads` output layers.
     `return_hidden=True` also returns each hidden layer's output (after its activation), for
     plasticity diagnostics and weight surgery.
+    `layer_norm=True` puts a LayerNorm between each hidden layer's Dense and its activation (Ba
+    et al., 2016; it keeps pre-activations well scaled, which Lyle et al., 2023/2024 find
+    preserves plasticity); its params are `LayerNorm_k`, next to the unchanged `Dense_k`.
+    `activation="elephant"` uses `elephant` with width `elephant_a` and slope `elephant_d`.
     """
 
     hidden_sizes: Sequence[int]
@@ -78,15 +92,24 @@ class MLP(nn.Module):
     activation: str = "tanh"
     out_scale: float = 1.0
     heads: int = 1
+    layer_norm: bool = False
+    elephant_a: float = 1.0
+    elephant_d: int = 4
 
     @nn.compact
     def __call__(self, x: jax.Array, return_hidden: bool = False):
-        act = _ACTIVATIONS[self.activation]
+        if self.activation == "elephant":
+            act = partial(elephant, a=self.elephant_a, d=self.elephant_d)
+        else:
+            act = _ACTIVATIONS[self.activation]
         if self.heads > 1:
             x, onehot = x[..., :-self.heads], x[..., -self.heads:]
         hidden = []
         for size in self.hidden_sizes:
-            x = act(nn.Dense(size, kernel_init=nn.initializers.orthogonal(np.sqrt(2)))(x))
+            x = nn.Dense(size, kernel_init=nn.initializers.orthogonal(np.sqrt(2)))(x)
+            if self.layer_norm:
+                x = nn.LayerNorm()(x)
+            x = act(x)
             hidden.append(x)
         out_init = nn.initializers.orthogonal(self.out_scale)
         if self.heads == 1:

@@ -18,7 +18,7 @@ import jax
 import jax.numpy as jnp
 import optax
 from flax import struct
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, PositiveFloat, PositiveInt
 
 from everlearn.agents.common import MLP, Agent, EnvSpec, ReplayBuffer, Transition
 from everlearn.methods.base import AgentView, Hooks, Method
@@ -56,7 +56,10 @@ class DQNConfig(BaseModel):
     double: bool = True
     loss: Literal["mse", "huber"] = "mse"
     hidden_sizes: tuple[int, ...] = (256, 256)
-    activation: Literal["tanh", "relu"] = "relu"
+    activation: Literal["tanh", "relu", "elephant"] = "relu"
+    layer_norm: bool = False  # LayerNorm before each hidden activation
+    elephant_a: PositiveFloat = 1.0  # width of the elephant activation
+    elephant_d: PositiveInt = 4  # slope (power) of the elephant activation
 
 
 @struct.dataclass
@@ -72,7 +75,9 @@ class DQNState:
 
 def make_dqn(config: DQNConfig, spec: EnvSpec,
              methods: Sequence[Callable[[AgentView], Method]] = ()) -> Agent:
-    q_net = MLP(config.hidden_sizes, spec.num_actions, config.activation, heads=spec.heads)
+    q_net = MLP(config.hidden_sizes, spec.num_actions, config.activation, heads=spec.heads,
+                layer_norm=config.layer_norm, elephant_a=config.elephant_a,
+                elephant_d=config.elephant_d)
 
     def plain_loss(params: dict, mb: dict) -> jax.Array:
         # The target network is not in `params`; methods see the loss against frozen targets
@@ -86,7 +91,7 @@ def make_dqn(config: DQNConfig, spec: EnvSpec,
                      obs_dim=spec.obs_dim, minibatch_row=minibatch_row(spec.obs_dim),
                      activations=lambda params, obs: {
                          "q": q_net.apply(params["q"], obs, return_hidden=True)[1]})
-    hooks = Hooks([build(view) for build in methods])
+    hooks = Hooks(view, [build(view) for build in methods])
     optimiser = hooks.optimiser(
         optax.clip_by_global_norm(config.max_grad_norm), optax.adam(config.learning_rate)
     )
@@ -188,4 +193,4 @@ def make_dqn(config: DQNConfig, spec: EnvSpec,
         return state, {**jax.tree.map(jnp.mean, info), "epsilon": epsilon(state.env_steps)}
 
     return Agent("dqn", config.num_envs, config.train_every, init, act, greedy_action, update,
-                 hooks.agent_task_boundary)
+                 hooks.agent_task_boundary, view)

@@ -16,7 +16,7 @@ import jax
 import jax.numpy as jnp
 import optax
 from flax import struct
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, PositiveFloat, PositiveInt
 
 from everlearn.agents.common import MLP, Agent, EnvSpec, Transition
 from everlearn.methods.base import AgentView, Hooks, Method
@@ -49,7 +49,10 @@ class PPOConfig(BaseModel):
     max_grad_norm: float = 0.5
     normalize_advantages: bool = True
     hidden_sizes: tuple[int, ...] = (64, 64)
-    activation: Literal["tanh", "relu"] = "tanh"
+    activation: Literal["tanh", "relu", "elephant"] = "tanh"
+    layer_norm: bool = False  # LayerNorm before each hidden activation
+    elephant_a: PositiveFloat = 1.0  # width of the elephant activation
+    elephant_d: PositiveInt = 4  # slope (power) of the elephant activation
 
 
 @struct.dataclass
@@ -62,9 +65,11 @@ class PPOState:
 
 def make_ppo(config: PPOConfig, spec: EnvSpec,
              methods: Sequence[Callable[[AgentView], Method]] = ()) -> Agent:
+    network_options = dict(heads=spec.heads, layer_norm=config.layer_norm,
+                           elephant_a=config.elephant_a, elephant_d=config.elephant_d)
     actor = MLP(config.hidden_sizes, spec.num_actions, config.activation, out_scale=0.01,
-                heads=spec.heads)
-    critic = MLP(config.hidden_sizes, 1, config.activation, out_scale=1.0, heads=spec.heads)
+                **network_options)
+    critic = MLP(config.hidden_sizes, 1, config.activation, out_scale=1.0, **network_options)
     batch_size = config.num_envs * config.num_steps
     if batch_size % config.num_minibatches:
         raise ValueError(
@@ -87,7 +92,7 @@ def make_ppo(config: PPOConfig, spec: EnvSpec,
                      activations=lambda params, obs: {
                          "actor": actor.apply(params["actor"], obs, return_hidden=True)[1],
                          "critic": critic.apply(params["critic"], obs, return_hidden=True)[1]})
-    hooks = Hooks([build(view) for build in methods])
+    hooks = Hooks(view, [build(view) for build in methods])
     optimiser = hooks.optimiser(
         optax.clip_by_global_norm(config.max_grad_norm),
         optax.adam(config.learning_rate, eps=1e-5),
@@ -189,4 +194,4 @@ def make_ppo(config: PPOConfig, spec: EnvSpec,
         return new_state, jax.tree.map(jnp.mean, info)
 
     return Agent("ppo", config.num_envs, config.num_steps, init, act, greedy_action, update,
-                 hooks.agent_task_boundary)
+                 hooks.agent_task_boundary, view)

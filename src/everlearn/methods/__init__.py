@@ -17,13 +17,19 @@ from pydantic import BaseModel
 from everlearn.methods.agem import AGEMConfig, make_agem
 from everlearn.methods.base import AgentView, Hooks, Method
 from everlearn.methods.bc_replay import BCReplayConfig, make_bc_replay
+from everlearn.methods.continual_backprop import (ContinualBackpropConfig,
+                                                  make_continual_backprop)
 from everlearn.methods.ewc import EWCConfig, OnlineEWCConfig, make_ewc, make_online_ewc
 from everlearn.methods.l2_init import L2InitConfig, make_l2_init
 from everlearn.methods.mas import MASConfig, make_mas
 from everlearn.methods.packnet import PackNetConfig, make_packnet
+from everlearn.methods.redo import ReDoConfig, make_redo
 from everlearn.methods.replay import BalancedReplayConfig, ReplayConfig, make_replay
+from everlearn.methods.shrink_perturb import (PeriodicShrinkPerturbConfig, ShrinkPerturbConfig,
+                                              make_shrink_perturb)
 from everlearn.methods.task_identity import (TaskIdentityConfig, make_multi_head,
                                              make_task_id_input)
+from everlearn.methods.upgd import UPGDConfig, make_upgd
 
 
 class MethodEntry(NamedTuple):
@@ -68,6 +74,19 @@ METHODS: dict[str, MethodEntry] = {
     "task_id_input": MethodEntry(TaskIdentityConfig, make_task_id_input,
                                  "give the agent the task id (one-hot input)",
                                  needs_task_ids=True, network="task_input"),
+    "redo": MethodEntry(ReDoConfig, make_redo, "re-initialise dormant neurons every few "
+                        "updates (incoming weights fresh, outgoing zero)"),
+    "shrink_perturb": MethodEntry(ShrinkPerturbConfig, make_shrink_perturb, "at each task "
+                                  "start, shrink the weights and add fresh-init noise",
+                                  needs_boundaries=True),
+    "shrink_perturb_periodic": MethodEntry(PeriodicShrinkPerturbConfig, make_shrink_perturb,
+                                           "shrink the weights and add fresh-init noise "
+                                           "every few updates"),
+    "continual_backprop": MethodEntry(ContinualBackpropConfig, make_continual_backprop,
+                                      "keep replacing the least useful mature neurons with "
+                                      "fresh ones"),
+    "upgd": MethodEntry(UPGDConfig, make_upgd, "gate each weight's step by its running "
+                        "utility and perturb the unimportant weights with noise"),
 }
 
 

@@ -17,12 +17,13 @@ Hooks (every one optional; the defaults do nothing):
 - `gradient_transformation`: an Optax link applied to the raw gradients before the agent's
   optimiser, `update_transformation` one applied to the optimiser's output (a mask that must
   hold exactly goes there: Adam would otherwise move masked weights on old momentum). Both get
-  the extra arguments `method_state` (this method's state) and `loss_grad` (gradient of the
-  agent's own loss at the current params on any minibatch: A-GEM's reference gradient).
+  the extra arguments `method_state` (this method's state), `loss_grad` (gradient of the
+  agent's own loss at the current params on any minibatch: A-GEM's reference gradient) and
+  `gradients` (the raw gradients the agent's optimiser was given: UPGD's utility).
 - `after_update(state, params, key) -> (state, params)`: weight surgery, once per `update`.
 
-The composed state is a dict `{"task": int32, <method name>: <its state>, ...}` stored in the
-agent state, so checkpoints and resume cover it with no extra code.
+The composed state is a dict `{"task": int32, "recent": <latest rows>, <method name>: <its
+state>, ...}` stored in the agent state, so checkpoints and resume cover it with no extra code.
 """
 
 from __future__ import annotations
@@ -68,6 +69,30 @@ def empty_rows(row: dict[str, jax.ShapeDtypeStruct], leading: tuple[int, ...],
             if keys is None or key in keys}
 
 
+# -- a fixed-size store of the most recent rows (diagnostics, ewc, mas) ----------------------
+
+def empty_store(view: AgentView, capacity: int, keys: tuple[str, ...] | None = None) -> dict:
+    """Room for `capacity` rows of the agent's minibatch format (only `keys` if given)."""
+    rows = empty_rows(view.minibatch_row, (capacity,), keys)
+    return {"rows": rows, "position": jnp.zeros((), jnp.int32), "size": jnp.zeros((), jnp.int32)}
+
+
+def store_rows(store: dict, data: dict) -> dict:
+    """Write the newest rows of `data` over the oldest ones of the store."""
+    capacity = store["rows"]["obs"].shape[0]
+    count = min(data["obs"].shape[0], capacity)  # a static shape: keep only the newest rows
+    slots = (store["position"] + jnp.arange(count)) % capacity
+    rows = {key: column.at[slots].set(data[key][-count:].astype(column.dtype))
+            for key, column in store["rows"].items()}
+    return {"rows": rows, "position": (store["position"] + count) % capacity,
+            "size": jnp.minimum(store["size"] + count, capacity)}
+
+
+def clear_store(store: dict) -> dict:
+    return {**store, "position": jnp.zeros_like(store["position"]),
+            "size": jnp.zeros_like(store["size"])}
+
+
 def _identity_boundary(state, params, task, key):
     return state, params
 
@@ -89,21 +114,27 @@ class Method(NamedTuple):
 def _bind(name: str, link: optax.GradientTransformationExtraArgs):
     """Give a method's Optax link its own state out of the composed method state."""
 
-    def update(updates, state, params=None, *, method_states=None, loss_grad=None, **extra):
+    def update(updates, state, params=None, *, method_states=None, loss_grad=None,
+               gradients=None, **extra):
         return link.update(updates, state, params, method_state=method_states[name],
-                           loss_grad=loss_grad)
+                           loss_grad=loss_grad, gradients=gradients)
 
     return optax.GradientTransformationExtraArgs(link.init, update)
 
 
-class Hooks:
-    """The methods of one run, composed: what an agent calls at each hook point."""
+RECENT_ROWS = 256  # the agent's latest training rows kept for the plasticity diagnostics
 
-    def __init__(self, methods: Sequence[Method] = ()):
+
+class Hooks:
+    """The methods of one run, composed: what an agent calls at each hook point. Also keeps
+    the agent's latest `RECENT_ROWS` training rows in `state["recent"]`, which the plasticity
+    diagnostics measure on (storing them consumes no key and changes no training)."""
+
+    def __init__(self, view: AgentView, methods: Sequence[Method] = ()):
         names = [m.name for m in methods]
         if len(set(names)) != len(names):
             raise ValueError(f"a method is listed twice: {names}")
-        self.methods = tuple(methods)
+        self.view, self.methods = view, tuple(methods)
 
     def __bool__(self) -> bool:
         return bool(self.methods)
@@ -119,11 +150,19 @@ class Hooks:
                   if m.gradient_transformation is not None]
         after = [_bind(m.name, m.update_transformation) for m in self.methods
                  if m.update_transformation is not None]
-        return optax.chain(*before, *agent_links, *after)
+        chain = optax.chain(*before, *agent_links, *after)
+
+        def update(updates, state, params=None, **extra):
+            # Every link also sees the raw gradients the chain started from (UPGD's utility
+            # needs them next to Adam's step).
+            return chain.update(updates, state, params, gradients=updates, **extra)
+
+        return optax.GradientTransformationExtraArgs(chain.init, update)
 
     def init(self, key: jax.Array, params: Params) -> dict:
         keys = jax.random.split(key, max(len(self.methods), 1))
-        state = {"task": jnp.zeros((), jnp.int32)}
+        state = {"task": jnp.zeros((), jnp.int32),
+                 "recent": empty_store(self.view, RECENT_ROWS)}
         for m, k in zip(self.methods, keys):
             state[m.name] = m.init(k, params)
         return state
@@ -148,6 +187,7 @@ class Hooks:
 
     def observe(self, state: dict, data: dict, key: jax.Array) -> dict:
         state = dict(state)
+        state["recent"] = store_rows(state["recent"], data)
         for m, k in zip(self.methods, jax.random.split(key, max(len(self.methods), 1))):
             state[m.name] = m.observe(state[m.name], data, state["task"], k)
         return state

@@ -28,7 +28,8 @@ import jax
 import jax.numpy as jnp
 from pydantic import BaseModel, ConfigDict, Field, NonNegativeFloat, PositiveInt
 
-from everlearn.methods.base import AgentView, Method, Params, empty_rows
+from everlearn.methods.base import (AgentView, Method, Params, clear_store, empty_store,
+                                   store_rows)
 
 
 class EWCConfig(BaseModel):
@@ -51,29 +52,7 @@ class OnlineEWCConfig(EWCConfig):
     decay: Annotated[float, Field(ge=0.0, le=1.0)] = 1.0
 
 
-# -- a fixed-size store of the most recent data rows (also used by `mas`) ------------------
-
-def empty_store(view: AgentView, capacity: int, keys: tuple[str, ...] | None = None) -> dict:
-    """Room for `capacity` rows of the agent's minibatch format (only `keys` if given)."""
-    rows = empty_rows(view.minibatch_row, (capacity,), keys)
-    return {"rows": rows, "position": jnp.zeros((), jnp.int32), "size": jnp.zeros((), jnp.int32)}
-
-
-def store_rows(store: dict, data: dict) -> dict:
-    """Write the newest rows of `data` over the oldest ones of the store."""
-    capacity = store["rows"]["obs"].shape[0]
-    count = min(data["obs"].shape[0], capacity)  # a static shape: keep only the newest rows
-    slots = (store["position"] + jnp.arange(count)) % capacity
-    rows = {key: column.at[slots].set(data[key][-count:].astype(column.dtype))
-            for key, column in store["rows"].items()}
-    return {"rows": rows, "position": (store["position"] + count) % capacity,
-            "size": jnp.minimum(store["size"] + count, capacity)}
-
-
-def clear_store(store: dict) -> dict:
-    return {**store, "position": jnp.zeros_like(store["position"]),
-            "size": jnp.zeros_like(store["size"])}
-
+# -- statistics over the rows of a recent-rows store (`base.empty_store`) -----------------
 
 def row_weights(store: dict) -> jax.Array:
     """1/size for each filled row, 0 for empty ones: a mean over what the store holds."""

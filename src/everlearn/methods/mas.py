@@ -22,13 +22,11 @@ import jax
 import jax.numpy as jnp
 from pydantic import BaseModel, ConfigDict, NonNegativeFloat, PositiveInt
 
-from everlearn.methods.base import AgentView, Method, Params
+from everlearn.methods.base import (AgentView, Method, Params, clear_store, empty_store,
+                                   store_rows)
 from everlearn.methods.ewc import (
-    clear_store,
-    empty_store,
     normalise_by_mean,
     row_weights,
-    store_rows,
     weighted_squared_distance,
     weighted_sum_over_rows,
 )

@@ -12,6 +12,7 @@ import html
 import io
 import json
 import os
+import warnings
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -203,6 +204,91 @@ def performance_figure(data: RunData) -> Figure:
     longest = max((len(f"{i + 1}. {t}") for i, t in enumerate(data.task_names)), default=10)
     ncol = max(1, min(n + bool(reference), 5, 130 // (longest + 8)))
     fig.legend(loc="outside lower center", ncol=ncol, frameon=False, fontsize=8.5)
+    return fig
+
+
+# Diagnostics panels: (title, which logged names, how several names combine per seed).
+_DIAGNOSTIC_PANELS = [
+    ("dormant neurons, τ = 0.025", "dormant_0.025/"),
+    ("dormant neurons, τ = 0", "dormant_0/"),
+    ("effective rank (last hidden layer)", "srank/"),
+    ("mean |weight| (over layers)", "weight_magnitude/"),
+    ("gradient norm", "gradient_norm"),
+    ("policy entropy", "policy_entropy"),
+]
+
+
+def _diagnostic_series(evals: list[dict[str, Any]], prefix: str) -> dict[str, np.ndarray]:
+    """{label: values [eval, seed]} for the logged diagnostics starting with `prefix`; weight
+    magnitudes are averaged over a network's layers. Missing values (before data) are NaN."""
+    names = sorted({n for e in evals for n in e.get("diagnostics", {}) if n.startswith(prefix)})
+    groups: dict[str, list[str]] = {}
+    for name in names:
+        rest = name[len(prefix):]
+        label = rest.split("/")[0] if prefix == "weight_magnitude/" else (rest or prefix)
+        groups.setdefault(label, []).append(name)
+
+    def value(e: dict, name: str, seeds: int) -> list[float]:
+        got = e.get("diagnostics", {}).get(name) or [None] * seeds
+        return [np.nan if v is None else v for v in got]
+
+    seeds = len(evals[0]["returns"]) if evals else 0
+    return {label: np.mean([[value(e, n, seeds) for e in evals] for n in members], axis=0)
+            for label, members in groups.items()}
+
+
+def diagnostics_figure(data: RunData) -> Figure | None:
+    """Plasticity diagnostics over env steps: mean over seeds with a min-max band."""
+    evals = [e for e in data.evals if e.get("diagnostics")]
+    if not evals:
+        return None
+    steps = np.array([e["step"] for e in evals], dtype=np.float64)
+    fig = Figure(figsize=(9, 5.2), layout="constrained")
+    axes = fig.subplots(2, 3, sharex=True).ravel()
+    colours = {"actor": "tab:blue", "critic": "tab:orange", "q": "tab:green"}
+    for ax, (title, prefix) in zip(axes, _DIAGNOSTIC_PANELS):
+        for label, values in _diagnostic_series(evals, prefix).items():
+            colour = colours.get(label, "0.3")
+            with warnings.catch_warnings():  # evaluations before any data are all-NaN
+                warnings.simplefilter("ignore", RuntimeWarning)
+                ax.fill_between(steps, np.nanmin(values, axis=1), np.nanmax(values, axis=1),
+                                color=colour, alpha=0.18, linewidth=0)
+                ax.plot(steps, np.nanmean(values, axis=1), color=colour, linewidth=1.5,
+                        label=label if "/" in prefix else None)
+        for boundary in _task_boundaries(data)[:-1]:
+            ax.axvline(boundary, color="0.45", linestyle="--", linewidth=0.8)
+        ax.set_title(title, fontsize=9)
+        ax.tick_params(labelsize=8)
+        ax.xaxis.set_major_formatter(EngFormatter(sep=""))
+        ax.spines[["top", "right"]].set_visible(False)
+    handles, labels = axes[0].get_legend_handles_labels()
+    if handles:
+        fig.legend(handles, labels, loc="outside upper center", ncol=len(labels),
+                   frameon=False, fontsize=8.5)
+    fig.supxlabel("env steps (per seed)", fontsize=9)
+    return fig
+
+
+def learning_speed_figure(task_auc: np.ndarray) -> Figure:
+    """Area under each task's own learning curve against the task's position: a falling line
+    is an agent losing the ability to learn. task_auc [seed, task]."""
+    tasks = np.arange(1, task_auc.shape[1] + 1)
+    fig = Figure(figsize=(9, 3.2), layout="constrained")
+    ax = fig.add_subplot()
+    ax.fill_between(tasks, task_auc.min(axis=0), task_auc.max(axis=0), color="tab:purple",
+                    alpha=0.18, linewidth=0)
+    ax.plot(tasks, task_auc.mean(axis=0), color="tab:purple", marker="o", markersize=3,
+            linewidth=1.6, label="mean over seeds")
+    if len(tasks) >= 3:
+        slope, intercept = np.polyfit(tasks, task_auc.mean(axis=0), 1)
+        ax.plot(tasks, intercept + slope * tasks, color="0.4", linestyle="--", linewidth=1,
+                label=f"linear fit, slope {slope:+.4f} per task")
+    ax.set_xlabel("task (in training order)")
+    ax.set_ylabel("learning-curve AUC")
+    ax.set_ylim(-0.05, 1.05)
+    ax.grid(axis="y", color="0.88", linewidth=0.6)
+    ax.spines[["top", "right"]].set_visible(False)
+    ax.legend(frameon=False, fontsize=8.5, loc="lower left")
     return fig
 
 
@@ -399,6 +485,23 @@ def _render(data: RunData, figures: dict[str, tuple[str, int]]) -> str:
     else:
         parts.append("<p>No task has finished training yet.</p>")
 
+    if "learning_speed" in figures:
+        parts.append("<h2>Learning speed per task</h2>")
+        parts.append(_figure_html(
+            *figures["learning_speed"], "learning speed per task",
+            "Area under each task's own learning curve (mean normalised performance, clipped "
+            "to [0, 1], over the task's training interval), in training order; band: min–max "
+            "over seeds. A falling line is an agent that learns new tasks ever more slowly."))
+
+    if "diagnostics" in figures:
+        parts.append("<h2>Plasticity diagnostics</h2>")
+        parts.append(_figure_html(
+            *figures["diagnostics"], "plasticity diagnostics over time",
+            "Measured at every evaluation on the agent's latest 256 training rows, per network: "
+            "share of τ-dormant hidden neurons, effective rank (srank, δ = 0.01) of the last "
+            "hidden layer, mean absolute weight; and the agent's loss-gradient norm and policy "
+            "entropy there. Lines: mean over seeds; bands: min–max; dashed: task boundaries."))
+
     parts.append("<h2>Config</h2>")
     if info.get("command"):
         parts.append(f"<p class=sub>command: <code>{e(str(info['command']))}</code></p>")
@@ -425,6 +528,11 @@ def write_report(run_dir: Path) -> Path:
     figures: dict[str, Figure] = {}
     if data.evals:
         figures["performance"] = performance_figure(data)
+    if data.summary and data.summary.get("task_auc"):
+        figures["learning_speed"] = learning_speed_figure(np.asarray(data.summary["task_auc"]))
+    diagnostics = diagnostics_figure(data)
+    if diagnostics is not None:
+        figures["diagnostics"] = diagnostics
     matrix = _performance_matrix(data)
     if matrix is not None:
         figures["matrix"] = matrix_figure(matrix, data.task_names)

@@ -64,6 +64,7 @@ class _RunConfigFields(BaseModel):
     eval_episodes: PositiveInt = 10
     checkpoint_every: PositiveInt = 5  # evaluations between checkpoints (and at task ends)
     reference: bool = False  # also run single-task references (forward transfer needs them)
+    diagnostics: bool = True  # plasticity diagnostics at every evaluation (changes no result)
     methods: list[str] = Field(default_factory=list)  # continual-learning methods, in order
     ppo: PPOConfig = PPOConfig()
     dqn: DQNConfig = DQNConfig()

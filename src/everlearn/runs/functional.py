@@ -10,6 +10,7 @@ params and over episodes) with the greedy policy, on keys that are not the train
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from typing import Any
 
@@ -20,6 +21,7 @@ from flax import struct
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from everlearn.agents.common import Agent, Transition
+from everlearn.evaluation import diagnostics
 from everlearn.envs.functional import FunctionalEnv, TaskParams, index_params, stack_params
 from everlearn.scenarios.task import Scenario, Task
 
@@ -94,6 +96,7 @@ class FunctionalTrainer:
         self._segment = jax.jit(jax.vmap(self._train_segment, in_axes=(0, None)))
         self._evaluate = jax.jit(jax.vmap(self._evaluate_seed))
         self._boundary = jax.jit(jax.vmap(boundary_for(agent), in_axes=(0, None, None)))
+        self._measure = jax.jit(functools.partial(diagnostics.measure, agent.view))
 
     # -- public, batched over seeds ---------------------------------------------------------
     def init(self, seeds: list[int]) -> SeedState:
@@ -102,6 +105,10 @@ class FunctionalTrainer:
     def train_segment(self, state: SeedState, task_index: int) -> tuple[SeedState, dict]:
         state, metrics = self._segment(split_seeds(state), index_params(self.tasks, task_index))
         return state, jax.tree.map(np.asarray, metrics)
+
+    def diagnostics(self, state: SeedState) -> dict[str, list[float]]:
+        """Plasticity diagnostics per seed (`everlearn.evaluation.diagnostics`)."""
+        return diagnostics.per_seed(self._measure, state.agent)
 
     def task_boundary(self, state: SeedState, ended: int, started: int) -> SeedState:
         """Tell the agent's methods that task `ended` is over and `started` begins."""

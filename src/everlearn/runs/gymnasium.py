@@ -7,6 +7,7 @@ of its checkpointed state (resume gives the same result). Seeds run one after an
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import jax
@@ -15,6 +16,7 @@ import numpy as np
 
 from everlearn.agents.common import Agent, Transition
 from everlearn.envs.gymnasium_context import make_vector_env
+from everlearn.evaluation import diagnostics
 from everlearn.runs.functional import SeedState, boundary_for, init_seeds, task_onehot
 from everlearn.scenarios.task import Scenario
 
@@ -59,9 +61,14 @@ class GymnasiumTrainer:
         self._env_seed = jax.jit(env_seed)
         self._greedy = jax.jit(agent.greedy_action)
         self._boundary = jax.jit(jax.vmap(boundary_for(agent), in_axes=(0, None, None)))
+        self._measure = jax.jit(functools.partial(diagnostics.measure, agent.view))
 
     def init(self, seeds: list[int]) -> SeedState:
         return init_seeds(self._init, seeds)
+
+    def diagnostics(self, state: SeedState) -> dict[str, list[float]]:
+        """Plasticity diagnostics per seed (`everlearn.evaluation.diagnostics`)."""
+        return diagnostics.per_seed(self._measure, state.agent)
 
     def task_boundary(self, state: SeedState, ended: int, started: int) -> SeedState:
         """Tell the agent's methods that task `ended` is over and `started` begins."""

@@ -34,7 +34,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from everlearn import __version__
 from everlearn.agents import AGENTS, EnvSpec, make_agent
 from everlearn.envs import get_family
-from everlearn.evaluation.metrics import interquartile_mean_ci, summarise_seed
+from everlearn.evaluation.metrics import interquartile_mean_ci, summarise_seed, task_auc
 from everlearn.methods import METHODS, method_builders
 from everlearn.runs.checkpoint import atomic_write, load_checkpoint, save_checkpoint
 from everlearn.runs.config import ConfigError, RunConfig
@@ -217,15 +217,17 @@ def _execute(plan: RunPlan, run_dir: Path, state: Any, start: int, *, quiet: boo
         spent = json.loads(log_path.read_text().splitlines()[-1])["wall_time"]
     t_start = time.perf_counter() - spent
 
-    def log_eval(segment: int, returns: np.ndarray, train: dict) -> str:
+    def log_eval(segment: int, state: Any, returns: np.ndarray, train: dict) -> str:
         normalised = scenario.normalise(returns)
         record = {
             "kind": "eval", "eval_index": segment, "step": segment * seg_steps,
             "task_index": max(plan.task_of(segment), 0),
             "returns": returns.tolist(), "normalised": normalised.tolist(),
             "train": {k: np.asarray(v).tolist() for k, v in train.items()},
-            "wall_time": time.perf_counter() - t_start,
         }
+        if config.diagnostics:
+            record["diagnostics"] = trainer.diagnostics(state)
+        record["wall_time"] = time.perf_counter() - t_start
         with open(log_path, "a") as f:
             f.write(json.dumps(record) + "\n")
             f.flush()
@@ -241,7 +243,7 @@ def _execute(plan: RunPlan, run_dir: Path, state: Any, start: int, *, quiet: boo
         bar = progress.add_task("start", total=total, completed=start * seg_steps,
                                 rate="-", last="-")
         if start == 0:
-            last = log_eval(0, trainer.evaluate(state, seeds, 0), {})
+            last = log_eval(0, state, trainer.evaluate(state, seeds, 0), {})
             checkpoint(0)
             progress.update(bar, last=last)
         for segment in range(start + 1, plan.total_segments + 1):
@@ -253,7 +255,8 @@ def _execute(plan: RunPlan, run_dir: Path, state: Any, start: int, *, quiet: boo
             t0 = time.perf_counter()
             state, train_metrics = trainer.train_segment(state, task)
             rate = seg_steps * len(seeds) / (time.perf_counter() - t0)
-            last = log_eval(segment, trainer.evaluate(state, seeds, segment), train_metrics)
+            last = log_eval(segment, state, trainer.evaluate(state, seeds, segment),
+                            train_metrics)
             task_ends = segment % config.evals_per_task == 0 and task + 1 < scenario.num_tasks
             if task_ends and config.methods and scenario.boundaries_visible:
                 state = trainer.task_boundary(state, task, task + 1)  # methods' task hooks
@@ -315,6 +318,8 @@ def write_summary(run_dir: Path, plan: RunPlan, reference: np.ndarray | None,
         "per_seed": per_seed,
         "aggregate": {m: interquartile_mean_ci(np.asarray(v)) for m, v in per_seed.items()},
         "performance_matrix": matrix.tolist(),
+        # Learning speed: the area under each task's own learning curve, per seed and task.
+        "task_auc": [task_auc(curves[s], E).tolist() for s in range(len(config.seeds))],
         "reference": None if reference is None else {"curves": reference.tolist()},
         "wall_time_s": wall_time_s,
     }

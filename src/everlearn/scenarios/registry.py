@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+import numpy as np
+
 from everlearn.scenarios.task import Scenario, Task
 
 _REGISTRY: dict[str, Callable[[], Scenario]] = {}
@@ -123,4 +125,30 @@ def cartpole_stationary() -> Scenario:
         description="CartPole-v1, unchanged (single-task)",
         tasks=(Task("standard", "CartPole-v1", random_score=22.0, reference_score=500.0),),
         steps_per_task=100_000,
+    )
+
+
+@register_scenario("cartpole-plasticity")
+def cartpole_plasticity() -> Scenario:
+    """A long run of short CartPole tasks whose optimum keeps moving: each task draws a fresh
+    observation permutation, observation signs and scales, and action mapping (fixed draws, so
+    the scenario is the same everywhere). Nothing learned transfers, so the per-task learning
+    speed (the area under each task's own learning curve) shows whether the agent can still
+    learn as the sequence goes on — the setting of loss-of-plasticity studies (Dohare et al.,
+    2024; Lyle et al., 2023)."""
+    rng = np.random.default_rng(20_241_125)
+    tasks = []
+    for k in range(24):
+        perm = tuple(int(i) for i in rng.permutation(4))
+        scale = tuple(float(s) for s in rng.choice([-1.0, 1.0], 4) * rng.uniform(0.5, 2.0, 4))
+        action_map = (1, 0) if rng.random() < 0.5 else (0, 1)
+        tasks.append(Task(f"shuffle-{k + 1:02d}", "CartPole-v1", random_score=22.0,
+                          reference_score=500.0, obs_perm=perm,
+                          obs_scale=tuple(round(s, 3) for s in scale), action_map=action_map))
+    return Scenario(
+        name="cartpole-plasticity",
+        description="CartPole, 24 short tasks, each with a fresh random observation "
+        "permutation, signs and scales and action mapping (loss of plasticity)",
+        tasks=tuple(tasks),
+        steps_per_task=20_000,
     )
