@@ -2,8 +2,8 @@
 method and the strongest pair, same scenario, same seeds, same metrics.
 
 For every scenario, in this order: fine-tuning (no method), each method that applies to PPO with
-its default settings, then the combination of the two single methods with the lowest forgetting
-(skipping pairs that cannot compose). Each is one `everlearn run` with `--seeds 0-9` (the seeds
+its default settings, then the combination of the two single methods with the highest average
+performance (skipping pairs that cannot compose), and any `--pairs`. Each is one `everlearn run` with `--seeds 0-9` (the seeds
 run as one vmapped program) and `--reference` (forward transfer; the single-task references are
 computed once per scenario and cached). The table gives the interquartile mean over seeds with a
 95% stratified-bootstrap confidence interval (rliable) of average performance, forgetting and
@@ -53,9 +53,11 @@ def run_one(scenario: str, label: str, methods: list[str], args, runs_dir: Path)
 
 
 def strongest_pair(rows: list[dict]) -> list[str] | None:
-    """The two single methods with the lowest forgetting that can be used together."""
+    """The two single methods with the highest average performance that can be used together.
+    (Ranking by forgetting alone rewards methods that stop learning: a pair that keeps the
+    first task and learns nothing after it forgets nothing.)"""
     singles = sorted((r for r in rows if len(r["methods"]) == 1),
-                     key=lambda r: r["forgetting"]["iqm"])
+                     key=lambda r: -r["average_performance"]["iqm"])
     for i, first in enumerate(singles):
         for second in singles[i + 1:]:
             pair = [first["methods"][0], second["methods"][0]]
@@ -108,6 +110,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--scenarios", nargs="+", default=["cartpole-contexts", "acrobot-contexts"])
     p.add_argument("--methods", nargs="+", help="single methods to compare (default: every "
                    "method that applies to PPO)")
+    p.add_argument("--pairs", nargs="+", default=[], metavar="A+B",
+                   help="extra combinations to run, e.g. multi_head+bc_replay")
+    p.add_argument("--no-singles", action="store_true",
+                   help="skip fine-tuning, the single methods and the automatic pair (with "
+                   "--append and --pairs)")
+    p.add_argument("--append", type=Path,
+                   help="a methods.json from an earlier invocation: keep its rows and add these")
     p.add_argument("--seeds", default="0-9")
     p.add_argument("--set", action="append", default=[], help="config override key=value")
     p.add_argument("--quick", action="store_true",
@@ -129,14 +138,17 @@ def main(argv: list[str] | None = None) -> int:
     log(f"run directories under {runs_dir}")
 
     t0 = time.perf_counter()
-    rows: list[dict] = []
+    rows: list[dict] = json.loads(args.append.read_text()) if args.append else []
     for scenario in args.scenarios:
-        rows.append(run_one(scenario, "fine-tuning", [], args, runs_dir))
-        for name in methods:
-            rows.append(run_one(scenario, name, [name], args, runs_dir))
-        pair = strongest_pair([r for r in rows if r["scenario"] == scenario])
-        if pair:
-            rows.append(run_one(scenario, "+".join(pair), pair, args, runs_dir))
+        if not args.no_singles:
+            rows.append(run_one(scenario, "fine-tuning", [], args, runs_dir))
+            for name in methods:
+                rows.append(run_one(scenario, name, [name], args, runs_dir))
+            pair = strongest_pair([r for r in rows if r["scenario"] == scenario])
+            if pair:
+                rows.append(run_one(scenario, "+".join(pair), pair, args, runs_dir))
+        for extra in args.pairs:
+            rows.append(run_one(scenario, extra, extra.split("+"), args, runs_dir))
     text = markdown(rows, args, time.perf_counter() - t0)
     print("\n" + text)
     if not args.no_write:
