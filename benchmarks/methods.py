@@ -72,15 +72,23 @@ def cell(stats: dict) -> str:
 
 
 def markdown(rows: list[dict], args, wall_s: float) -> str:
-    v = versions()
+    command = (f"`python benchmarks/{Path(sys.argv[0]).name} {' '.join(sys.argv[1:])}` "
+               f"({wall_s / 60:.0f} min wall)")
+    if args.append and args.out.is_file():  # keep the first invocation's header, say what ran
+        previous = args.out.read_text().splitlines()
+        head = previous[:next(i for i, line in enumerate(previous) if line.startswith("- Seeds"))]
+        head.append(f"- Rows added by: {command}")
+    else:
+        head = [
+            "# Continual-learning methods with PPO (everlearn)", "",
+            f"- Date: {datetime.now(timezone.utc).strftime('%Y-%m-%d %H:%M UTC')}",
+            f"- Machine: {machine_description()}",
+            "- Versions: " + ", ".join(f"{k} {val}" for k, val in versions().items()
+                                       if val != "not installed"),
+            f"- Command: {command}",
+        ]
     lines = [
-        "# Continual-learning methods with PPO (everlearn)", "",
-        f"- Date: {datetime.now(timezone.utc).strftime('%Y-%m-%d %H:%M UTC')}",
-        f"- Machine: {machine_description()}",
-        "- Versions: " + ", ".join(f"{k} {val}" for k, val in v.items()
-                                   if val != "not installed"),
-        f"- Command: `python benchmarks/{Path(sys.argv[0]).name} {' '.join(sys.argv[1:])}` "
-        f"({wall_s / 60:.0f} min wall)",
+        *head,
         f"- Seeds {args.seeds}, each run with `--reference`; overrides: "
         f"{', '.join(args.set) or 'none'}; methods at their default settings "
         "(`everlearn list`, docs/methods.md).",
