@@ -3,9 +3,10 @@ method and the strongest pair, same scenario, same seeds, same metrics.
 
 For every scenario, in this order: fine-tuning (no method), each method that applies to PPO with
 its default settings, then the combination of the two single methods with the highest average
-performance (skipping pairs that cannot compose), and any `--pairs`. Each is one `everlearn run` with `--seeds 0-9` (the seeds
-run as one vmapped program) and `--reference` (forward transfer; the single-task references are
-computed once per scenario and cached). The table gives the interquartile mean over seeds with a
+performance (skipping pairs that cannot compose), and any `--pairs`. Each is one
+`everlearn run` with `--seeds 0-9` (the seeds run as one vmapped program) and `--reference`
+(forward transfer; the single-task references are computed once per scenario and cached). The
+table gives the interquartile mean over seeds with a
 95% stratified-bootstrap confidence interval (rliable) of average performance, forgetting and
 forward transfer, and the wall time of each run.
 

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 import everlearn.methods
-from everlearn.agents import AGENTS, EnvSpec, Transition, make_agent
+from everlearn.agents import EnvSpec, make_agent
 from everlearn.methods.packnet import FREE, PackNetConfig, prune_kernel
 
 
@@ -29,41 +29,22 @@ def test_pruning_count_is_exact_with_ties_and_rounds_down():
     assert int(jnp.sum(new_owner == 0)) == 3
 
 
-AGENT_CONFIGS = {
-    "ppo": dict(num_envs=2, num_steps=8, num_epochs=2, hidden_sizes=(8,)),
-    "dqn": dict(num_envs=2, train_every=8, gradient_steps=4, batch_size=8, learning_starts=8,
-                buffer_size=64, hidden_sizes=(8,)),
-}
-
-
-def _random_batch(key, agent, obs_dim=4, num_actions=2):
-    k_obs, k_next, k_act, k_rew, k_logp = jax.random.split(key, 5)
-    shape = (agent.rollout_length, agent.num_envs)
-    extras = ({"log_prob": jnp.log(0.5) + 0.1 * jax.random.normal(k_logp, shape),
-               "value": jnp.zeros(shape)} if agent.name == "ppo" else {})
-    return Transition(
-        obs=jax.random.normal(k_obs, (*shape, obs_dim)),
-        action=jax.random.randint(k_act, shape, 0, num_actions),
-        reward=jax.random.normal(k_rew, shape),
-        terminated=jnp.zeros(shape, bool), truncated=jnp.zeros(shape, bool),
-        next_obs=jax.random.normal(k_next, (*shape, obs_dim)), extras=extras)
-
-
 @pytest.mark.parametrize("agent_name", ["ppo", "dqn"])
-def test_frozen_weights_stay_bit_identical_while_free_ones_train(agent_name):
-    config = AGENTS[agent_name].config(**AGENT_CONFIGS[agent_name])
+def test_frozen_weights_stay_bit_identical_while_free_ones_train(agent_name, tiny_config,
+                                                                 random_batch):
+    config = tiny_config(agent_name)
     builders = everlearn.methods.method_builders(["packnet"], {"packnet": PackNetConfig()})
     agent = make_agent(agent_name, config, EnvSpec(4, 2, 3), methods=builders)
     key = jax.random.PRNGKey(0)
     state = agent.init(key)
     update = jax.jit(agent.update)
     for i in range(2):  # train on task 0, so the weights kept for it are not the initial ones
-        state, _ = update(state, _random_batch(jax.random.fold_in(key, i), agent), key)
+        state, _ = update(state, random_batch(jax.random.fold_in(key, i), agent), key)
     state = agent.task_boundary(state, jnp.int32(0), jnp.int32(1), key)
     owner = state.methods["packnet"]["owner"]
     at_boundary = state.params
     for i in range(2, 5):
-        state, _ = update(state, _random_batch(jax.random.fold_in(key, i), agent),
+        state, _ = update(state, random_batch(jax.random.fold_in(key, i), agent),
                           jax.random.fold_in(key, 100 + i))
 
     frozen = free = 0

@@ -9,7 +9,7 @@ import optax
 import pytest
 
 import everlearn.methods
-from everlearn.agents import AGENTS, EnvSpec, Transition, make_agent
+from everlearn.agents import EnvSpec, make_agent
 from everlearn.methods.base import Hooks
 from everlearn.methods.upgd import UPGDConfig, make_upgd
 
@@ -137,34 +137,15 @@ def test_gate_applies_to_adams_step_not_to_its_input():
     np.testing.assert_array_equal(gated["q"]["w"], 0.5 * step["q"]["w"])
 
 
-AGENT_CONFIGS = {
-    "ppo": dict(num_envs=2, num_steps=8, num_epochs=2, hidden_sizes=(8,)),
-    "dqn": dict(num_envs=2, train_every=8, gradient_steps=4, batch_size=8, learning_starts=8,
-                buffer_size=64, hidden_sizes=(8,)),
-}
-
-
-def _random_batch(key, agent, obs_dim=4, num_actions=2):
-    k_obs, k_next, k_act, k_rew, k_logp = jax.random.split(key, 5)
-    shape = (agent.rollout_length, agent.num_envs)
-    extras = ({"log_prob": jnp.log(0.5) + 0.1 * jax.random.normal(k_logp, shape),
-               "value": jnp.zeros(shape)} if agent.name == "ppo" else {})
-    return Transition(
-        obs=jax.random.normal(k_obs, (*shape, obs_dim)),
-        action=jax.random.randint(k_act, shape, 0, num_actions),
-        reward=jax.random.normal(k_rew, shape),
-        terminated=jnp.zeros(shape, bool), truncated=jnp.zeros(shape, bool),
-        next_obs=jax.random.normal(k_next, (*shape, obs_dim)), extras=extras)
-
-
 @pytest.mark.parametrize("agent_name", ["ppo", "dqn"])
-def test_agents_train_with_upgd_and_keep_its_trace_in_the_optimiser_state(agent_name):
-    config = AGENTS[agent_name].config(**AGENT_CONFIGS[agent_name])
+def test_agents_train_with_upgd_and_keep_its_trace_in_the_optimiser_state(agent_name, tiny_config,
+                                                                          random_batch):
+    config = tiny_config(agent_name)
     builders = everlearn.methods.method_builders(["upgd"], {"upgd": UPGDConfig()})
     agent = make_agent(agent_name, config, EnvSpec(4, 2), methods=builders)
     key = jax.random.PRNGKey(0)
     state = agent.init(key)
-    new_state, _ = jax.jit(agent.update)(state, _random_batch(key, agent), key)
+    new_state, _ = jax.jit(agent.update)(state, random_batch(key, agent), key)
     link_state = new_state.opt_state[-1]  # the last link of the chain: UPGD's
     steps = 2 if agent_name == "ppo" else int(new_state.gradient_steps)
     assert steps > 0 and int(link_state["step"]) == steps

@@ -52,7 +52,7 @@ def dormant_ratio(layers: list[jax.Array], tau: float) -> jax.Array:
 
 
 def effective_rank(features: jax.Array, delta: float = SRANK_DELTA) -> jax.Array:
-    """srank_δ(Φ) = min{k : Σ_{i≤k} σ_i / Σ_i σ_i ≥ 1 − δ} for a feature matrix Φ [n, H]."""
+    """srank_δ(Φ) = min{k : Σ_{i≤k} σ_i / Σ_i σ_i ≥ 1 − δ}, feature matrix Φ [n, H]."""
     singular = jnp.linalg.svd(features, compute_uv=False)
     cumulative = jnp.cumsum(singular) / jnp.maximum(singular.sum(), 1e-12)
     return jnp.minimum(jnp.sum(cumulative < 1.0 - delta) + 1, singular.shape[0])
