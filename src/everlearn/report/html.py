@@ -23,7 +23,7 @@ import numpy as np
 # matplotlib.use(), which would switch the backend of a notebook that imports this module.
 from matplotlib import colormaps
 from matplotlib.figure import Figure
-from matplotlib.ticker import EngFormatter
+from matplotlib.ticker import EngFormatter, MaxNLocator
 
 __all__ = ["write_report"]
 
@@ -284,6 +284,7 @@ def learning_speed_figure(task_auc: np.ndarray) -> Figure:
         ax.plot(tasks, intercept + slope * tasks, color="0.4", linestyle="--", linewidth=1,
                 label=f"linear fit, slope {slope:+.4f} per task")
     ax.set_xlabel("task (in training order)")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_ylabel("learning-curve AUC")
     ax.set_ylim(-0.05, 1.05)
     ax.grid(axis="y", color="0.88", linewidth=0.6)
