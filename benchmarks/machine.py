@@ -5,7 +5,9 @@ from __future__ import annotations
 import os
 import platform
 import subprocess
+import sys
 import time
+from datetime import datetime, timezone
 from importlib import metadata
 from pathlib import Path
 
@@ -107,3 +109,21 @@ def wait_for_quiet_machine(max_load: float, waits: int, wait_s: float) -> list[f
               f"({attempt + 1}/{waits})", flush=True)
         time.sleep(wait_s)
     return seen
+
+
+def results_header(title: str, wall_s: float) -> list[str]:
+    """The opening lines of a results page: title, date, machine, versions and the command."""
+    return [
+        f"# {title}", "",
+        f"- Date: {datetime.now(timezone.utc).strftime('%Y-%m-%d %H:%M UTC')}",
+        f"- Machine: {machine_description()}",
+        "- Versions: " + ", ".join(f"{k} {v}" for k, v in versions().items()
+                                   if v != "not installed"),
+        f"- Command: {invocation(wall_s)}",
+    ]
+
+
+def invocation(wall_s: float) -> str:
+    """How this script was run, and how long it took."""
+    return (f"`python benchmarks/{Path(sys.argv[0]).name} {' '.join(sys.argv[1:])}` "
+            f"({wall_s / 60:.0f} min wall)")

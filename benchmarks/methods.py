@@ -21,10 +21,9 @@ import json
 import sys
 import tempfile
 import time
-from datetime import datetime, timezone
 from pathlib import Path
 
-from machine import machine_description, versions
+from machine import invocation, results_header
 
 from everlearn.methods import METHODS
 from everlearn.runs.config import build_config
@@ -73,21 +72,12 @@ def cell(stats: dict) -> str:
 
 
 def markdown(rows: list[dict], args, wall_s: float) -> str:
-    command = (f"`python benchmarks/{Path(sys.argv[0]).name} {' '.join(sys.argv[1:])}` "
-               f"({wall_s / 60:.0f} min wall)")
     if args.append and args.out.is_file():  # keep the first invocation's header, say what ran
         previous = args.out.read_text().splitlines()
         head = previous[:next(i for i, line in enumerate(previous) if line.startswith("- Seeds"))]
-        head.append(f"- Rows added by: {command}")
+        head.append(f"- Rows added by: {invocation(wall_s)}")
     else:
-        head = [
-            "# Continual-learning methods with PPO (everlearn)", "",
-            f"- Date: {datetime.now(timezone.utc).strftime('%Y-%m-%d %H:%M UTC')}",
-            f"- Machine: {machine_description()}",
-            "- Versions: " + ", ".join(f"{k} {val}" for k, val in versions().items()
-                                       if val != "not installed"),
-            f"- Command: {command}",
-        ]
+        head = results_header("Continual-learning methods with PPO (everlearn)", wall_s)
     lines = [
         *head,
         f"- Seeds {args.seeds}, each run with `--reference`; overrides: "

@@ -23,11 +23,10 @@ import json
 import sys
 import tempfile
 import time
-from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
-from machine import machine_description, versions
+from machine import results_header
 from methods import cell, log
 
 from everlearn.evaluation.metrics import interquartile_mean_ci
@@ -100,13 +99,8 @@ def figure(rows: list[dict], path: Path) -> None:
 
 def markdown(rows: list[dict], args, wall_s: float) -> str:
     lines = [
-        "# Loss of plasticity: PPO and interventions on cartpole-plasticity (everlearn)", "",
-        f"- Date: {datetime.now(timezone.utc).strftime('%Y-%m-%d %H:%M UTC')}",
-        f"- Machine: {machine_description()}",
-        "- Versions: " + ", ".join(f"{k} {v}" for k, v in versions().items()
-                                   if v != "not installed"),
-        f"- Command: `python benchmarks/{Path(sys.argv[0]).name} {' '.join(sys.argv[1:])}` "
-        f"({wall_s / 60:.0f} min wall)",
+        *results_header("Loss of plasticity: PPO and interventions on cartpole-plasticity "
+                        "(everlearn)", wall_s),
         f"- Seeds {args.seeds}; PPO with ReLU units; overrides: {', '.join(args.set) or 'none'}",
         "",
         f"Learning speed = area under a task's own learning curve; early / late = mean over the "

@@ -5,6 +5,7 @@ import jax.numpy as jnp
 import pytest
 
 from everlearn.agents import AGENTS, Transition
+from everlearn.runs.functional import init_seeds
 
 TINY_AGENTS = {
     "ppo": dict(num_envs=2, num_steps=8, num_epochs=2, hidden_sizes=(8,)),
@@ -36,3 +37,24 @@ def tiny_config():
 @pytest.fixture
 def random_batch():
     return _random_batch
+
+
+@pytest.fixture
+def two_seeds():
+    """agent -> (state, batch, keys): two seeds of `agent` initialised one at a time (a vmapped
+    orthogonal init, a batched QR, can deadlock XLA's CPU pool) and one rollout per seed
+    (random observations, action 0, reward 1), for `jax.vmap(agent.update)`."""
+
+    def make(agent):
+        keys = jax.random.split(jax.random.PRNGKey(0), 2)
+        state = init_seeds(lambda seed: agent.init(keys[seed]), [0, 1])
+        shape = (2, agent.rollout_length, agent.num_envs)
+        obs = jax.random.normal(jax.random.PRNGKey(1), (*shape, 4))
+        extras = ({"log_prob": jnp.full(shape, -0.7), "value": jnp.zeros(shape)}
+                  if agent.name == "ppo" else {})
+        batch = Transition(obs=obs, action=jnp.zeros(shape, jnp.int32), reward=jnp.ones(shape),
+                           terminated=jnp.zeros(shape, bool), truncated=jnp.zeros(shape, bool),
+                           next_obs=obs, extras=extras)
+        return state, batch, keys
+
+    return make

@@ -8,10 +8,9 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from everlearn.agents import EnvSpec, Transition, make_agent
+from everlearn.agents import EnvSpec, make_agent
 from everlearn.agents.dqn import DQNConfig
 from everlearn.agents.ppo import PPOConfig, minibatch_row
-from everlearn.runs.functional import init_seeds
 from everlearn.methods import METHODS, AgentView, Method
 from everlearn.methods.bc_replay import BCReplayConfig, make_bc_replay, policy_kl
 
@@ -127,21 +126,12 @@ def test_task_end_fills_that_tasks_slots_with_the_end_of_task_outputs():
 
 
 @pytest.mark.parametrize("agent_name", ["ppo", "dqn"])
-def test_agents_distil_after_a_task_boundary_under_jit_and_vmap(agent_name):
+def test_agents_distil_after_a_task_boundary_under_jit_and_vmap(agent_name, two_seeds):
     entry = METHODS["bc_replay"]
     assert set(entry.agents) == {"ppo", "dqn"} and entry.needs_boundaries
     agent = make_agent(agent_name, SMALL[agent_name], EnvSpec(4, 2, num_tasks=2),
                        [lambda view: make_bc_replay(BCReplayConfig(states_per_task=16), view)])
-    keys = jax.random.split(jax.random.PRNGKey(0), 2)
-    # One seed at a time: a vmapped orthogonal init (batched QR) can deadlock XLA's CPU pool.
-    state = init_seeds(lambda seed: agent.init(keys[seed]), [0, 1])
-    T, E = agent.rollout_length, agent.num_envs
-    obs = jax.random.normal(jax.random.PRNGKey(1), (2, T, E, 4))
-    batch = Transition(obs=obs, action=jnp.zeros((2, T, E), jnp.int32),
-                       reward=jnp.ones((2, T, E)), terminated=jnp.zeros((2, T, E), bool),
-                       truncated=jnp.zeros((2, T, E), bool), next_obs=obs,
-                       extras={"log_prob": jnp.full((2, T, E), -0.7),
-                               "value": jnp.zeros((2, T, E))})
+    state, batch, keys = two_seeds(agent)
     update = jax.jit(jax.vmap(agent.update))
     state, info = update(state, batch, keys)
     assert np.all(np.asarray(info["method_loss"]) == 0)  # nothing stored before a task ends

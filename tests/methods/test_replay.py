@@ -8,10 +8,9 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from everlearn.agents import EnvSpec, Transition, make_agent
+from everlearn.agents import EnvSpec, make_agent
 from everlearn.agents.common import ReplayBuffer
 from everlearn.agents.dqn import DQNConfig
-from everlearn.runs.functional import init_seeds
 from everlearn.methods import METHODS, Method
 from everlearn.methods.replay import (BalancedReplayConfig, ReplayConfig, make_replay,
                                       memory_nbytes, sample_rows)
@@ -170,21 +169,14 @@ def test_the_view_gives_the_full_observation_width_to_multi_head_networks():
     assert state["memory"].obs.shape == (8, 7)
 
 
-def test_dqn_updates_with_replay_under_jit_and_vmap():
+def test_dqn_updates_with_replay_under_jit_and_vmap(two_seeds):
     assert METHODS["replay"].agents == METHODS["replay_balanced"].agents == ("dqn",)
     assert not METHODS["replay"].needs_boundaries and METHODS["replay_balanced"].needs_boundaries
     # Both variants at once (they compose), to compile the agent once.
     agent = make_agent("dqn", DQN_SMALL, EnvSpec(4, 2, num_tasks=2), [
         lambda view: make_replay(ReplayConfig(capacity=32), view),
         lambda view: make_replay(BalancedReplayConfig(capacity=32), view)])
-    keys = jax.random.split(jax.random.PRNGKey(0), 2)
-    # One seed at a time: a vmapped orthogonal init (batched QR) can deadlock XLA's CPU pool.
-    state = init_seeds(lambda seed: agent.init(keys[seed]), [0, 1])
-    T, E = agent.rollout_length, agent.num_envs
-    obs = jax.random.normal(jax.random.PRNGKey(1), (2, T, E, 4))
-    batch = Transition(obs=obs, action=jnp.zeros((2, T, E), jnp.int32),
-                       reward=jnp.ones((2, T, E)), terminated=jnp.zeros((2, T, E), bool),
-                       truncated=jnp.zeros((2, T, E), bool), next_obs=obs, extras={})
+    state, batch, keys = two_seeds(agent)
     update = jax.jit(jax.vmap(agent.update))
     for _ in range(3):
         state, info = update(state, batch, keys)
