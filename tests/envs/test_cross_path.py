@@ -113,3 +113,29 @@ def test_acrobot_paths_agree(acrobot, task):
                                        err_msg=f"{task.name} state={s} action={action}")
             assert float(f_reward) == pytest.approx(g_reward)
     genv.close()
+
+
+PENDULUM_STATES = [(0.0, 0.0), (2.5, -1.0), (-1.0, 6.0)]
+
+
+@pytest.mark.parametrize("task", get_scenario("pendulum-contexts").tasks, ids=lambda t: t.name)
+def test_pendulum_paths_agree(task):
+    """Continuous actions: the agent's [-1, 1] action is scaled by the env's bound (2.0) and
+    the task's action_scale on both paths, and max_torque clips it on both."""
+    from gymnax.environments.classic_control.pendulum import EnvState as PendulumState
+
+    fenv = FunctionalEnv("Pendulum-v1")
+    params = fenv.make_params(physics=dict(task.physics), action_scale=task.action_scale)
+    genv = make_task_env(task)
+    genv.reset(seed=0)
+    for s in PENDULUM_STATES:
+        for action in (-1.0, 0.3, 1.0):
+            genv.unwrapped.state = np.array(s, dtype=np.float64)
+            g_obs, g_reward, _, _, _ = genv.step(np.array([action], np.float32))
+            state = PendulumState(theta=jnp.float32(s[0]), theta_dot=jnp.float32(s[1]),
+                                  last_u=jnp.float32(0.0), time=jnp.int32(0))
+            _, _, f_reward, _, _, f_next = fenv.step(KEY, state, jnp.array([action]), params)
+            np.testing.assert_allclose(np.asarray(f_next), g_obs, atol=1e-4,
+                                       err_msg=f"{task.name} state={s} action={action}")
+            assert float(f_reward) == pytest.approx(g_reward, rel=1e-4, abs=1e-4)
+    genv.close()

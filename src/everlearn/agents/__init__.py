@@ -10,16 +10,21 @@ from pydantic import BaseModel
 from everlearn.agents.common import Agent, EnvSpec, Transition
 from everlearn.agents.dqn import DQNConfig, make_dqn
 from everlearn.agents.ppo import PPOConfig, make_ppo
+from everlearn.agents.sac import SACConfig, make_sac
+from everlearn.agents.td3 import TD3Config, make_td3
 
 
 class AgentEntry(NamedTuple):
     config: type[BaseModel]
     make: Callable[..., Agent]  # (config, spec, methods=()) -> Agent
+    continuous: bool  # the action space it acts in: continuous (True) or discrete
 
 
 AGENTS: dict[str, AgentEntry] = {
-    "ppo": AgentEntry(PPOConfig, make_ppo),
-    "dqn": AgentEntry(DQNConfig, make_dqn),
+    "ppo": AgentEntry(PPOConfig, make_ppo, continuous=False),
+    "dqn": AgentEntry(DQNConfig, make_dqn, continuous=False),
+    "sac": AgentEntry(SACConfig, make_sac, continuous=True),
+    "td3": AgentEntry(TD3Config, make_td3, continuous=True),
 }
 
 

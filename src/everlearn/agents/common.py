@@ -1,4 +1,5 @@
-"""Pieces every agent shares: the agent interface, MLPs, the transition batch, a replay buffer."""
+"""Pieces every agent shares: the agent interface, MLPs, the transition batch, a replay buffer,
+and the store-then-learn step of the off-policy agents (DQN, SAC, TD3)."""
 
 from __future__ import annotations
 
@@ -15,11 +16,12 @@ from flax import struct
 
 class EnvSpec(NamedTuple):
     obs_dim: int
-    num_actions: int
+    num_actions: int  # discrete: number of actions; continuous: size of the action vector
     num_tasks: int = 1  # tasks in the scenario (methods with per-task state size by it)
     # >1: the last `heads` observation entries are a task one-hot, and every network's output
     # layer has one head per task, chosen by it (the `multi_head` method).
     heads: int = 1
+    continuous: bool = False  # actions are vectors in [-1, 1]^num_actions
 
 
 class Agent(NamedTuple):
@@ -152,8 +154,17 @@ class ReplayBuffer:
 
     @property
     def nbytes(self) -> int:
+        """Memory the buffer holds (all rows are allocated up front)."""
         return sum(x.nbytes for x in (self.obs, self.action, self.reward, self.terminated,
                                       self.next_obs))
+
+    @staticmethod
+    def footprint(capacity: int, obs_dim: int, action_shape: tuple[int, ...] = (),
+                  action_bytes: int = 4) -> int:
+        """Bytes a buffer of this shape will hold, without allocating it: per row two float32
+        observations, the action, a float32 reward and a bool termination flag."""
+        action = action_bytes * int(np.prod(action_shape, dtype=np.int64))
+        return capacity * (2 * 4 * obs_dim + action + 4 + 1)
 
     def add(self, batch: Transition) -> "ReplayBuffer":
         """Insert a [T, num_envs] batch of transitions, overwriting the oldest rows."""
@@ -179,3 +190,74 @@ class ReplayBuffer:
             "terminated": self.terminated[rows],
             "next_obs": self.next_obs[rows],
         }
+
+
+def replay_row(obs_dim: int, action_shape: tuple[int, ...] = (),
+               action_dtype=jnp.int32) -> dict[str, jax.ShapeDtypeStruct]:
+    """One row of the off-policy agents' minibatch format (replay-buffer samples; what methods
+    `observe`): a discrete action is an int32 scalar, a continuous one a float32 vector."""
+    obs = jax.ShapeDtypeStruct((obs_dim,), jnp.float32)
+    return {"obs": obs, "action": jax.ShapeDtypeStruct(action_shape, action_dtype),
+            "reward": jax.ShapeDtypeStruct((), jnp.float32),
+            "terminated": jax.ShapeDtypeStruct((), jnp.bool_), "next_obs": obs}
+
+
+def polyak(target: Any, online: Any, tau: float | jax.Array) -> Any:
+    """Move target parameters a fraction `tau` towards the online ones (1: a hard copy)."""
+    return jax.tree.map(lambda t, p: tau * p + (1 - tau) * t, target, online)
+
+
+def store_and_learn(state: Any, batch: Transition, key: jax.Array, hooks: Any,
+                    learning_starts: int, train: Callable[[Any, jax.Array], tuple[Any, dict]]):
+    """The `update` of an off-policy agent, around its own `train(state, key)` (a `lax.scan`
+    of gradient steps on replay samples): the methods `observe` the new transitions, they go
+    into the replay buffer, `train` runs once the buffer holds `learning_starts` rows, and
+    the methods' weight surgery (`after_update`) follows. `state` has the fields `buffer`,
+    `env_steps`, `methods` and `params`. Returns (state, mean of `train`'s metrics)."""
+    n = batch.reward.size
+    flat = jax.tree.map(lambda x: x.reshape(n, *x.shape[2:]), batch)
+    method_state = hooks.observe(  # hook: observe
+        state.methods,
+        {"obs": flat.obs, "action": flat.action, "reward": flat.reward,
+         "terminated": flat.terminated, "next_obs": flat.next_obs},
+        jax.random.fold_in(key, 1))
+    state = state.replace(buffer=state.buffer.add(batch), env_steps=state.env_steps + n,
+                          methods=method_state)
+
+    def skip(state: Any, key: jax.Array):
+        info = jax.eval_shape(lambda: train(state, key)[1])
+        return state, jax.tree.map(lambda x: jnp.zeros(x.shape, x.dtype), info)
+
+    state, info = jax.lax.cond(state.buffer.size >= learning_starts, train, skip, state, key)
+    if hooks.has_after_update:  # hook: after_update (weight surgery)
+        method_state, params = hooks.after_update(state.methods, state.params,
+                                                  jax.random.fold_in(key, 2))
+        state = state.replace(methods=method_state, params=params)
+    return state, jax.tree.map(jnp.mean, info)
+
+
+# -- continuous control (SAC, TD3) --------------------------------------------------------------
+
+def twin_q(q_net: nn.Module, params: dict, obs: jax.Array,
+           action: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """The values of `params["q1"]` and `params["q2"]` for (obs, action) pairs. The critics'
+    input is [action, obs]: a task one-hot stays last, where a multi-head MLP looks for it."""
+    critic_input = jnp.concatenate([action, obs], axis=-1)
+    return (q_net.apply(params["q1"], critic_input)[..., 0],
+            q_net.apply(params["q2"], critic_input)[..., 0])
+
+
+def random_actions(key: jax.Array, shape: tuple[int, ...]) -> jax.Array:
+    """Uniform continuous actions in [-1, 1] (the warm-up before learning starts)."""
+    return jax.random.uniform(key, shape, minval=-1.0, maxval=1.0)
+
+
+def gradient_steps_per_update(agent: str, config: Any) -> int:
+    """`utd_ratio` gradient steps per env step, for the `train_every * num_envs` env steps
+    of one update; a whole number, or the config is refused with the fix."""
+    steps = config.train_every * config.num_envs * config.utd_ratio
+    if steps < 1 or abs(steps - round(steps)) > 1e-6:
+        raise ValueError(
+            f"{agent}: train_every x num_envs x utd_ratio = {steps:g} gradient steps per "
+            "update; make it a whole number >= 1 (e.g. train_every=4 with utd_ratio=0.25)")
+    return int(round(steps))

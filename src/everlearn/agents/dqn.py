@@ -20,16 +20,9 @@ import optax
 from flax import struct
 from pydantic import BaseModel, ConfigDict, PositiveFloat, PositiveInt
 
-from everlearn.agents.common import MLP, Agent, EnvSpec, ReplayBuffer, Transition
+from everlearn.agents.common import (MLP, Agent, EnvSpec, ReplayBuffer, Transition, polyak,
+                                     replay_row, store_and_learn)
 from everlearn.methods.base import AgentView, Hooks, Method
-
-
-def minibatch_row(obs_dim: int) -> dict[str, jax.ShapeDtypeStruct]:
-    """One row of DQN's minibatch format (replay-buffer samples; what methods `observe`)."""
-    obs = jax.ShapeDtypeStruct((obs_dim,), jnp.float32)
-    return {"obs": obs, "action": jax.ShapeDtypeStruct((), jnp.int32),
-            "reward": jax.ShapeDtypeStruct((), jnp.float32),
-            "terminated": jax.ShapeDtypeStruct((), jnp.bool_), "next_obs": obs}
 
 
 class DQNConfig(BaseModel):
@@ -88,7 +81,7 @@ def make_dqn(config: DQNConfig, spec: EnvSpec,
                      outputs=lambda params, obs: {"q": q_net.apply(params["q"], obs)},
                      policy_logits=lambda params, obs: q_net.apply(params["q"], obs),
                      loss=plain_loss, networks=("q",), num_tasks=spec.num_tasks,
-                     obs_dim=spec.obs_dim, minibatch_row=minibatch_row(spec.obs_dim),
+                     obs_dim=spec.obs_dim, minibatch_row=replay_row(spec.obs_dim),
                      activations=lambda params, obs: {
                          "q": q_net.apply(params["q"], obs, return_hidden=True)[1]})
     hooks = Hooks(view, [build(view) for build in methods])
@@ -158,10 +151,7 @@ def make_dqn(config: DQNConfig, spec: EnvSpec,
         params = optax.apply_updates(state.params, updates)
         steps = state.gradient_steps + 1
         due = steps % config.target_update_every == 0
-        target_params = jax.tree.map(
-            lambda t, p: jnp.where(due, config.target_tau * p + (1 - config.target_tau) * t, t),
-            state.target_params, params,
-        )
+        target_params = polyak(state.target_params, params, jnp.where(due, config.target_tau, 0.0))
         state = state.replace(params=params, target_params=target_params,
                               opt_state=opt_state, gradient_steps=steps)
         return state, info
@@ -169,28 +159,10 @@ def make_dqn(config: DQNConfig, spec: EnvSpec,
     def train(state: DQNState, key: jax.Array):
         return jax.lax.scan(gradient_step, state, jax.random.split(key, config.gradient_steps))
 
-    def skip(state: DQNState, key: jax.Array):
-        info = jax.eval_shape(lambda: train(state, key)[1])
-        return state, jax.tree.map(lambda x: jnp.zeros(x.shape, x.dtype), info)
-
     def update(state: DQNState, batch: Transition, key: jax.Array):
-        n = batch.reward.size
-        flat = jax.tree.map(lambda x: x.reshape(n, *x.shape[2:]), batch)
-        method_state = hooks.observe(  # hook: observe
-            state.methods,
-            {"obs": flat.obs, "action": flat.action, "reward": flat.reward,
-             "terminated": flat.terminated, "next_obs": flat.next_obs},
-            jax.random.fold_in(key, 1))
-        state = state.replace(buffer=state.buffer.add(batch), env_steps=state.env_steps + n,
-                              methods=method_state)
-        state, info = jax.lax.cond(
-            state.buffer.size >= config.learning_starts, train, skip, state, key
-        )
-        if hooks.has_after_update:  # hook: after_update (weight surgery)
-            method_state, params = hooks.after_update(state.methods, state.params,
-                                                      jax.random.fold_in(key, 2))
-            state = state.replace(methods=method_state, params=params)
-        return state, {**jax.tree.map(jnp.mean, info), "epsilon": epsilon(state.env_steps)}
+        # hooks: observe, then (after the gradient steps) after_update
+        state, info = store_and_learn(state, batch, key, hooks, config.learning_starts, train)
+        return state, {**info, "epsilon": epsilon(state.env_steps)}
 
     return Agent("dqn", config.num_envs, config.train_every, init, act, greedy_action, update,
                  hooks.agent_task_boundary, view)

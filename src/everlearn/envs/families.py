@@ -2,24 +2,36 @@
 
 A family names the same environment on both paths: a gymnax id for the functional path and a
 Gymnasium id for the host path. Physical parameters use gymnax's field names; the Gymnasium
-wrapper maps them onto the attributes of Gymnasium's implementation.
+wrapper maps them onto the attributes of Gymnasium's implementation. MuJoCo families have no
+functional twin (`gymnax_id` None): their context (masses, friction, gravity, actuator gear,
+reward direction or target velocity) is set by `everlearn.envs.mujoco_context.MujocoContext`.
+
+Continuous-action families: agents act in [-1, 1] per dimension, and the task wrappers of both
+paths multiply by `action_bound` (the env's nominal limit) and the task's `action_scale`.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+# The context keys of MuJoCo families (see `everlearn.envs.mujoco_context`).
+MUJOCO_CONTEXT_KEYS = ("mass_scale", "friction_scale", "gravity", "gear_scale", "direction",
+                       "target_velocity")
+
 
 @dataclass(frozen=True)
 class EnvFamily:
     name: str
-    gymnax_id: str
+    gymnax_id: str | None  # None: Gymnasium path only
     gymnasium_id: str
     obs_dim: int
-    num_actions: int
+    num_actions: int  # discrete: number of actions; continuous: size of the action vector
     max_episode_steps: int
     # parameter name -> attribute of the Gymnasium env's unwrapped instance
     physics: dict[str, str] = field(default_factory=dict)
+    continuous: bool = False
+    action_bound: float = 1.0  # continuous: the env takes actions in [-bound, bound]
+    mujoco: bool = False  # context set on the MuJoCo model (MujocoContext), not by attributes
 
 
 FAMILIES: dict[str, EnvFamily] = {
@@ -57,6 +69,28 @@ FAMILIES: dict[str, EnvFamily] = {
             "dt": "dt",
         },
     ),
+    "Pendulum-v1": EnvFamily(
+        name="Pendulum-v1",
+        gymnax_id="Pendulum-v1",
+        gymnasium_id="Pendulum-v1",
+        obs_dim=3,
+        num_actions=1,
+        max_episode_steps=200,
+        # `max_torque` clips the torque the env applies; the agent's full-scale action stays
+        # the nominal 2.0, so a lower limit is a weaker motor.
+        physics={name: name for name in ("g", "m", "l", "max_torque", "max_speed", "dt")},
+        continuous=True,
+        action_bound=2.0,
+    ),
+    **{
+        name: EnvFamily(
+            name=name, gymnax_id=None, gymnasium_id=name, obs_dim=obs_dim, num_actions=act_dim,
+            max_episode_steps=1000, physics={k: k for k in MUJOCO_CONTEXT_KEYS},
+            continuous=True, mujoco=True,
+        )
+        for name, obs_dim, act_dim in (("Hopper-v5", 11, 3), ("HalfCheetah-v5", 17, 6),
+                                       ("Walker2d-v5", 17, 6))
+    },
 }
 
 

@@ -25,6 +25,9 @@ class TaskParams:
     obs_perm: jax.Array  # int32[obs_dim]: agent sees obs[obs_perm]
     obs_scale: jax.Array  # float32[obs_dim]: ... multiplied by obs_scale
     action_map: jax.Array  # int32[num_actions]: agent action a is env action action_map[a]
+    # float32[action dims]: continuous action a is env action a * action_scale (the family's
+    # bound times the task's per-dimension scale); ones, unused, for discrete families.
+    action_scale: jax.Array
     reward_scale: jax.Array  # float32[]
     reward_shift: jax.Array  # float32[]
     task_onehot: jax.Array  # float32[num_tasks] appended to obs where task ids are given; else [0]
@@ -35,6 +38,9 @@ class FunctionalEnv:
 
     def __init__(self, family: str):
         self.family = get_family(family)
+        if self.family.gymnax_id is None:
+            raise ValueError(f"{family} has no functional version; run it on the Gymnasium "
+                             "path (--backend gymnasium)")
         self.env, self.default_env_params = gymnax.make(self.family.gymnax_id)
 
     def make_params(
@@ -43,6 +49,7 @@ class FunctionalEnv:
         obs_perm: tuple[int, ...] | None = None,
         obs_scale: tuple[float, ...] | None = None,
         action_map: tuple[int, ...] | None = None,
+        action_scale: tuple[float, ...] | None = None,
         reward_scale: float = 1.0,
         reward_shift: float = 0.0,
         task_onehot: tuple[float, ...] = (),
@@ -64,6 +71,8 @@ class FunctionalEnv:
             obs_perm=jnp.asarray(obs_perm if obs_perm is not None else range(d), jnp.int32),
             obs_scale=jnp.asarray(obs_scale if obs_scale is not None else [1.0] * d, jnp.float32),
             action_map=jnp.asarray(action_map if action_map is not None else range(n), jnp.int32),
+            action_scale=jnp.asarray(action_scale if action_scale is not None else [1.0] * n,
+                                     jnp.float32) * self.family.action_bound,
             reward_scale=jnp.asarray(reward_scale, jnp.float32),
             reward_shift=jnp.asarray(reward_shift, jnp.float32),
             task_onehot=jnp.asarray(task_onehot, jnp.float32).reshape(-1),
@@ -83,7 +92,10 @@ class FunctionalEnv:
         `obs` is the reset observation where the episode ended; `next_obs` is always the true
         observation after this transition (needed to bootstrap a truncated episode).
         """
-        env_action = params.action_map[action]
+        if self.family.continuous:
+            env_action = jnp.clip(action, -1.0, 1.0) * params.action_scale
+        else:
+            env_action = params.action_map[action]
         obs, state, reward, terminated, truncated, info = self.env.step(
             key, state, env_action, params.env
         )
@@ -106,3 +118,20 @@ def stack_params(params: list[TaskParams]) -> TaskParams:
 
 def index_params(stacked: TaskParams, i: int | jax.Array) -> TaskParams:
     return jax.tree.map(lambda x: x[i], stacked)
+
+
+def interpolate_params(stacked: TaskParams, position: jax.Array) -> TaskParams:
+    """The context at `position` along stacked waypoint tasks (a drifting scenario): linear
+    between neighbouring waypoints for float fields, the lower waypoint's for the others."""
+    last = jax.tree.leaves(stacked)[0].shape[0] - 1
+    position = jnp.clip(position, 0.0, last)
+    low = jnp.floor(position).astype(jnp.int32)
+    high = jnp.minimum(low + 1, last)
+    weight = position - low
+
+    def mix(x: jax.Array) -> jax.Array:
+        if not jnp.issubdtype(x.dtype, jnp.floating):
+            return x[low]
+        return x[low] + weight.astype(x.dtype) * (x[high] - x[low])
+
+    return jax.tree.map(mix, stacked)

@@ -89,7 +89,10 @@ def measure(view: Any, params: Any, recent: dict) -> dict[str, jax.Array]:
     for name, value in mean_abs_weights(params).items():
         out[f"weight_magnitude/{name}"] = value
     out["gradient_norm"] = optax.tree.norm(jax.grad(view.loss)(params, rows))
-    out["policy_entropy"] = policy_entropy(view.policy_logits(params, rows["obs"]))
+    if view.policy_entropy is not None:
+        out["policy_entropy"] = view.policy_entropy(params, rows["obs"])
+    elif view.policy_logits is not None:
+        out["policy_entropy"] = policy_entropy(view.policy_logits(params, rows["obs"]))
     # Nothing to measure on before the first update (logged as null).
     return {name: jnp.where(size > 0, value, jnp.nan) for name, value in out.items()}
 

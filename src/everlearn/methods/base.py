@@ -42,12 +42,14 @@ MethodState = Any
 class AgentView(NamedTuple):
     """What a method may use of the agent it plugs into."""
 
-    agent: str  # "ppo" | "dqn"
+    agent: str  # "ppo" | "dqn" | "sac" | "td3"
     off_policy: bool
-    # Named network outputs for a batch of observations: PPO {"logits", "value"}, DQN {"q"}.
+    # Named network outputs for a batch of observations: PPO {"logits", "value"}, DQN {"q"},
+    # SAC and TD3 {"action"} (the deterministic action).
     outputs: Callable[[Params, jax.Array], dict[str, jax.Array]]
-    # Logits of the acting policy (PPO: the actor; DQN: the Q-values, read as logits).
-    policy_logits: Callable[[Params, jax.Array], jax.Array]
+    # Logits of the acting policy (PPO: the actor; DQN: the Q-values, read as logits); None
+    # for continuous actions.
+    policy_logits: Callable[[Params, jax.Array], jax.Array] | None
     # The agent's own loss on one minibatch of its format, without any method's terms.
     loss: Callable[[Params, dict], jax.Array]
     # Names of the networks in `params` whose outputs the policy depends on.
@@ -59,6 +61,9 @@ class AgentView(NamedTuple):
     # Each network's hidden-layer outputs (after the activation), first layer first:
     # {network: [h_1 [n, width_1], ...]}. Dense layer k of a network is `Dense_k` in its params.
     activations: Callable[[Params, jax.Array], dict[str, list[jax.Array]]] | None = None
+    # Mean entropy of the policy on a batch of observations, where it is not a softmax over
+    # `policy_logits` (SAC: its Gaussian's); None with no logits: no entropy (TD3).
+    policy_entropy: Callable[[Params, jax.Array], jax.Array] | None = None
 
 
 def empty_rows(row: dict[str, jax.ShapeDtypeStruct], leading: tuple[int, ...],

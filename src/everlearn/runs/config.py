@@ -11,11 +11,14 @@ from typing import Any, Literal
 
 import yaml
 from pydantic import (BaseModel, ConfigDict, Field, PositiveInt, ValidationError, create_model,
-                      field_validator)
+                      field_validator, model_validator)
 
 from everlearn.agents import AGENTS
 from everlearn.agents.dqn import DQNConfig
 from everlearn.agents.ppo import PPOConfig
+from everlearn.agents.sac import SACConfig
+from everlearn.agents.td3 import TD3Config
+from everlearn.envs import get_family
 from everlearn.methods import METHODS
 from everlearn.scenarios import scenario_names
 
@@ -57,7 +60,8 @@ class _RunConfigFields(BaseModel):
 
     scenario: str = "cartpole-contexts"
     agent: str = "ppo"
-    backend: Literal["jax", "gymnasium"] = "jax"
+    # None: the functional path where the scenario's env has one (jax), else gymnasium.
+    backend: Literal["jax", "gymnasium"] | None = None
     seeds: list[int] = Field(default_factory=lambda: [0])
     steps_per_task: PositiveInt | None = None  # None: the scenario's own budget
     evals_per_task: PositiveInt = 10
@@ -68,6 +72,8 @@ class _RunConfigFields(BaseModel):
     methods: list[str] = Field(default_factory=list)  # continual-learning methods, in order
     ppo: PPOConfig = PPOConfig()
     dqn: DQNConfig = DQNConfig()
+    sac: SACConfig = SACConfig()
+    td3: TD3Config = TD3Config()
 
     @field_validator("seeds", mode="before")
     @classmethod
@@ -98,6 +104,16 @@ class _RunConfigFields(BaseModel):
         if len(set(value)) != len(value):
             raise ValueError(f"methods {value} list a method twice")
         return value
+
+    @model_validator(mode="after")
+    def _backend(self):
+        if self.backend is None:
+            # Resolved here, so config.yaml records the path the run took.
+            from everlearn.scenarios import get_scenario
+
+            family = get_family(get_scenario(self.scenario).env)
+            self.backend = "jax" if family.gymnax_id is not None else "gymnasium"
+        return self
 
     def agent_config(self) -> BaseModel:
         return getattr(self, self.agent)

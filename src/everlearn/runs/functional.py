@@ -22,7 +22,8 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from everlearn.agents.common import Agent, Transition
 from everlearn.evaluation import diagnostics
-from everlearn.envs.functional import FunctionalEnv, TaskParams, index_params, stack_params
+from everlearn.envs.functional import (FunctionalEnv, TaskParams, index_params,
+                                      interpolate_params, stack_params)
 from everlearn.scenarios.task import Scenario, Task
 
 
@@ -43,6 +44,7 @@ def task_params(env: FunctionalEnv, task: Task, onehot: tuple[float, ...] = ()) 
         obs_perm=task.obs_perm,
         obs_scale=task.obs_scale,
         action_map=task.action_map,
+        action_scale=task.action_scale,
         reward_scale=task.reward_scale,
         reward_shift=task.reward_shift,
         task_onehot=onehot,
@@ -93,7 +95,7 @@ class FunctionalTrainer:
         self.eval_episodes = eval_episodes
         self.max_episode_steps = self.env.family.max_episode_steps
         self._init = jax.jit(self._init_seed)
-        self._segment = jax.jit(jax.vmap(self._train_segment, in_axes=(0, None)))
+        self._segment = jax.jit(jax.vmap(self._train_segment, in_axes=(0, None, None)))
         self._evaluate = jax.jit(jax.vmap(self._evaluate_seed))
         self._boundary = jax.jit(jax.vmap(boundary_for(agent), in_axes=(0, None, None)))
         self._measure = jax.jit(functools.partial(diagnostics.measure, agent.view))
@@ -102,8 +104,16 @@ class FunctionalTrainer:
     def init(self, seeds: list[int]) -> SeedState:
         return init_seeds(self._init, seeds)
 
-    def train_segment(self, state: SeedState, task_index: int) -> tuple[SeedState, dict]:
-        state, metrics = self._segment(split_seeds(state), index_params(self.tasks, task_index))
+    def train_segment(self, state: SeedState, task_index: int,
+                      drift: tuple[float, float] | None = None) -> tuple[SeedState, dict]:
+        """Train on task `task_index`; in a drifting scenario, `drift` = (start, end) positions
+        along the waypoints instead: each episode starts with the context where the drift is
+        at its first step (`Scenario.drift_positions`)."""
+        if drift is None:
+            drift = (float(task_index), float(task_index))
+        params = index_params(self.tasks, task_index)
+        state, metrics = self._segment(split_seeds(state), params,
+                                       jnp.asarray(drift, jnp.float32))
         return state, jax.tree.map(np.asarray, metrics)
 
     def diagnostics(self, state: SeedState) -> dict[str, list[float]]:
@@ -126,35 +136,50 @@ class FunctionalTrainer:
         k_agent, k_run = jax.random.split(jax.random.PRNGKey(seed))
         return SeedState(self.agent.init(k_agent), k_run)
 
-    def _train_segment(self, state: SeedState, params: TaskParams):
-        agent, env = self.agent, self.env
+    def _train_segment(self, state: SeedState, params: TaskParams, drift: jax.Array):
+        agent, env, num_envs = self.agent, self.env, self.agent.num_envs
         key, k_reset, k_loop = jax.random.split(state.key, 3)
-        obs, env_state = jax.vmap(env.reset, in_axes=(0, None))(
-            jax.random.split(k_reset, agent.num_envs), params
-        )
+        # Every env carries its episode's context: the task's, or in a drifting scenario the
+        # drift's position at the episode's first step (so it changes between episodes only).
+        drifting = self.scenario.drift
+        segment_steps = self.iterations * agent.rollout_length
+        if drifting:
+            params = interpolate_params(self.tasks, drift[0])
+        env_params = jax.tree.map(lambda x: jnp.broadcast_to(x, (num_envs, *x.shape)), params)
+        obs, env_state = jax.vmap(env.reset)(jax.random.split(k_reset, num_envs), env_params)
 
-        def env_step(carry, key):
-            agent_state, obs, env_state = carry
+        def env_step(carry, inputs):
+            agent_state, obs, env_state, env_params = carry
+            key, step = inputs
             k_act, k_env = jax.random.split(key)
             action, extras = agent.act(agent_state, obs, k_act)
-            next_obs, env_state, reward, terminated, truncated, true_next = jax.vmap(
-                env.step, in_axes=(0, 0, 0, None)
-            )(jax.random.split(k_env, agent.num_envs), env_state, action, params)
+            next_obs, env_state, reward, terminated, truncated, true_next = jax.vmap(env.step)(
+                jax.random.split(k_env, num_envs), env_state, action, env_params)
+            if drifting:  # episodes that just ended restart in the drift's current context
+                position = drift[0] + (drift[1] - drift[0]) * (step + 1) / segment_steps
+                now = interpolate_params(self.tasks, position)
+                ended = terminated | truncated
+                env_params = jax.tree.map(
+                    lambda old, new: jnp.where(ended.reshape(-1, *[1] * new.ndim), new, old),
+                    env_params, now)
             transition = Transition(obs, action, reward, terminated, truncated, true_next, extras)
-            return (agent_state, next_obs, env_state), transition
+            return (agent_state, next_obs, env_state, env_params), transition
 
-        def iteration(carry, key):
-            agent_state, obs, env_state = carry
+        def iteration(carry, inputs):
+            agent_state, obs, env_state, env_params = carry
+            key, index = inputs
             k_rollout, k_update = jax.random.split(key)
-            (_, obs, env_state), batch = jax.lax.scan(
-                env_step, (agent_state, obs, env_state),
-                jax.random.split(k_rollout, agent.rollout_length),
+            T = agent.rollout_length
+            (_, obs, env_state, env_params), batch = jax.lax.scan(
+                env_step, (agent_state, obs, env_state, env_params),
+                (jax.random.split(k_rollout, T), index * T + jnp.arange(T)),
             )
             agent_state, metrics = agent.update(agent_state, batch, k_update)
-            return (agent_state, obs, env_state), metrics
+            return (agent_state, obs, env_state, env_params), metrics
 
-        (agent_state, _, _), metrics = jax.lax.scan(
-            iteration, (state.agent, obs, env_state), jax.random.split(k_loop, self.iterations)
+        (agent_state, *_), metrics = jax.lax.scan(
+            iteration, (state.agent, obs, env_state, env_params),
+            (jax.random.split(k_loop, self.iterations), jnp.arange(self.iterations)),
         )
         return SeedState(agent_state, key), jax.tree.map(jnp.mean, metrics)
 

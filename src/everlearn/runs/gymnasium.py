@@ -74,30 +74,43 @@ class GymnasiumTrainer:
         """Tell the agent's methods that task `ended` is over and `started` begins."""
         return self._boundary(state, jnp.int32(ended), jnp.int32(started))
 
-    def _vector_env(self, cache: dict, task_index: int, num_envs: int):
-        if task_index not in cache:
+    def _vector_env(self, cache: dict, task_index: int, num_envs: int, drift: bool = False):
+        if (task_index, drift) not in cache:
             onehot = task_onehot(task_index, self.scenario.num_tasks, self.task_ids)
-            cache[task_index] = make_vector_env(self.scenario.tasks[task_index], num_envs, onehot)
-        return cache[task_index]
+            waypoints = [t.physics for t in self.scenario.tasks] if drift else None
+            cache[task_index, drift] = make_vector_env(self.scenario.tasks[task_index], num_envs,
+                                                       onehot, waypoints)
+        return cache[task_index, drift]
 
-    def train_segment(self, state: SeedState, task_index: int) -> tuple[SeedState, dict]:
+    def train_segment(self, state: SeedState, task_index: int,
+                      drift: tuple[float, float] | None = None) -> tuple[SeedState, dict]:
+        """Train on task `task_index`; in a drifting scenario, `drift` = (start, end) positions
+        along the waypoints instead: each episode starts with the context where the drift is
+        at its first step (`Scenario.drift_positions`)."""
         num_seeds = jax.tree.leaves(state)[0].shape[0]
-        results = [self._train_seed(_seed_slice(state, i), task_index) for i in range(num_seeds)]
+        results = [self._train_seed(_seed_slice(state, i), task_index, drift)
+                   for i in range(num_seeds)]
         new_state = jax.tree.map(lambda *xs: jnp.stack(xs), *[r[0] for r in results])
         metrics = {k: np.array([r[1][k] for r in results]) for k in results[0][1]}
         return new_state, metrics
 
-    def _train_seed(self, state: SeedState, task_index: int) -> tuple[SeedState, dict]:
+    def _train_seed(self, state: SeedState, task_index: int,
+                    drift: tuple[float, float] | None) -> tuple[SeedState, dict]:
         agent = self.agent
         T, E = agent.rollout_length, agent.num_envs
-        envs = self._vector_env(self._envs, task_index, E)
+        envs = self._vector_env(self._envs, task_index, E, drift=drift is not None)
+        if drift is not None:  # each env counts its own steps of this segment
+            envs.call("set_drift", drift[0], drift[1], self.iterations * T)
         seed, key = self._env_seed(state.key)
         obs, _ = envs.reset(seed=int(seed))
         agent_state = state.agent
         obs_dim = obs.shape[1]
+        # Preallocated host buffers for one rollout; the action's shape and type come from
+        # the agent (an index, or a vector of continuous actions).
+        action_spec = jax.eval_shape(self._act, agent_state, obs, key)[0]
         buf = {
             "obs": np.empty((T, E, obs_dim), np.float32),
-            "action": np.empty((T, E), np.int32),
+            "action": np.empty((T, *action_spec.shape), action_spec.dtype),
             "reward": np.empty((T, E), np.float32),
             "terminated": np.empty((T, E), bool),
             "truncated": np.empty((T, E), bool),

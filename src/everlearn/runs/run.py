@@ -66,9 +66,18 @@ class RunPlan:
 
 def make_plan(config: RunConfig) -> RunPlan:
     scenario = get_scenario(config.scenario)
+    family = get_family(scenario.env)
     if config.backend == "jax" and any(t.env_factory is not None for t in scenario.tasks):
         raise ConfigError(f"scenario '{scenario.name}' has tasks built from your own Gymnasium "
                           "env, which only the Gymnasium path can step; use --backend gymnasium")
+    if config.backend == "jax" and family.gymnax_id is None:
+        raise ConfigError(f"scenario '{scenario.name}' runs {family.name}, which has no "
+                          "functional version; use --backend gymnasium")
+    if AGENTS[config.agent].continuous != family.continuous:
+        kind = "continuous" if family.continuous else "discrete"
+        fits = [name for name, entry in AGENTS.items() if entry.continuous == family.continuous]
+        raise ConfigError(f"agent '{config.agent}' cannot act in scenario '{scenario.name}' "
+                          f"({kind} actions); use {' or '.join(fits)}")
     for name in config.methods:
         entry = METHODS[name]
         if config.agent not in entry.agents:
@@ -107,7 +116,8 @@ def _trainer(scenario_name: str, backend: str, agent_name: str, agent_json: str,
     task_ids = bool(networks & {"task_input", "multi_head"})
     num_tasks = scenario.num_tasks
     spec = EnvSpec(family.obs_dim + (num_tasks if task_ids else 0), family.num_actions,
-                   num_tasks, heads=num_tasks if "multi_head" in networks else 1)
+                   num_tasks, heads=num_tasks if "multi_head" in networks else 1,
+                   continuous=family.continuous)
     agent = make_agent(agent_name, agent_config, spec,
                        method_builders([n for n, _ in methods], dict(methods)))
     iterations = max(1, round(steps_per_eval / agent.steps_per_update))
@@ -253,7 +263,9 @@ def _execute(plan: RunPlan, run_dir: Path, state: Any, start: int, *, quiet: boo
             progress.update(bar, description=f"task {task + 1}/{scenario.num_tasks} "
                                              f"{scenario.tasks[task].name}")
             t0 = time.perf_counter()
-            state, train_metrics = trainer.train_segment(state, task)
+            drift = (scenario.drift_positions(segment, config.evals_per_task)
+                     if scenario.drift else None)
+            state, train_metrics = trainer.train_segment(state, task, drift)
             rate = seg_steps * len(seeds) / (time.perf_counter() - t0)
             last = log_eval(segment, state, trainer.evaluate(state, seeds, segment),
                             train_metrics)

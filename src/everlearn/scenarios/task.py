@@ -27,6 +27,8 @@ class Task:
     obs_perm: tuple[int, ...] | None = None
     obs_scale: tuple[float, ...] | None = None
     action_map: tuple[int, ...] | None = None
+    # Continuous actions: per-dimension factor on the agent's action (-1 reverses an actuator).
+    action_scale: tuple[float, ...] | None = None
     reward_scale: float = 1.0
     reward_shift: float = 0.0
     env_factory: Callable[[], Any] | None = None
@@ -40,7 +42,7 @@ class Task:
         out: dict[str, Any] = {"name": self.name, "env": self.env}
         if self.physics:
             out["physics"] = dict(self.physics)
-        for key in ("obs_perm", "obs_scale", "action_map"):
+        for key in ("obs_perm", "obs_scale", "action_map", "action_scale"):
             if getattr(self, key) is not None:
                 out[key] = list(getattr(self, key))
         if self.reward_scale != 1.0 or self.reward_shift != 0.0:
@@ -58,10 +60,23 @@ class Scenario:
     steps_per_task: int
     boundaries_visible: bool = True
     task_ids_visible: bool = False
+    # A drifting scenario: the tasks are waypoints of a context that changes a little every
+    # episode. Waypoint k is the context at the middle of interval k (the k-th `steps_per_task`
+    # steps); in between, each episode starts with the linear interpolation at its first step
+    # (before the middle of the first interval and after that of the last: the end waypoints).
+    # The evaluator measures every waypoint, so the performance matrix samples the drift.
+    drift: bool = False
 
     def __post_init__(self):
         if not self.tasks:
             raise ValueError(f"scenario '{self.name}' has no tasks")
+        if self.drift:
+            keys = {tuple(sorted(t.physics)) for t in self.tasks}
+            others = {(t.obs_perm, t.obs_scale, t.action_map, t.action_scale, t.reward_scale,
+                       t.reward_shift, t.env_factory) for t in self.tasks}
+            if len(keys) != 1 or len(others) != 1:
+                raise ValueError(f"drifting scenario '{self.name}': waypoints must set the "
+                                 "same physical parameters and differ in nothing else")
         families = {t.env for t in self.tasks}
         if len(families) != 1:
             raise ValueError(
@@ -76,6 +91,13 @@ class Scenario:
     @property
     def num_tasks(self) -> int:
         return len(self.tasks)
+
+    def drift_positions(self, segment: int, evals_per_task: int) -> tuple[float, float]:
+        """Where the drift is (in waypoints) at the start and end of training segment `segment`
+        (1-based; `evals_per_task` segments per interval)."""
+        last = self.num_tasks - 1
+        return tuple(float(np.clip(s / evals_per_task - 0.5, 0, last))
+                     for s in (segment - 1, segment))
 
     def normalise(self, returns: np.ndarray) -> np.ndarray:
         """Normalise raw returns whose last axis runs over this scenario's tasks."""

@@ -1,0 +1,140 @@
+"""SAC and TD3: learning bars on Pendulum-v1 (functional path, fixed seeds, short budgets) and
+the mechanisms that make them what they are (entropy tuning, policy delay, update-to-data
+ratio, random warm-up, float actions on the Gymnasium path)."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from everlearn.agents import AGENTS, EnvSpec, Transition, make_agent
+from everlearn.agents.common import ReplayBuffer
+from everlearn.runs.functional import FunctionalTrainer
+from everlearn.runs.gymnasium import GymnasiumTrainer
+from everlearn.scenarios import get_scenario
+
+PENDULUM = EnvSpec(obs_dim=3, num_actions=1, continuous=True)
+# Small networks keep the learning tests to ~30 s each on 2 cores (SB3's [256, 256] learns
+# Pendulum too, at ~10x the compute).
+SMALL = {"hidden_sizes": (64, 64)}
+
+
+@pytest.mark.parametrize("agent_name", ["sac", "td3"])
+def test_learns_pendulum_within_12k_steps(agent_name):
+    """Mean greedy return over 3 seeds (10 episodes each) >= -200 after 12k env steps; a
+    random policy gets about -1200 and a swing-up-and-balance policy about -150."""
+    agent = make_agent(agent_name, AGENTS[agent_name].config(**SMALL), PENDULUM)
+    trainer = FunctionalTrainer(get_scenario("pendulum-stationary"), agent, 6_000,
+                                eval_episodes=10)
+    seeds = [0, 1, 2]
+    state = trainer.init(seeds)
+    returns = []
+    for segment in (1, 2):
+        state, _ = trainer.train_segment(state, 0)
+        returns.append(trainer.evaluate(state, seeds, segment)[:, 0])
+    assert returns[-1].mean() >= -200, f"{agent_name} returns at 6k, 12k steps: {returns}"
+
+
+def _random_batch(key: jax.Array, steps: int) -> Transition:
+    k_obs, k_act, k_rew = jax.random.split(key, 3)
+    obs = jax.random.normal(k_obs, (steps, 1, 3))
+    return Transition(obs=obs, action=jax.random.uniform(k_act, (steps, 1, 1), minval=-1.0),
+                      reward=jax.random.normal(k_rew, (steps, 1)),
+                      terminated=jnp.zeros((steps, 1), bool),
+                      truncated=jnp.zeros((steps, 1), bool), next_obs=obs + 0.1, extras={})
+
+
+def _updated(agent_name: str, gradient_steps: int, **overrides):
+    """An agent after one `update` of `gradient_steps` steps on random data (no warm-up)."""
+    config = AGENTS[agent_name].config(**{**SMALL, "buffer_size": 64, "batch_size": 8,
+                                          "learning_starts": 0, "train_every": gradient_steps,
+                                          **overrides})
+    agent = make_agent(agent_name, config, PENDULUM)
+    state = agent.init(jax.random.PRNGKey(0))
+    batch = _random_batch(jax.random.PRNGKey(1), gradient_steps)
+    new_state, info = jax.jit(agent.update)(state, batch, jax.random.PRNGKey(2))
+    return state, new_state, info
+
+
+def _changed(before, after) -> bool:
+    return any(bool(jnp.any(a != b)) for a, b in zip(jax.tree.leaves(before),
+                                                      jax.tree.leaves(after)))
+
+
+def test_td3_moves_actor_and_targets_every_second_step_only():
+    state, one, _ = _updated("td3", gradient_steps=1)
+    assert _changed(state.params["q1"], one.params["q1"])  # critics learn at every step
+    assert not _changed(state.params["actor"], one.params["actor"])  # delayed
+    assert not _changed(state.target_params, one.target_params)
+    state, two, _ = _updated("td3", gradient_steps=2)
+    assert _changed(state.params["actor"], two.params["actor"])
+    assert _changed(state.target_params["actor"], two.target_params["actor"])
+    assert int(two.gradient_steps) == 2
+
+
+def test_sac_entropy_coefficient_falls_while_the_policy_is_too_random():
+    # A fresh actor has std ~1 per dimension: entropy ~1.4 nats, far above the target (-1).
+    state, new, info = _updated("sac", gradient_steps=16)
+    assert float(new.log_alpha) < float(state.log_alpha)
+    assert float(info["entropy"]) > -1.0
+    state, new, _ = _updated("sac", gradient_steps=16, target_entropy=10.0)
+    assert float(new.log_alpha) > float(state.log_alpha)  # an unreachable target: α rises
+
+
+@pytest.mark.parametrize("agent_name", ["sac", "td3"])
+def test_update_to_data_ratio_sets_gradient_steps(agent_name):
+    _, new, _ = _updated(agent_name, gradient_steps=4, utd_ratio=0.5)
+    assert int(new.gradient_steps) == 2
+    _, new, _ = _updated(agent_name, gradient_steps=4, utd_ratio=2.0)
+    assert int(new.gradient_steps) == 8
+    config = AGENTS[agent_name].config(train_every=1, utd_ratio=0.25)
+    with pytest.raises(ValueError, match="whole number >= 1.*train_every=4"):
+        make_agent(agent_name, config, PENDULUM)
+
+
+@pytest.mark.parametrize("agent_name", ["sac", "td3"])
+def test_acts_uniformly_at_random_until_learning_starts(agent_name):
+    config = AGENTS[agent_name].config(**SMALL, learning_starts=1_000)
+    agent = make_agent(agent_name, config, PENDULUM)
+    state = agent.init(jax.random.PRNGKey(0))
+    obs = jnp.zeros((4_000, 3))  # the same observation: only randomness spreads the actions
+    warm, _ = agent.act(state, obs, jax.random.PRNGKey(1))
+    assert warm.shape == (4_000, 1)
+    assert float(warm.min()) >= -1.0 and float(warm.max()) <= 1.0
+    # uniform on [-1, 1]: mean 0, variance 1/3
+    assert abs(float(warm.mean())) < 0.05 and abs(float(warm.var()) - 1 / 3) < 0.03
+    learning, _ = agent.act(state.replace(env_steps=jnp.int32(1_000)), obs,
+                            jax.random.PRNGKey(1))
+    assert not bool(jnp.any(learning == warm))  # now the policy's own (noisy) actions
+    assert float(jnp.abs(learning).max()) <= 1.0
+
+
+@pytest.mark.parametrize("agent_name", ["sac", "td3"])
+def test_discrete_env_is_refused(agent_name):
+    with pytest.raises(ValueError, match="continuous actions"):
+        make_agent(agent_name, AGENTS[agent_name].config(), EnvSpec(4, 2))
+
+
+def test_replay_buffer_states_its_footprint():
+    buffer = ReplayBuffer.create(1_000, obs_dim=11, action_shape=(3,), action_dtype=jnp.float32)
+    assert buffer.nbytes == ReplayBuffer.footprint(1_000, 11, (3,))
+    # a 1M-transition Hopper buffer (obs 11, action 3, float32) is ~105 MB
+    assert ReplayBuffer.footprint(1_000_000, 11, (3,)) == 105_000_000
+
+
+def test_gymnasium_path_stores_float_action_vectors():
+    config = AGENTS["sac"].config(**SMALL, learning_starts=100, buffer_size=1_000,
+                                  train_every=50)
+    agent = make_agent("sac", config, PENDULUM)
+    trainer = GymnasiumTrainer(get_scenario("pendulum-stationary"), agent, iterations=4,
+                               eval_episodes=2)
+    state, metrics = trainer.train_segment(trainer.init([0]), 0)
+    buffer = state.agent.buffer
+    assert int(buffer.size[0]) == 200 and buffer.action.shape == (1, 1_000, 1)
+    actions = np.asarray(buffer.action[0, :200, 0])
+    assert actions.dtype == np.float32 and np.abs(actions).max() <= 1.0 and actions.std() > 0.3
+    # updates 2-4 find >= 100 rows (learning_starts) in the buffer: 3 x 50 gradient steps
+    assert int(state.agent.gradient_steps[0]) == 150
+    assert np.isfinite(metrics["critic_loss"]).all()
+    returns = trainer.evaluate(state, [0], 1)
+    assert returns.shape == (1, 1) and -2_000 < returns[0, 0] < 0
