@@ -50,9 +50,9 @@ def list_cmd() -> None:
 @app.command()
 def run(
     scenario: Annotated[Optional[str], typer.Option(help="Scenario name (see 'everlearn list').")] = None,
-    agent: Annotated[Optional[str], typer.Option(help="Agent: ppo or dqn.")] = None,
+    agent: Annotated[Optional[str], typer.Option(help="Agent: ppo, dqn (discrete actions), sac or td3 (continuous).")] = None,
     seeds: Annotated[Optional[str], typer.Option(help="Seeds, e.g. 0-4 or 0,3,7.")] = None,
-    backend: Annotated[Optional[str], typer.Option(help="jax (functional) or gymnasium.")] = None,
+    backend: Annotated[Optional[str], typer.Option(help="jax (functional) or gymnasium; default: jax where the scenario has a functional env.")] = None,
     method: Annotated[Optional[list[str]], typer.Option(help="Continual-learning method; repeat to compose (see 'everlearn list').")] = None,
     set_: Annotated[Optional[list[str]], typer.Option("--set", help="Override: key=value (e.g. ppo.learning_rate=3e-4).")] = None,
     config: Annotated[Optional[Path], typer.Option(help="YAML config file.")] = None,

@@ -4,7 +4,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from everlearn.agents.common import replay_row as dqn_minibatch_row
+from everlearn.agents.common import replay_row
 from everlearn.methods.agem import AGEMConfig, make_agem, project_gradient
 from everlearn.methods.base import AgentView
 
@@ -44,7 +44,7 @@ OBS_DIM = 2  # the rows below hold 2-entry observations
 def _method(memory_per_task=4, reference_batch=64):
     view = AgentView("dqn", off_policy=True, outputs=None, policy_logits=None, loss=None,
                      networks=("q",), num_tasks=3, obs_dim=OBS_DIM,
-                     minibatch_row=dqn_minibatch_row(OBS_DIM))
+                     minibatch_row=replay_row(OBS_DIM))
     return make_agem(AGEMConfig(memory_per_task=memory_per_task,
                                 reference_batch=reference_batch), view)
 

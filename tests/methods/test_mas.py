@@ -7,12 +7,13 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from everlearn.agents import dqn, ppo
+from everlearn.agents import ppo
+from everlearn.agents.common import replay_row
 from everlearn.methods.base import AgentView
 from everlearn.methods.mas import MASConfig, make_mas
 
 OBS, ACTIONS, TASKS = 3, 2, 3
-ROWS = {"ppo": ppo.minibatch_row, "dqn": dqn.minibatch_row}
+ROWS = {"ppo": ppo.minibatch_row, "dqn": replay_row}
 
 
 def layer(tree, network):

@@ -36,7 +36,7 @@ class MethodEntry(NamedTuple):
     config: type[BaseModel]
     make: Callable[[BaseModel, AgentView], Method]
     summary: str
-    agents: tuple[str, ...] = ("ppo", "dqn")
+    agents: tuple[str, ...] = ("ppo", "dqn", "sac", "td3")
     needs_boundaries: bool = False
     needs_task_ids: bool = False
     # How the method shapes the agent's input and networks: "task_input" (task one-hot appended
@@ -46,9 +46,9 @@ class MethodEntry(NamedTuple):
 
 METHODS: dict[str, MethodEntry] = {
     "replay": MethodEntry(ReplayConfig, make_replay, "mix a reservoir sample of all past "
-                          "transitions into every minibatch", agents=("dqn",)),
+                          "transitions into every minibatch", agents=("dqn", "sac", "td3")),
     "replay_balanced": MethodEntry(BalancedReplayConfig, make_replay, "replay with an equal "
-                                   "share of the memory per task", agents=("dqn",),
+                                   "share of the memory per task", agents=("dqn", "sac", "td3"),
                                    needs_boundaries=True),
     "bc_replay": MethodEntry(BCReplayConfig, make_bc_replay, "distil each finished task's "
                              "policy on its stored states (behaviour cloning)",

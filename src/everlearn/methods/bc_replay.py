@@ -14,6 +14,8 @@ on a sample of stored rows,
   Q-values, so keeping the old Q-values themselves (not only their softmax ranking) keeps both
   the old greedy actions and the old tasks' TD targets; and MSE needs no temperature, whose
   right value would depend on each task's reward scale.
+- SAC, TD3: `policy_coef · MSE(action)` on the deterministic action (behaviour cloning of the
+  actor, as in Continual World's and Wolczyk et al.'s continuous-control baselines).
 
 The sample: `extra_loss` gets no key, so `observe` — called once per agent `update`, with a
 key — draws `batch_size` rows uniformly from the filled store rows, and every gradient step of
@@ -23,9 +25,9 @@ through it with a counter would distil one old task at a time. The sample costs 
 and backward pass over `batch_size` rows per gradient step (CartPole defaults, 2-core CPU: a DQN
 update about 1.6× a plain one, a PPO update about 1.3×).
 
-PPO and DQN; needs task boundaries. Memory per seed:
+Every agent; needs task boundaries. Memory per seed:
 `num_tasks · states_per_task · 4 · (obs_dim + outputs)` bytes (outputs: PPO actions + 1, DQN
-actions) — 4 CartPole tasks at 1000 states: 112 kB (PPO).
+actions, SAC/TD3 action size) — 4 CartPole tasks at 1000 states: 112 kB (PPO).
 """
 
 from __future__ import annotations
@@ -102,8 +104,9 @@ def make_bc_replay(config: BCReplayConfig, view: AgentView) -> Method:
         if "logits" in old:  # PPO: KL on the stochastic policy, MSE on the critic (CLEAR)
             loss = (config.policy_coef * policy_kl(old["logits"], new["logits"]).mean()
                     + config.value_coef * jnp.mean((new["value"] - old["value"]) ** 2))
-        else:  # DQN: MSE on all Q-values keeps greedy actions and TD targets (see above)
-            loss = config.policy_coef * jnp.mean((new["q"] - old["q"]) ** 2)
+        else:  # DQN: MSE on all Q-values keeps greedy actions and TD targets (see above);
+            # SAC, TD3: MSE on the deterministic action (behaviour cloning)
+            loss = config.policy_coef * sum(jnp.mean((new[k] - old[k]) ** 2) for k in old)
         return jnp.where(jnp.sum(state["stored"]) > 0, loss, 0.0)
 
     return Method("bc_replay", needs_boundaries=True, init=init, observe=observe,

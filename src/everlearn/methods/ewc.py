@@ -15,9 +15,10 @@ During a task, `observe` keeps the most recent `fisher_samples` rows of the agen
 data in a fixed-size store; at `on_task_end` the Fisher is estimated on them at the current
 parameters, either from the policy (`fisher_source="policy"`: E_{a∼π(·|s)}[(∂ log π(a|s)/∂θ)²],
 one action sampled per stored state; DQN's Q-values are read as logits) or from the agent's own
-loss (`"loss"`: the empirical Fisher, squared per-row gradients of `view.loss`).
+loss (`"loss"`: the empirical Fisher, squared per-row gradients of `view.loss`). Continuous
+agents (SAC, TD3) have no logits: they always use the loss Fisher.
 
-Supports PPO and DQN. Needs task boundaries (the Fisher and anchor are taken at task ends).
+Supports every agent. Needs task boundaries (the Fisher and anchor are taken at task ends).
 """
 
 from __future__ import annotations
@@ -131,7 +132,7 @@ def task_fisher(config: EWCConfig, view: AgentView, params: Params, store: dict,
     """The diagonal Fisher of the task that just ended, from the rows in the store."""
     weights = row_weights(store)
     rows = store["rows"]
-    if config.fisher_source == "policy":
+    if config.fisher_source == "policy" and view.policy_logits is not None:
         actions = jax.random.categorical(key, view.policy_logits(params, rows["obs"]))
         fisher = policy_fisher(view, params, rows["obs"], actions, weights)
     else:

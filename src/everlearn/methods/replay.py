@@ -2,7 +2,7 @@
 
 DQN's own buffer is a FIFO ring: after a task it holds only that task, so the agent forgets
 the earlier ones. This method keeps a second memory of `capacity` transitions across tasks and
-mixes it into every DQN minibatch: `transform_batch` replaces a `replay_fraction` of the rows
+mixes it into every minibatch of an off-policy agent: `transform_batch` replaces a `replay_fraction` of the rows
 (DQN samples its minibatch rows independently and uniformly, so replacing the first rows is
 replacing a uniform random subset).
 
@@ -15,13 +15,14 @@ replacing a uniform random subset).
   after a long one still gets its share (Chaudhry et al., 2019, "On Tiny Episodic Memories in
   Continual Learning", balanced memory). It reads the current task id, so needs boundaries.
 
-Off-policy agents only (DQN): the stored transitions are replayed through the TD loss, which
-is valid for data from any policy. The storage is `everlearn.agents.common.ReplayBuffer`; only
+Off-policy agents only (DQN, SAC, TD3): the stored transitions are replayed through the TD
+loss, which is valid for data from any policy. The storage is `everlearn.agents.common.ReplayBuffer`; only
 the writer (which row a new transition goes to) and the sampler differ from DQN's ring.
 
 Memory footprint per seed (`memory_nbytes`): `capacity · (8 · obs_dim + 9)` bytes (obs and
-next_obs float32, action int32, reward float32, terminated bool) — CartPole (obs_dim 4) at the
-default 20,000 transitions: 820 kB — plus one int32 counter per segment.
+next_obs float32, action int32 — or 4 bytes per dimension of a continuous action — reward
+float32, terminated bool) — CartPole (obs_dim 4) at the default 20,000 transitions: 820 kB —
+plus one int32 counter per segment.
 """
 
 from __future__ import annotations
@@ -63,9 +64,9 @@ class BalancedReplayConfig(ReplayConfig):
 ENTRY_OF_STRATEGY = {"reservoir": "replay", "task_balanced": "replay_balanced"}
 
 
-def memory_nbytes(capacity: int, obs_dim: int) -> int:
+def memory_nbytes(capacity: int, obs_dim: int, action_shape: tuple[int, ...] = ()) -> int:
     """Bytes the kept transitions take per seed (the arrays of a `ReplayBuffer`)."""
-    return capacity * (2 * 4 * obs_dim + 4 + 4 + 1)
+    return ReplayBuffer.footprint(capacity, obs_dim, action_shape)
 
 
 def output_shapes(view: AgentView, params, width: int) -> dict[str, jax.ShapeDtypeStruct]:
@@ -127,7 +128,9 @@ def make_replay(config: ReplayConfig, view: AgentView) -> Method:
 
     def init(key, params):
         # `memory.size` counts the filled rows; `position` (the ring's cursor) is unused.
-        return {"memory": ReplayBuffer.create(segments * quota, view.obs_dim),
+        action = view.minibatch_row["action"]  # an int32 index, or a float32 vector
+        return {"memory": ReplayBuffer.create(segments * quota, view.obs_dim, action.shape,
+                                              action.dtype),
                 "seen": jnp.zeros((segments,), jnp.int32)}  # transitions seen per segment
 
     def observe(state, data, task, key):
