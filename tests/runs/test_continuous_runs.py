@@ -10,6 +10,8 @@ import numpy as np
 import pytest
 
 from everlearn.agents import Agent
+from everlearn.agents.common import ReplayBuffer
+from everlearn.envs import get_family
 from everlearn.envs.mujoco_context import interpolate
 from everlearn.runs.config import ConfigError, build_config
 from everlearn.runs.functional import FunctionalTrainer
@@ -120,6 +122,10 @@ def test_short_run_resumes_exactly(tmp_path, agent, scenario, seeds, steps):
     record = json.loads((whole / "metrics.jsonl").read_text().splitlines()[-1])
     assert record["diagnostics"]["srank/q1"][0] > 1  # the critics are measured too
     assert (whole / "report.html").is_file()
+    family = get_family(get_scenario(scenario).env)
+    buffer = json.loads((whole / "run.json").read_text())["replay_buffer"]
+    assert buffer == {"capacity": 5000, "bytes_per_seed": ReplayBuffer.footprint(
+        5000, family.obs_dim, (family.num_actions,))}
     killed = start_run(config, tmp_path / "killed", quiet=True, stop_after=3)
     resume_run(killed, quiet=True)
     assert _final_checkpoint(killed) == _final_checkpoint(whole)

@@ -173,8 +173,15 @@ def start_run(config: RunConfig, run_dir: Path | None = None, *, quiet: bool = F
         "evals_per_task": config.evals_per_task,
         "segment_steps": plan.segment_steps,
     }
-    atomic_write(run_dir / "run.json", json.dumps(info, indent=1))
     state = plan.trainer.init(config.seeds)
+    buffer = getattr(state.agent, "buffer", None)
+    if buffer is not None:  # off-policy agents: the replay buffer is allocated up front
+        per_seed, capacity = buffer.nbytes // len(config.seeds), buffer.reward.shape[-1]
+        info["replay_buffer"] = {"capacity": capacity, "bytes_per_seed": per_seed}
+        if not quiet:
+            console.print(f"replay buffer: {capacity:,} transitions, "
+                          f"{per_seed / 2**20:,.1f} MiB per seed")
+    atomic_write(run_dir / "run.json", json.dumps(info, indent=1))
     return _execute(plan, run_dir, state, 0, quiet=quiet, stop_after=stop_after)
 
 
