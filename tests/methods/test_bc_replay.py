@@ -128,7 +128,7 @@ def test_task_end_fills_that_tasks_slots_with_the_end_of_task_outputs():
 @pytest.mark.parametrize("agent_name", ["ppo", "dqn"])
 def test_agents_distil_after_a_task_boundary_under_jit_and_vmap(agent_name, two_seeds):
     entry = METHODS["bc_replay"]
-    assert set(entry.agents) == {"ppo", "dqn"} and entry.needs_boundaries
+    assert set(entry.agents) == {"ppo", "dqn", "sac", "td3"} and entry.needs_boundaries
     agent = make_agent(agent_name, SMALL[agent_name], EnvSpec(4, 2, num_tasks=2),
                        [lambda view: make_bc_replay(BCReplayConfig(states_per_task=16), view)])
     state, batch, keys = two_seeds(agent)

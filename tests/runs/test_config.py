@@ -77,8 +77,8 @@ def test_unknown_scenario_lists_scenarios():
 def test_unknown_agent_lists_agents():
     from everlearn.agents import AGENTS
 
-    msg = config_error(overrides={"agent": "sac"})
-    assert "'sac'" in msg
+    msg = config_error(overrides={"agent": "a2c"})
+    assert "'a2c'" in msg
     for name in AGENTS:
         assert name in msg
 

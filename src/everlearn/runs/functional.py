@@ -139,46 +139,50 @@ class FunctionalTrainer:
     def _train_segment(self, state: SeedState, params: TaskParams, drift: jax.Array):
         agent, env, num_envs = self.agent, self.env, self.agent.num_envs
         key, k_reset, k_loop = jax.random.split(state.key, 3)
-        # Every env carries its episode's context: the task's, or in a drifting scenario the
-        # drift's position at the episode's first step (so it changes between episodes only).
+        # In a drifting scenario every env carries its episode's context: the drift's position
+        # at the episode's first step, so the context changes between episodes only. Otherwise
+        # all envs share the task's params (a static branch: those programs are unchanged).
         drifting = self.scenario.drift
         segment_steps = self.iterations * agent.rollout_length
         if drifting:
             params = interpolate_params(self.tasks, drift[0])
-        env_params = jax.tree.map(lambda x: jnp.broadcast_to(x, (num_envs, *x.shape)), params)
-        obs, env_state = jax.vmap(env.reset)(jax.random.split(k_reset, num_envs), env_params)
+            params = jax.tree.map(lambda x: jnp.broadcast_to(x, (num_envs, *x.shape)), params)
+        params_axis = 0 if drifting else None
+        obs, env_state = jax.vmap(env.reset, in_axes=(0, params_axis))(
+            jax.random.split(k_reset, num_envs), params)
 
         def env_step(carry, inputs):
-            agent_state, obs, env_state, env_params = carry
+            agent_state, obs, env_state, params = carry
             key, step = inputs
             k_act, k_env = jax.random.split(key)
             action, extras = agent.act(agent_state, obs, k_act)
-            next_obs, env_state, reward, terminated, truncated, true_next = jax.vmap(env.step)(
-                jax.random.split(k_env, num_envs), env_state, action, env_params)
+            next_obs, env_state, reward, terminated, truncated, true_next = jax.vmap(
+                env.step, in_axes=(0, 0, 0, params_axis)
+            )(jax.random.split(k_env, num_envs), env_state, action, params)
             if drifting:  # episodes that just ended restart in the drift's current context
                 position = drift[0] + (drift[1] - drift[0]) * (step + 1) / segment_steps
                 now = interpolate_params(self.tasks, position)
                 ended = terminated | truncated
-                env_params = jax.tree.map(
+                params = jax.tree.map(
                     lambda old, new: jnp.where(ended.reshape(-1, *[1] * new.ndim), new, old),
-                    env_params, now)
+                    params, now)
             transition = Transition(obs, action, reward, terminated, truncated, true_next, extras)
-            return (agent_state, next_obs, env_state, env_params), transition
+            return (agent_state, next_obs, env_state, params), transition
 
         def iteration(carry, inputs):
-            agent_state, obs, env_state, env_params = carry
+            agent_state, obs, env_state, params = carry
             key, index = inputs
             k_rollout, k_update = jax.random.split(key)
             T = agent.rollout_length
-            (_, obs, env_state, env_params), batch = jax.lax.scan(
-                env_step, (agent_state, obs, env_state, env_params),
+            (_, obs, env_state, params), batch = jax.lax.scan(
+                env_step, (agent_state, obs, env_state, params),
                 (jax.random.split(k_rollout, T), index * T + jnp.arange(T)),
             )
             agent_state, metrics = agent.update(agent_state, batch, k_update)
-            return (agent_state, obs, env_state, env_params), metrics
+            return (agent_state, obs, env_state, params), metrics
 
         (agent_state, *_), metrics = jax.lax.scan(
-            iteration, (state.agent, obs, env_state, env_params),
+            iteration, (state.agent, obs, env_state, params),
             (jax.random.split(k_loop, self.iterations), jnp.arange(self.iterations)),
         )
         return SeedState(agent_state, key), jax.tree.map(jnp.mean, metrics)

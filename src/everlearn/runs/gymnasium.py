@@ -3,6 +3,11 @@
 Same agent functions and the same segment/evaluate interface as the functional path. Each
 segment resets the vector env with a seed drawn from the run key, so a run is a pure function
 of its checkpointed state (resume gives the same result). Seeds run one after another.
+
+The rollout loop makes one jitted `act` call per env step, so its host-side cost per call
+counts: `act` receives only the agent-state arrays it reads (found once from its jaxpr, not
+the replay buffer or optimiser state), and `update` adds its metrics to running sums on the
+device (no host round trip per update).
 """
 
 from __future__ import annotations
@@ -13,6 +18,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.extend.core import Var
 
 from everlearn.agents.common import Agent, Transition
 from everlearn.envs.gymnasium_context import make_vector_env
@@ -44,17 +50,25 @@ class GymnasiumTrainer:
             action, extras = agent.act(agent_state, obs, k_act)
             return action, extras, key
 
-        def update(agent_state, batch, key):
+        def update(agent_state, batch, key, metric_sums):
             key, k_update = jax.random.split(key)
             agent_state, metrics = agent.update(agent_state, batch, k_update)
-            return agent_state, metrics, key
+            metric_sums = {name: metric_sums[name] + jnp.asarray(value, jnp.float32)
+                           for name, value in metrics.items()}
+            return agent_state, metric_sums, key
+
+        def metric_names(agent_state, batch, key):
+            return agent.update(agent_state, batch, key)[1]
 
         def env_seed(key):
             key, k_seed = jax.random.split(key)
             return jax.random.randint(k_seed, (), 0, 2**31 - 1), key
 
         self._init = jax.jit(init_seed)
-        self._act = jax.jit(act)
+        self._act_fn = act  # on the whole agent state; the rollout loop uses `_actor`'s
+        self._actors: dict[Any, tuple[tuple[int, ...], Any, Any]] = {}
+        self._metric_names = metric_names
+        self._metric_shapes: dict[str, Any] | None = None  # `update`'s metrics, once traced
         # Donate the agent state: `update` writes into the replay buffer, and without donation
         # XLA would copy the whole buffer (tens of MB) on every call.
         self._update = jax.jit(update, donate_argnums=0)
@@ -94,6 +108,38 @@ class GymnasiumTrainer:
         metrics = {k: np.array([r[1][k] for r in results]) for k in results[0][1]}
         return new_state, metrics
 
+    def _actor(self, agent_state: Any, obs: np.ndarray, key: jax.Array):
+        """`act` compiled on only the agent-state leaves it reads: (their indices in
+        `jax.tree.leaves(agent_state)`, the jitted `act(inputs, obs, key)`, the action's
+        shape). Which leaves it reads comes from `act`'s jaxpr, once per state structure; the
+        others (replay buffer, optimiser moments, ...) are placeholders that XLA drops as dead
+        code, so each call passes a few arrays instead of the whole state."""
+        leaves, treedef = jax.tree.flatten(agent_state)
+        avals = tuple((np.shape(x), jnp.result_type(x)) for x in leaves)
+        signature = (treedef, avals, obs.shape, obs.dtype)
+        if signature not in self._actors:
+            act = self._act_fn
+
+            def act_leaves(leaves, obs, key):
+                return act(jax.tree.unflatten(treedef, leaves), obs, key)
+
+            closed = jax.make_jaxpr(act_leaves)(list(leaves), obs, key)
+            read = {v for eqn in closed.jaxpr.eqns for v in eqn.invars if isinstance(v, Var)}
+            read |= {v for v in closed.jaxpr.outvars if isinstance(v, Var)}
+            reads = tuple(
+                i for i, (v, (_, dtype)) in enumerate(zip(closed.jaxpr.invars, avals))
+                if v in read or jnp.issubdtype(dtype, jax.dtypes.extended))
+
+            def act_on(inputs, obs, key):
+                full = [jnp.zeros(shape, dtype) for shape, dtype in avals]
+                for i, x in zip(reads, inputs):
+                    full[i] = x
+                return act_leaves(full, obs, key)
+
+            action_spec = jax.eval_shape(act_leaves, list(leaves), obs, key)[0]
+            self._actors[signature] = (reads, jax.jit(act_on), action_spec)
+        return self._actors[signature]
+
     def _train_seed(self, state: SeedState, task_index: int,
                     drift: tuple[float, float] | None) -> tuple[SeedState, dict]:
         agent = self.agent
@@ -105,9 +151,9 @@ class GymnasiumTrainer:
         obs, _ = envs.reset(seed=int(seed))
         agent_state = state.agent
         obs_dim = obs.shape[1]
+        reads, act, action_spec = self._actor(agent_state, obs, key)
         # Preallocated host buffers for one rollout; the action's shape and type come from
         # the agent (an index, or a vector of continuous actions).
-        action_spec = jax.eval_shape(self._act, agent_state, obs, key)[0]
         buf = {
             "obs": np.empty((T, E, obs_dim), np.float32),
             "action": np.empty((T, *action_spec.shape), action_spec.dtype),
@@ -117,10 +163,12 @@ class GymnasiumTrainer:
             "next_obs": np.empty((T, E, obs_dim), np.float32),
         }
         extras_buf: dict[str, np.ndarray] = {}
-        metric_sums: dict[str, float] = {}
+        metric_sums = None
         for _ in range(self.iterations):
+            leaves = jax.tree.leaves(agent_state)
+            inputs = [leaves[i] for i in reads]
             for t in range(T):
-                action, extras, key = self._act(agent_state, obs, key)
+                action, extras, key = act(inputs, obs, key)
                 action = np.asarray(action)
                 next_obs, reward, terminated, truncated, info = envs.step(action)
                 buf["obs"][t], buf["action"][t], buf["reward"][t] = obs, action, reward
@@ -135,11 +183,18 @@ class GymnasiumTrainer:
                     extras_buf[name][t] = value
                 obs = next_obs
             batch = Transition(**buf, extras=extras_buf)
-            agent_state, metrics, key = self._update(agent_state, batch, key)
-            for name, value in metrics.items():
-                metric_sums[name] = metric_sums.get(name, 0.0) + float(value)
-        means = {k: v / self.iterations for k, v in metric_sums.items()}
+            if metric_sums is None:
+                metric_sums = self._zero_metrics(agent_state, batch, key)
+            agent_state, metric_sums, key = self._update(agent_state, batch, key, metric_sums)
+        means = {k: float(v) / self.iterations for k, v in (metric_sums or {}).items()}
         return SeedState(agent_state, key), means
+
+    def _zero_metrics(self, agent_state: Any, batch: Transition, key: jax.Array) -> dict:
+        """Zeroed running sums of `update`'s metrics (their names traced once)."""
+        if self._metric_shapes is None:
+            self._metric_shapes = jax.eval_shape(self._metric_names, agent_state, batch, key)
+        return {name: jnp.zeros(shape.shape, jnp.float32)
+                for name, shape in self._metric_shapes.items()}
 
     def evaluate(self, state: SeedState, seeds: list[int], eval_index: int) -> np.ndarray:
         """Mean greedy return per seed and task: float[num_seeds, num_tasks]."""
