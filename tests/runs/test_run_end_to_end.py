@@ -117,3 +117,49 @@ def test_resume_after_a_real_sigkill(tmp_path):
     whole = start_run(config, tmp_path / "whole", quiet=True)
     assert _final_state(killed) == _final_state(whole)
     assert _evals(killed) == _evals(whole)
+
+
+def _summary(run_dir: Path) -> dict:
+    summary = json.loads((run_dir / "summary.json").read_text())
+    return {k: v for k, v in summary.items() if k != "wall_time_s"}
+
+
+@pytest.fixture(scope="module")
+def whole_jax_run(tmp_path_factory) -> Path:
+    return start_run(_config("jax"), tmp_path_factory.mktemp("whole") / "run", quiet=True)
+
+
+@pytest.mark.parametrize("stop", ["before-first-checkpoint", "segment-0", "during-summary"])
+def test_resume_from_every_stopping_point_equals_uninterrupted_run(tmp_path, whole_jax_run,
+                                                                    stop):
+    """A resume from segment 0 used to evaluate segment 0 a second time and write a summary
+    from the duplicated line (issue 15); a run killed before its first checkpoint could not
+    be resumed at all."""
+    sparse = build_config(None, {"scenario": "cartpole-contexts", "agent": "ppo",
+                                 "seeds": "0-1", "backend": "jax"},
+                          [*SMALL, "checkpoint_every=100"])  # checkpoints at task ends only
+    killed = tmp_path / "killed"
+    if stop == "segment-0":  # segments 0 and 1 evaluated, newest checkpoint: segment 0
+        start_run(sparse, killed, quiet=True, stop_after=1)
+        assert json.loads((killed / "checkpoints" / "latest.json").read_text())["segment"] == 0
+    elif stop == "before-first-checkpoint":  # config and evaluation 0 written, no checkpoint
+        start_run(sparse, killed, quiet=True, stop_after=1)
+        for path in (killed / "checkpoints").iterdir():
+            path.unlink()
+    else:  # the whole run trained; the kill came while the summary was being written
+        start_run(sparse, killed, quiet=True)
+        (killed / "summary.json").unlink()
+        (killed / "report.html").unlink()
+    resume_run(killed, quiet=True)
+    assert _evals(killed) == _evals(whole_jax_run)
+    assert _summary(killed) == _summary(whole_jax_run)
+    assert _final_state(killed) == _final_state(whole_jax_run)
+
+
+def test_summary_refuses_a_log_with_a_duplicated_evaluation(whole_jax_run, tmp_path):
+    from everlearn.runs.run import make_plan, write_summary
+
+    log = (whole_jax_run / "metrics.jsonl").read_text().splitlines()
+    (tmp_path / "metrics.jsonl").write_text("\n".join([log[0], *log]) + "\n")
+    with pytest.raises(ValueError, match="exactly one line per evaluation"):
+        write_summary(tmp_path, make_plan(_config("jax")), None, wall_time_s=0.0)

@@ -39,11 +39,18 @@ def save_checkpoint(directory: Path, state: Any, meta: dict[str, Any], keep: boo
     return directory / name
 
 
+class NoCheckpoint(ValueError):
+    """The run stopped before it wrote its first checkpoint."""
+
+
 def load_checkpoint(directory: Path, template: Any) -> tuple[Any, dict[str, Any]]:
     index_path = directory / "latest.json"
     if not index_path.exists():
-        raise ValueError(f"no checkpoint in '{directory}': the run stopped before its first "
-                         "checkpoint; start it again with 'everlearn run'")
+        if any(directory.glob("segment-*.msgpack")):
+            raise ValueError(f"'{index_path}' is missing but checkpoints exist; restore it or "
+                             "delete the checkpoints to restart the run")
+        raise NoCheckpoint(f"no checkpoint in '{directory}': the run stopped before its first "
+                           "checkpoint")
     try:
         index = json.loads(index_path.read_text())
         blob = (directory / index["file"]).read_bytes()

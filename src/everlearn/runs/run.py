@@ -36,7 +36,8 @@ from everlearn.agents import AGENTS, EnvSpec, make_agent
 from everlearn.envs import get_family
 from everlearn.evaluation.metrics import interquartile_mean_ci, summarise_seed, task_auc
 from everlearn.methods import METHODS, method_builders
-from everlearn.runs.checkpoint import atomic_write, load_checkpoint, save_checkpoint
+from everlearn.runs.checkpoint import (NoCheckpoint, atomic_write, load_checkpoint,
+                                       save_checkpoint)
 from everlearn.runs.config import ConfigError, RunConfig
 from everlearn.runs.functional import FunctionalTrainer
 from everlearn.runs.gymnasium import GymnasiumTrainer
@@ -193,22 +194,47 @@ def load_config(run_dir: Path) -> RunConfig:
 
 
 def resume_run(run_dir: Path, *, quiet: bool = False, stop_after: int | None = None) -> Path:
+    """Continue a run from its newest intact checkpoint; the result equals that of the
+    uninterrupted run from every stopping point: before the first checkpoint (the run starts
+    again from its config), at segment 0, mid-run, and while the summary was being written."""
     run_dir = Path(run_dir)
     plan = make_plan(load_config(run_dir))
     template = plan.trainer.init(plan.config.seeds)
     try:
         state, index = load_checkpoint(run_dir / "checkpoints", template)
+    except NoCheckpoint:
+        state, index = template, {"segment": 0}
+        if not quiet:
+            console.print(f"{run_dir} stopped before its first checkpoint: starting it again")
+        done = None
     except ValueError as e:
         raise ConfigError(str(e)) from None
-    done = index["segment"]
-    # Evaluations after the checkpoint belong to work that is being redone.
+    else:
+        done = index["segment"]
+    # Evaluations after the checkpoint belong to work that is being redone. The checkpoint of
+    # segment 0 is the initial state, whose evaluation `_execute` writes again: keep none.
     log = run_dir / "metrics.jsonl"
-    kept = [line for line in log.read_text().splitlines()
-            if line.strip() and json.loads(line).get("eval_index", 0) <= done]
+    kept: list[str] = []
+    if done and log.is_file():
+        seen: set[int] = set()
+        for line in log.read_text().splitlines():
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError:
+                continue  # a line torn by the kill
+            eval_index = record.get("eval_index")
+            if eval_index is not None and eval_index <= done and eval_index not in seen:
+                seen.add(eval_index)
+                kept.append(line)
+        if seen != set(range(done + 1)):
+            missing = sorted(set(range(done + 1)) - seen)
+            raise ConfigError(f"'{log}' lacks evaluations {missing} that checkpoint segment "
+                              f"{done} follows; the log cannot be resumed")
     atomic_write(log, "".join(line + "\n" for line in kept))
-    if not quiet:
-        console.print(f"resuming {run_dir} from segment {done}/{plan.total_segments}")
-    return _execute(plan, run_dir, state, done, quiet=quiet, stop_after=stop_after)
+    start = done or 0
+    if not quiet and done is not None:
+        console.print(f"resuming {run_dir} from segment {start}/{plan.total_segments}")
+    return _execute(plan, run_dir, state, start, quiet=quiet, stop_after=stop_after)
 
 
 def _progress(quiet: bool) -> Progress:
@@ -304,11 +330,17 @@ def _execute(plan: RunPlan, run_dir: Path, state: Any, start: int, *, quiet: boo
 
 
 def read_curves(run_dir: Path) -> tuple[np.ndarray, list[int]]:
-    """Normalised evaluation curves [num_seeds, num_evals, num_tasks] and their steps."""
-    records = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()
-               if line.strip()]
+    """Normalised evaluation curves [num_seeds, num_evals, num_tasks] and their steps, from
+    exactly one log line per evaluation 0, 1, ..., n (anything else is refused: a summary
+    computed from a duplicated or missing evaluation would be silently wrong)."""
+    path = run_dir / "metrics.jsonl"
+    records = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
     evals = sorted((r for r in records if r.get("kind") == "eval"),
                    key=lambda r: r["eval_index"])
+    indices = [r["eval_index"] for r in evals]
+    if indices != list(range(len(evals))):
+        raise ValueError(f"'{path}' does not hold exactly one line per evaluation (found "
+                         f"evaluation indices {indices}); resume the run to rebuild it")
     curves = np.stack([np.asarray(r["normalised"]) for r in evals], axis=1)
     return curves, [r["step"] for r in evals]
 
