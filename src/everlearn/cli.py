@@ -21,19 +21,29 @@ def _fail(message: str) -> None:
 
 @app.command("list")
 def list_cmd() -> None:
-    """Show the built-in scenarios, agents and continual-learning methods."""
+    """Show the scenarios (built-in and installed), agents and continual-learning methods."""
+    from rich.markup import escape  # descriptions from other packages may contain [brackets]
+
     from everlearn.agents import AGENTS
     from everlearn.methods import METHODS
-    from everlearn.scenarios import get_scenario, scenario_names
+    from everlearn.scenarios import get_scenario
+    from everlearn.scenarios.registry import scenario_sources
 
     table = Table(title="scenarios")
-    for col in ("name", "env", "tasks", "steps/task", "boundaries"):
+    table.add_column("name", no_wrap=True)
+    table.add_column("source")  # an entry point's `module:object (distribution)` may be long
+    for col in ("env", "tasks", "steps/task", "boundaries"):
         table.add_column(col, no_wrap=True)
     table.add_column("description")
-    for name in scenario_names():
-        s = get_scenario(name)
-        table.add_row(name, s.env, str(s.num_tasks), f"{s.steps_per_task:,}",
-                      "visible" if s.boundaries_visible else "hidden", s.description)
+    for name, source in scenario_sources().items():
+        try:
+            s = get_scenario(name)
+        except ValueError as e:  # a broken installed package must not hide the other scenarios
+            table.add_row(name, source, "-", "-", "-", "-",
+                          f"[red]cannot load:[/] {escape(str(e))}")
+            continue
+        table.add_row(name, source, s.env, str(s.num_tasks), f"{s.steps_per_task:,}",
+                      "visible" if s.boundaries_visible else "hidden", escape(s.description))
     Console().print(table)
     Console().print("agents: " + ", ".join(AGENTS))
     methods = Table(title="methods (--method NAME, settings: --set NAME.key=value)")

@@ -81,12 +81,6 @@ def test_get_scenario_unknown_lists_choices():
         assert name in str(info.value)
 
 
-def test_scenario_mixing_families_raises():
-    tasks = (Task("a", "CartPole-v1", 22.0, 500.0), Task("b", "Acrobot-v1", -500.0, -80.0))
-    with pytest.raises(ValueError, match="mixes env families"):
-        Scenario("mixed", "bad", tasks, steps_per_task=10)
-
-
 def test_scenario_without_tasks_raises():
     with pytest.raises(ValueError, match="no tasks"):
         Scenario("empty", "bad", (), steps_per_task=10)

@@ -13,6 +13,8 @@ import jax.numpy as jnp
 import numpy as np
 from flax import struct
 
+from everlearn.envs.layout import MASKED_OUTPUT
+
 
 class EnvSpec(NamedTuple):
     obs_dim: int
@@ -22,6 +24,45 @@ class EnvSpec(NamedTuple):
     # layer has one head per task, chosen by it (the `multi_head` method).
     heads: int = 1
     continuous: bool = False  # actions are vectors in [-1, 1]^num_actions
+    # The observation layout (`everlearn.envs.layout`): an image (H, W, C) flattened at the
+    # front of the observation (empty: a vector), and where the tasks' action sets differ, a
+    # 0/1 mask of the task's actions as its last `num_actions` entries.
+    image_shape: tuple[int, ...] = ()
+    masked: bool = False
+
+
+# Convolutional torsos for image observations, as (features, kernel, stride) per layer:
+# Mnih et al. (2015)'s for Atari-sized frames, Young & Tian (2019)'s one layer for MinAtar's
+# 10x10 grids. "auto" picks by the smaller image side.
+CONV_TORSOS = {
+    "nature": ((32, 8, 4), (64, 4, 2), (64, 3, 1)),
+    "minatar": ((16, 3, 1),),
+}
+
+
+def torso_options(spec: EnvSpec, cnn: str = "auto") -> dict[str, Any]:
+    """The `MLP` fields that read `spec`'s observation layout (image torso, action mask)."""
+    if not spec.image_shape:
+        conv = ()
+    elif cnn == "auto":
+        conv = CONV_TORSOS["nature" if min(spec.image_shape[:2]) >= 36 else "minatar"]
+    else:
+        conv = CONV_TORSOS[cnn]
+    return {"image_shape": tuple(spec.image_shape), "conv": conv,
+            "action_mask": spec.num_actions if spec.masked else 0}
+
+
+def valid_actions(spec: EnvSpec, obs: jax.Array) -> jax.Array | None:
+    """The task's action mask carried by `obs` (None where every task has every action)."""
+    return obs[..., -spec.num_actions:] if spec.masked else None
+
+
+def uniform_actions(key: jax.Array, spec: EnvSpec, obs: jax.Array) -> jax.Array:
+    """A uniformly random discrete action per row, among the actions the task has."""
+    mask = valid_actions(spec, obs)
+    if mask is None:
+        return jax.random.randint(key, (obs.shape[0],), 0, spec.num_actions)
+    return jax.random.categorical(key, jnp.where(mask > 0, 0.0, -jnp.inf))
 
 
 class Agent(NamedTuple):
@@ -87,6 +128,11 @@ class MLP(nn.Module):
     et al., 2016; it keeps pre-activations well scaled, which Lyle et al., 2023/2024 find
     preserves plasticity); its params are `LayerNorm_k`, next to the unchanged `Dense_k`.
     `activation="elephant"` uses `elephant` with width `elephant_a` and slope `elephant_d`.
+    The observation layout (`EnvSpec`, `torso_options`): with `image_shape`, the first
+    prod(image_shape) inputs are an image that `conv` layers (ReLU, VALID) read before the
+    dense layers, the rest (a task id) joining after them; with `action_mask` > 0 the last
+    that many inputs are the task's action mask, never a feature, and with `mask_output` the
+    outputs of absent actions are `MASKED_OUTPUT` (a policy's logits, Q-values).
     """
 
     hidden_sizes: Sequence[int]
@@ -97,6 +143,10 @@ class MLP(nn.Module):
     layer_norm: bool = False
     elephant_a: float = 1.0
     elephant_d: int = 4
+    image_shape: tuple[int, ...] = ()
+    conv: tuple[tuple[int, int, int], ...] = ()
+    action_mask: int = 0
+    mask_output: bool = False
 
     @nn.compact
     def __call__(self, x: jax.Array, return_hidden: bool = False):
@@ -104,8 +154,17 @@ class MLP(nn.Module):
             act = partial(elephant, a=self.elephant_a, d=self.elephant_d)
         else:
             act = _ACTIVATIONS[self.activation]
+        if self.action_mask:
+            x, mask = x[..., :-self.action_mask], x[..., -self.action_mask:]
         if self.heads > 1:
             x, onehot = x[..., :-self.heads], x[..., -self.heads:]
+        if self.image_shape:
+            size = int(np.prod(self.image_shape))
+            image = x[..., :size].reshape(*x.shape[:-1], *self.image_shape)
+            for features, kernel, stride in self.conv:
+                image = nn.relu(nn.Conv(features, (kernel, kernel), strides=stride,
+                                        padding="VALID")(image))
+            x = jnp.concatenate([image.reshape(*x.shape[:-1], -1), x[..., size:]], axis=-1)
         hidden = []
         for size in self.hidden_sizes:
             x = nn.Dense(size, kernel_init=nn.initializers.orthogonal(np.sqrt(2)))(x)
@@ -120,6 +179,8 @@ class MLP(nn.Module):
             per_head = nn.Dense(self.out_size * self.heads, kernel_init=out_init)(x)
             per_head = per_head.reshape(*x.shape[:-1], self.heads, self.out_size)
             out = jnp.einsum("...h,...ho->...o", onehot, per_head)
+        if self.action_mask and self.mask_output:
+            out = jnp.where(mask > 0, out, MASKED_OUTPUT)
         return (out, hidden) if return_hidden else out
 
 

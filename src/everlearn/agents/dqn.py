@@ -21,7 +21,8 @@ from flax import struct
 from pydantic import BaseModel, ConfigDict, PositiveFloat, PositiveInt
 
 from everlearn.agents.common import (MLP, Agent, EnvSpec, ReplayBuffer, Transition, polyak,
-                                     replay_row, store_and_learn)
+                                     replay_row, store_and_learn, torso_options,
+                                     uniform_actions)
 from everlearn.methods.base import AgentView, Hooks, Method
 
 
@@ -53,6 +54,7 @@ class DQNConfig(BaseModel):
     layer_norm: bool = False  # LayerNorm before each hidden activation
     elephant_a: PositiveFloat = 1.0  # width of the elephant activation
     elephant_d: PositiveInt = 4  # slope (power) of the elephant activation
+    cnn: Literal["auto", "nature", "minatar"] = "auto"  # torso for image observations
 
 
 @struct.dataclass
@@ -70,7 +72,8 @@ def make_dqn(config: DQNConfig, spec: EnvSpec,
              methods: Sequence[Callable[[AgentView], Method]] = ()) -> Agent:
     q_net = MLP(config.hidden_sizes, spec.num_actions, config.activation, heads=spec.heads,
                 layer_norm=config.layer_norm, elephant_a=config.elephant_a,
-                elephant_d=config.elephant_d)
+                elephant_d=config.elephant_d, mask_output=True,
+                **torso_options(spec, config.cnn))
 
     def plain_loss(params: dict, mb: dict) -> jax.Array:
         # The target network is not in `params`; methods see the loss against frozen targets
@@ -111,7 +114,7 @@ def make_dqn(config: DQNConfig, spec: EnvSpec,
     def act(state: DQNState, obs: jax.Array, key: jax.Array):
         k_explore, k_random = jax.random.split(key)
         explore = jax.random.uniform(k_explore, (obs.shape[0],)) < epsilon(state.env_steps)
-        random_action = jax.random.randint(k_random, (obs.shape[0],), 0, spec.num_actions)
+        random_action = uniform_actions(k_random, spec, obs)  # among the task's own actions
         return jnp.where(explore, random_action, greedy_action(state, obs)), {}
 
     def loss_fn(params: dict, target_params: dict, mb: dict) -> tuple[jax.Array, dict]:

@@ -18,7 +18,7 @@ import optax
 from flax import struct
 from pydantic import BaseModel, ConfigDict, PositiveFloat, PositiveInt
 
-from everlearn.agents.common import MLP, Agent, EnvSpec, Transition
+from everlearn.agents.common import MLP, Agent, EnvSpec, Transition, torso_options
 from everlearn.methods.base import AgentView, Hooks, Method
 
 
@@ -53,6 +53,7 @@ class PPOConfig(BaseModel):
     layer_norm: bool = False  # LayerNorm before each hidden activation
     elephant_a: PositiveFloat = 1.0  # width of the elephant activation
     elephant_d: PositiveInt = 4  # slope (power) of the elephant activation
+    cnn: Literal["auto", "nature", "minatar"] = "auto"  # torso for image observations
 
 
 @struct.dataclass
@@ -66,9 +67,10 @@ class PPOState:
 def make_ppo(config: PPOConfig, spec: EnvSpec,
              methods: Sequence[Callable[[AgentView], Method]] = ()) -> Agent:
     network_options = dict(heads=spec.heads, layer_norm=config.layer_norm,
-                           elephant_a=config.elephant_a, elephant_d=config.elephant_d)
+                           elephant_a=config.elephant_a, elephant_d=config.elephant_d,
+                           **torso_options(spec, config.cnn))
     actor = MLP(config.hidden_sizes, spec.num_actions, config.activation, out_scale=0.01,
-                **network_options)
+                mask_output=True, **network_options)
     critic = MLP(config.hidden_sizes, 1, config.activation, out_scale=1.0, **network_options)
     batch_size = config.num_envs * config.num_steps
     if batch_size % config.num_minibatches:

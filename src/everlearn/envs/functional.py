@@ -2,21 +2,25 @@
 
 `TaskParams` holds everything that defines a task — the gymnax env params (physics) and the
 task transformations (observation permutation and scale, action mapping, reward scale and shift)
-— as arrays. Every task of a scenario has the same pytree structure, so the compiled training
+— as arrays. Every task on one env has the same pytree structure, so the compiled training
 loop takes the current task as an argument and never recompiles, and stacking the tasks'
-params lets the evaluator `vmap` over all tasks at once.
+params lets the evaluator `vmap` over all tasks at once. A scenario of several envs has one
+`FunctionalEnv` per env, all emitting the scenario's `Layout` (padded observations, masked
+actions: `everlearn.envs.layout`).
 """
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
-import gymnax
 import jax
 import jax.numpy as jnp
 from flax import struct
 
-from everlearn.envs.families import derived_physics, get_family
+from everlearn.envs.families import derived_physics
+from everlearn.envs.layout import Layout, pad_observation
+from everlearn.envs.sources import family_of, functional_spaces, make_gymnax
 
 
 @struct.dataclass
@@ -31,17 +35,31 @@ class TaskParams:
     reward_scale: jax.Array  # float32[]
     reward_shift: jax.Array  # float32[]
     task_onehot: jax.Array  # float32[num_tasks] appended to obs where task ids are given; else [0]
+    # float32[layout actions]: the actions this task has (appended last where tasks' action
+    # sets differ, `everlearn.envs.layout`); else [0]
+    action_mask: jax.Array
 
 
 class FunctionalEnv:
-    """A gymnax env whose reset/step take `TaskParams`; auto-resets like gymnax."""
+    """A gymnax env whose reset/step take `TaskParams`; auto-resets like gymnax. `task` is any
+    task on this env (its name and env id); `layout` the scenario's (default: this env's own)."""
 
-    def __init__(self, family: str):
-        self.family = get_family(family)
-        if self.family.gymnax_id is None:
-            raise ValueError(f"{family} has no functional version; run it on the Gymnasium "
-                             "path (--backend gymnasium)")
-        self.env, self.default_env_params = gymnax.make(self.family.gymnax_id)
+    def __init__(self, task, layout: Layout | None = None):
+        if isinstance(task, str):  # an env name alone: its default context
+            from everlearn.scenarios.task import Task
+
+            task = Task(task, task)
+        self.family = family_of(task)
+        self.env, self.default_env_params = make_gymnax(task)
+        self.name = task.env
+        self.spaces = functional_spaces(self.env, self.default_env_params,
+                                        f"task '{task.name}' ({task.env})")
+        self.layout = layout or Layout(self.spaces.obs_shape, self.spaces.continuous,
+                                       self.spaces.num_actions, masked=False)
+        self.max_episode_steps = self.spaces.max_episode_steps
+        # Physical parameters: the family's table, or any field of the gymnax env params.
+        self.physics_names = (tuple(self.family.physics) if self.family is not None else
+                              tuple(f.name for f in dataclasses.fields(self.default_env_params)))
 
     def make_params(
         self,
@@ -53,34 +71,53 @@ class FunctionalEnv:
         reward_scale: float = 1.0,
         reward_shift: float = 0.0,
         task_onehot: tuple[float, ...] = (),
+        action_mask: tuple[float, ...] = (),
     ) -> TaskParams:
         physics = dict(physics or {})
-        unknown = set(physics) - set(self.family.physics)
+        unknown = set(physics) - set(self.physics_names)
         if unknown:
             raise ValueError(
-                f"unknown physical parameter(s) {sorted(unknown)} for {self.family.name}; "
-                f"valid: {', '.join(self.family.physics)}"
+                f"unknown physical parameter(s) {sorted(unknown)} for {self.name}; "
+                f"valid: {', '.join(self.physics_names)}"
             )
-        fields = {**physics, **derived_physics(self.family.name, physics)}
+        fields = {**physics, **derived_physics(self.name, physics)}
         env_params = self.default_env_params.replace(**fields)
         # Arrays everywhere, so that tasks stack and are traced rather than baked in.
         env_params = jax.tree.map(jnp.asarray, env_params)
-        d, n = self.family.obs_dim, self.family.num_actions
+        if len(self.spaces.obs_shape) > 1 and (obs_perm is not None or obs_scale is not None):
+            raise ValueError(f"{self.name}: obs_perm and obs_scale apply to vector "
+                             "observations, not to images")
+        d, n = self.spaces.obs_shape[0], self.spaces.num_actions
+        # Discrete: indices past this env's own actions map to action 0; the mask keeps the
+        # agent from choosing them.
+        if action_map is None and not self.spaces.continuous:
+            action_map = range(n)
+        if not self.spaces.continuous:
+            action_map = [*action_map, *[0] * (self.layout.num_actions - n)]
         return TaskParams(
             env=env_params,
             obs_perm=jnp.asarray(obs_perm if obs_perm is not None else range(d), jnp.int32),
             obs_scale=jnp.asarray(obs_scale if obs_scale is not None else [1.0] * d, jnp.float32),
             action_map=jnp.asarray(action_map if action_map is not None else range(n), jnp.int32),
             action_scale=jnp.asarray(action_scale if action_scale is not None else [1.0] * n,
-                                     jnp.float32) * self.family.action_bound,
+                                     jnp.float32) * self.spaces.action_bound,
             reward_scale=jnp.asarray(reward_scale, jnp.float32),
             reward_shift=jnp.asarray(reward_shift, jnp.float32),
             task_onehot=jnp.asarray(task_onehot, jnp.float32).reshape(-1),
+            action_mask=jnp.asarray(action_mask, jnp.float32).reshape(-1),
         )
 
-    @staticmethod
-    def _observe(obs: jax.Array, params: TaskParams) -> jax.Array:
-        return jnp.concatenate([obs[params.obs_perm] * params.obs_scale, params.task_onehot])
+    def _observe(self, obs: jax.Array, params: TaskParams) -> jax.Array:
+        if obs.ndim == 1:
+            obs = obs[params.obs_perm] * params.obs_scale
+        if obs.shape != self.layout.obs_shape:  # another env of the scenario is larger
+            obs = pad_observation(obs.astype(jnp.float32), self.layout.obs_shape, jnp)
+        if obs.ndim > 1:
+            obs = obs.reshape(-1).astype(jnp.float32)
+        parts = [obs, params.task_onehot]
+        if params.action_mask.shape[-1]:  # static: only scenarios whose action sets differ
+            parts.append(params.action_mask)
+        return jnp.concatenate(parts)
 
     def reset(self, key: jax.Array, params: TaskParams) -> tuple[jax.Array, Any]:
         obs, state = self.env.reset(key, params.env)
@@ -92,7 +129,7 @@ class FunctionalEnv:
         `obs` is the reset observation where the episode ended; `next_obs` is always the true
         observation after this transition (needed to bootstrap a truncated episode).
         """
-        if self.family.continuous:
+        if self.spaces.continuous:
             env_action = jnp.clip(action, -1.0, 1.0) * params.action_scale
         else:
             env_action = params.action_map[action]

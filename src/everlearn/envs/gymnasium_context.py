@@ -15,38 +15,45 @@ from collections.abc import Callable, Mapping, Sequence
 import gymnasium as gym
 import numpy as np
 
-from everlearn.envs.families import derived_physics, get_family
+from everlearn.envs.families import FAMILIES, derived_physics
+from everlearn.envs.layout import Layout, action_mask, pad_observation
 from everlearn.envs.mujoco_context import ContextDrift, MujocoContext
+from everlearn.envs.sources import family_of, gymnasium_spaces, make_gymnasium
 
 
 class PhysicsContext(gym.Wrapper):
-    """Sets physical parameters (gymnax names) on the wrapped env's unwrapped instance."""
+    """Sets physical parameters on the wrapped env's unwrapped instance: a built-in family's
+    (gymnax names, mapped onto Gymnasium's attributes by its table), or for any other env
+    the attributes of the unwrapped env named in the task's `physics`."""
 
-    def __init__(self, env: gym.Env, family: str, physics: dict[str, float]):
+    def __init__(self, env: gym.Env, name: str, physics: dict[str, float]):
         super().__init__(env)
-        self.family = get_family(family)
+        self.name = name
+        family = FAMILIES.get(name)
         base = env.unwrapped
-        names = [*self.family.physics, *derived_physics(family, {})]
-        for name in names:
-            attr = self.family.physics.get(name, name)
+        # parameter name -> attribute of the unwrapped env
+        self.attributes = (dict(family.physics) if family is not None
+                           else {key: key for key in physics if hasattr(base, key)})
+        names = [*self.attributes, *derived_physics(name, {})]
+        for key in names:
+            attr = self.attributes.get(key, key)
             if not hasattr(base, attr):
                 raise ValueError(f"{type(base).__name__} has no physical parameter '{attr}'")
-        self.defaults = {name: getattr(base, self.family.physics.get(name, name))
-                         for name in names}
+        self.defaults = {key: getattr(base, self.attributes.get(key, key)) for key in names}
         self.set_context(physics)
 
     def set_context(self, physics: Mapping[str, float]) -> None:
         """Set these parameters, and every other one back to the env's default."""
-        unknown = set(physics) - set(self.family.physics)
+        unknown = set(physics) - set(self.attributes)
         if unknown:
             raise ValueError(
-                f"unknown physical parameter(s) {sorted(unknown)} for {self.family.name}; "
-                f"valid: {', '.join(self.family.physics)}"
+                f"unknown physical parameter(s) {sorted(unknown)} for {self.name}; "
+                f"valid: {', '.join(self.attributes) or 'none (no such attributes on the env)'}"
             )
         physics = dict(physics)
-        values = {**self.defaults, **physics, **derived_physics(self.family.name, physics)}
-        for name, value in values.items():
-            setattr(self.env.unwrapped, self.family.physics.get(name, name), value)
+        values = {**self.defaults, **physics, **derived_physics(self.name, physics)}
+        for key, value in values.items():
+            setattr(self.env.unwrapped, self.attributes.get(key, key), value)
         self.context = physics
 
 
@@ -64,15 +71,23 @@ class TaskTransform(gym.Wrapper):
         reward_shift: float = 0.0,
         task_onehot: tuple[float, ...] = (),
         action_scale: tuple[float, ...] | None = None,
+        layout: Layout | None = None,
     ):
         """Continuous action spaces: the agent acts in [-1, 1]; the env gets
         `action * bound * action_scale`, `bound` being the upper limit of the env's own action
-        space (`action_map` is for discrete spaces)."""
+        space (`action_map` is for discrete spaces). `layout`: the scenario's observation and
+        action layout (padding and action mask, `everlearn.envs.layout`); default: this env's."""
         super().__init__(env)
-        d = env.observation_space.shape[0]
+        spaces = gymnasium_spaces(env, type(env.unwrapped).__name__)
+        self.layout = layout or Layout(spaces.obs_shape, spaces.continuous, spaces.num_actions,
+                                       masked=False)
+        if len(spaces.obs_shape) > 1 and (obs_perm is not None or obs_scale is not None):
+            raise ValueError("obs_perm and obs_scale apply to vector observations, not images")
+        d = spaces.obs_shape[0]
         self.obs_perm = np.asarray(obs_perm if obs_perm is not None else range(d))
         self.obs_scale = np.asarray(obs_scale if obs_scale is not None else [1.0] * d, np.float32)
-        self.continuous = isinstance(env.action_space, gym.spaces.Box)
+        self.action_mask = np.asarray(action_mask(spaces.num_actions, self.layout), np.float32)
+        self.continuous = spaces.continuous
         if self.continuous:
             n = env.action_space.shape[0]
             scale = np.asarray(action_scale if action_scale is not None else [1.0] * n)
@@ -81,21 +96,28 @@ class TaskTransform(gym.Wrapper):
         else:
             n = env.action_space.n
             self.action_map = np.asarray(action_map if action_map is not None else range(n))
+            self.action_space = gym.spaces.Discrete(self.layout.num_actions)
         self.reward_scale, self.reward_shift = reward_scale, reward_shift
         self.task_onehot = np.asarray(task_onehot, np.float32).reshape(-1)
-        low = env.observation_space.low[self.obs_perm] * self.obs_scale
-        high = env.observation_space.high[self.obs_perm] * self.obs_scale
+        low = self._flat(np.broadcast_to(env.observation_space.low, spaces.obs_shape))
+        high = self._flat(np.broadcast_to(env.observation_space.high, spaces.obs_shape))
+        tail = np.concatenate([self.task_onehot, self.action_mask])
         self.observation_space = gym.spaces.Box(
-            np.concatenate([np.minimum(low, high), np.zeros_like(self.task_onehot)]
-                           ).astype(np.float32),
-            np.concatenate([np.maximum(low, high), np.ones_like(self.task_onehot)]
-                           ).astype(np.float32),
+            np.concatenate([np.minimum(low, high), np.zeros_like(tail)]).astype(np.float32),
+            np.concatenate([np.maximum(low, high), np.ones_like(tail)]).astype(np.float32),
             dtype=np.float32,
         )
 
+    def _flat(self, obs: np.ndarray) -> np.ndarray:
+        """The observation as the agent's layout has it: transformed, padded, flattened."""
+        obs = np.asarray(obs, np.float32)
+        if obs.ndim == 1:
+            obs = obs[self.obs_perm] * self.obs_scale
+        return pad_observation(obs, self.layout.obs_shape).reshape(-1)
+
     def _observe(self, obs: np.ndarray) -> np.ndarray:
-        return np.concatenate([obs[self.obs_perm] * self.obs_scale,
-                               self.task_onehot]).astype(np.float32)
+        return np.concatenate([self._flat(obs), self.task_onehot,
+                               self.action_mask]).astype(np.float32)
 
     def reset(self, **kwargs):
         obs, info = self.env.reset(**kwargs)
@@ -105,6 +127,9 @@ class TaskTransform(gym.Wrapper):
         if self.continuous:
             env_action = np.clip(action, -1.0, 1.0) * self.action_scale
         else:
+            if int(action) >= len(self.action_map):  # the mask makes this unreachable
+                raise ValueError(f"action {int(action)} does not exist in this task's env "
+                                 f"({len(self.action_map)} actions)")
             env_action = int(self.action_map[action])
         obs, reward, terminated, truncated, info = self.env.step(env_action)
         reward = reward * self.reward_scale + self.reward_shift
@@ -112,17 +137,19 @@ class TaskTransform(gym.Wrapper):
 
 
 def make_task_env(task, task_onehot: tuple[float, ...] = (),
-                  drift_waypoints: Sequence[Mapping[str, float]] | None = None) -> gym.Env:
-    """One Gymnasium env for a `Task` (a registered family, or the task's own env factory);
+                  drift_waypoints: Sequence[Mapping[str, float]] | None = None,
+                  layout: Layout | None = None) -> gym.Env:
+    """One Gymnasium env for a `Task` (`everlearn.envs.sources`: a family, a Gymnasium id, an
+    entry point or the task's own factory) with its context and transformations;
     `task_onehot` is appended to every observation (empty: no task id). With
-    `drift_waypoints`, the physics drifts along them between episodes (`ContextDrift`)."""
-    if task.env_factory is not None:
-        env = task.env_factory()
-    else:
-        family = get_family(task.env)
-        base = gym.make(family.gymnasium_id)
-        env = (MujocoContext(base, dict(task.physics)) if family.mujoco
-               else PhysicsContext(base, family.name, dict(task.physics)))
+    `drift_waypoints`, the physics drifts along them between episodes (`ContextDrift`).
+    `layout`: the scenario's padded observation and masked action layout."""
+    env = make_gymnasium(task)
+    family = family_of(task)
+    if family is not None and family.mujoco:
+        env = MujocoContext(env, dict(task.physics))
+    elif task.physics or family is not None:
+        env = PhysicsContext(env, task.env, dict(task.physics))
     if drift_waypoints is not None:
         env = ContextDrift(env, drift_waypoints)
     return TaskTransform(
@@ -134,13 +161,15 @@ def make_task_env(task, task_onehot: tuple[float, ...] = (),
         reward_shift=task.reward_shift,
         task_onehot=task_onehot,
         action_scale=task.action_scale,
+        layout=layout,
     )
 
 
 def make_vector_env(task, num_envs: int, task_onehot: tuple[float, ...] = (),
                     drift_waypoints: Sequence[Mapping[str, float]] | None = None,
-                    ) -> gym.vector.SyncVectorEnv:
+                    layout: Layout | None = None) -> gym.vector.SyncVectorEnv:
     """Synchronous vector env with same-step autoreset, as the functional envs do."""
     fns: list[Callable[[], gym.Env]] = [
-        lambda: make_task_env(task, task_onehot, drift_waypoints) for _ in range(num_envs)]
+        lambda: make_task_env(task, task_onehot, drift_waypoints, layout)
+        for _ in range(num_envs)]
     return gym.vector.SyncVectorEnv(fns, autoreset_mode=gym.vector.AutoresetMode.SAME_STEP)

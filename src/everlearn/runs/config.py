@@ -18,7 +18,7 @@ from everlearn.agents.dqn import DQNConfig
 from everlearn.agents.ppo import PPOConfig
 from everlearn.agents.sac import SACConfig
 from everlearn.agents.td3 import TD3Config
-from everlearn.envs import get_family
+from everlearn.envs.sources import gymnax_id
 from everlearn.methods import METHODS
 from everlearn.scenarios import scenario_names
 
@@ -83,10 +83,13 @@ class _RunConfigFields(BaseModel):
     @field_validator("scenario")
     @classmethod
     def _scenario(cls, value: str) -> str:
-        if value not in scenario_names():
-            raise ValueError(f"unknown scenario '{value}'; choose one of: "
-                             f"{', '.join(scenario_names())}")
-        return value
+        if value in scenario_names():
+            return value
+        from everlearn.scenarios import get_scenario
+
+        get_scenario(value)  # a scenario file, or one-line error naming the problem
+        # A file is recorded by its absolute path, so resume works from any directory.
+        return str(Path(value).resolve()) if Path(value).is_file() else value
 
     @field_validator("agent")
     @classmethod
@@ -111,8 +114,9 @@ class _RunConfigFields(BaseModel):
             # Resolved here, so config.yaml records the path the run took.
             from everlearn.scenarios import get_scenario
 
-            family = get_family(get_scenario(self.scenario).env)
-            self.backend = "jax" if family.gymnax_id is not None else "gymnasium"
+            tasks = get_scenario(self.scenario).tasks
+            functional = all(gymnax_id(t) is not None for t in tasks)
+            self.backend = "jax" if functional else "gymnasium"
         return self
 
     def agent_config(self) -> BaseModel:

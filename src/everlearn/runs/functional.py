@@ -10,6 +10,7 @@ params and over episodes) with the greedy policy, on keys that are not the train
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 from collections.abc import Callable
 from typing import Any
@@ -24,6 +25,8 @@ from everlearn.agents.common import Agent, Transition
 from everlearn.evaluation import diagnostics
 from everlearn.envs.functional import (FunctionalEnv, TaskParams, index_params,
                                       interpolate_params, stack_params)
+from everlearn.envs.layout import Layout, action_mask
+from everlearn.envs.sources import env_identity
 from everlearn.scenarios.task import Scenario, Task
 
 
@@ -40,6 +43,7 @@ def task_onehot(index: int, num_tasks: int, task_ids: bool) -> tuple[float, ...]
 
 def task_params(env: FunctionalEnv, task: Task, onehot: tuple[float, ...] = ()) -> TaskParams:
     return env.make_params(
+        action_mask=action_mask(env.spaces.num_actions, env.layout),
         physics=dict(task.physics),
         obs_perm=task.obs_perm,
         obs_scale=task.obs_scale,
@@ -83,19 +87,46 @@ def boundary_for(agent: Agent) -> Callable[[SeedState, jax.Array, jax.Array], Se
     return boundary
 
 
+@dataclasses.dataclass
+class EnvGroup:
+    """The tasks of a scenario that run on one environment (they differ by context only)."""
+
+    env: FunctionalEnv
+    task_indices: list[int]  # positions of these tasks in the scenario
+    tasks: TaskParams  # their params, stacked in that order
+
+
+def env_groups(scenario: Scenario, layout: Layout | None, task_ids: bool) -> list[EnvGroup]:
+    """One group per distinct environment, in order of first appearance."""
+    members: dict[str, list[int]] = {}
+    for i, task in enumerate(scenario.tasks):
+        members.setdefault(env_identity(task), []).append(i)
+    groups = []
+    for indices in members.values():
+        env = FunctionalEnv(scenario.tasks[indices[0]], layout)
+        params = [task_params(env, scenario.tasks[i], task_onehot(i, scenario.num_tasks,
+                                                                   task_ids))
+                  for i in indices]
+        groups.append(EnvGroup(env, indices, stack_params(params)))
+    return groups
+
+
 class FunctionalTrainer:
     def __init__(self, scenario: Scenario, agent: Agent, iterations: int, eval_episodes: int,
-                 task_ids: bool = False):
-        """`task_ids`: append the task id (one-hot) to every observation."""
+                 task_ids: bool = False, layout: Layout | None = None):
+        """`task_ids`: append the task id (one-hot) to every observation. `layout`: the
+        scenario's observation and action layout where its tasks are different envs. Each
+        env gets its own training program, compiled once; a task switch within an env is a
+        change of arguments."""
         self.scenario, self.agent, self.iterations = scenario, agent, iterations
-        self.env = FunctionalEnv(scenario.env)
-        n = scenario.num_tasks
-        self.tasks = stack_params([task_params(self.env, t, task_onehot(i, n, task_ids))
-                                   for i, t in enumerate(scenario.tasks)])
+        self.groups = env_groups(scenario, layout, task_ids)
+        self.group_of = {i: (g, k) for g, group in enumerate(self.groups)
+                         for k, i in enumerate(group.task_indices)}
         self.eval_episodes = eval_episodes
-        self.max_episode_steps = self.env.family.max_episode_steps
         self._init = jax.jit(self._init_seed)
-        self._segment = jax.jit(jax.vmap(self._train_segment, in_axes=(0, None, None)))
+        self._segments = [
+            jax.jit(jax.vmap(functools.partial(self._train_segment, group), in_axes=(0, None, None)))
+            for group in self.groups]
         self._evaluate = jax.jit(jax.vmap(self._evaluate_seed))
         self._boundary = jax.jit(jax.vmap(boundary_for(agent), in_axes=(0, None, None)))
         self._measure = jax.jit(functools.partial(diagnostics.measure, agent.view))
@@ -111,9 +142,10 @@ class FunctionalTrainer:
         at its first step (`Scenario.drift_positions`)."""
         if drift is None:
             drift = (float(task_index), float(task_index))
-        params = index_params(self.tasks, task_index)
-        state, metrics = self._segment(split_seeds(state), params,
-                                       jnp.asarray(drift, jnp.float32))
+        g, k = self.group_of[task_index]
+        params = index_params(self.groups[g].tasks, k)
+        state, metrics = self._segments[g](split_seeds(state), params,
+                                           jnp.asarray(drift, jnp.float32))
         return state, jax.tree.map(np.asarray, metrics)
 
     def diagnostics(self, state: SeedState) -> dict[str, list[float]]:
@@ -136,8 +168,9 @@ class FunctionalTrainer:
         k_agent, k_run = jax.random.split(jax.random.PRNGKey(seed))
         return SeedState(self.agent.init(k_agent), k_run)
 
-    def _train_segment(self, state: SeedState, params: TaskParams, drift: jax.Array):
-        agent, env, num_envs = self.agent, self.env, self.agent.num_envs
+    def _train_segment(self, group: EnvGroup, state: SeedState, params: TaskParams,
+                       drift: jax.Array):
+        agent, env, num_envs = self.agent, group.env, self.agent.num_envs
         key, k_reset, k_loop = jax.random.split(state.key, 3)
         # In a drifting scenario every env carries its episode's context: the drift's position
         # at the episode's first step, so the context changes between episodes only. Otherwise
@@ -145,7 +178,7 @@ class FunctionalTrainer:
         drifting = self.scenario.drift
         segment_steps = self.iterations * agent.rollout_length
         if drifting:
-            params = interpolate_params(self.tasks, drift[0])
+            params = interpolate_params(group.tasks, drift[0])
             params = jax.tree.map(lambda x: jnp.broadcast_to(x, (num_envs, *x.shape)), params)
         params_axis = 0 if drifting else None
         obs, env_state = jax.vmap(env.reset, in_axes=(0, params_axis))(
@@ -161,7 +194,7 @@ class FunctionalTrainer:
             )(jax.random.split(k_env, num_envs), env_state, action, params)
             if drifting:  # episodes that just ended restart in the drift's current context
                 position = drift[0] + (drift[1] - drift[0]) * (step + 1) / segment_steps
-                now = interpolate_params(self.tasks, position)
+                now = interpolate_params(group.tasks, position)
                 ended = terminated | truncated
                 params = jax.tree.map(
                     lambda old, new: jnp.where(ended.reshape(-1, *[1] * new.ndim), new, old),
@@ -188,7 +221,19 @@ class FunctionalTrainer:
         return SeedState(agent_state, key), jax.tree.map(jnp.mean, metrics)
 
     def _evaluate_seed(self, agent_state: Any, key: jax.Array) -> jax.Array:
-        env, greedy = self.env, self.agent.greedy_action
+        """Mean greedy return per task, float[num_tasks]: each env's tasks at once."""
+        keys = jax.random.split(key, self.scenario.num_tasks)
+        if len(self.groups) == 1:
+            return self._evaluate_group(self.groups[0], agent_state, keys)
+        returns = jnp.zeros(self.scenario.num_tasks)
+        for group in self.groups:
+            indices = jnp.asarray(group.task_indices)
+            returns = returns.at[indices].set(
+                self._evaluate_group(group, agent_state, keys[indices]))
+        return returns
+
+    def _evaluate_group(self, group: EnvGroup, agent_state: Any, keys: jax.Array) -> jax.Array:
+        env, greedy = group.env, self.agent.greedy_action
 
         def episode(params: TaskParams, key: jax.Array) -> jax.Array:
             k_reset, k_steps = jax.random.split(key)
@@ -205,7 +250,7 @@ class FunctionalTrainer:
 
             init = (obs, env_state, jnp.zeros(()), jnp.zeros((), bool))
             (_, _, ret, _), _ = jax.lax.scan(
-                step, init, jax.random.split(k_steps, self.max_episode_steps)
+                step, init, jax.random.split(k_steps, env.max_episode_steps)
             )
             return ret
 
@@ -214,5 +259,4 @@ class FunctionalTrainer:
                 params, jax.random.split(key, self.eval_episodes)
             ).mean()
 
-        num_tasks = self.scenario.num_tasks
-        return jax.vmap(task_returns)(self.tasks, jax.random.split(key, num_tasks))
+        return jax.vmap(task_returns)(group.tasks, keys)

@@ -22,6 +22,7 @@ from jax.extend.core import Var
 
 from everlearn.agents.common import Agent, Transition
 from everlearn.envs.gymnasium_context import make_vector_env
+from everlearn.envs.layout import Layout
 from everlearn.evaluation import diagnostics
 from everlearn.runs.functional import SeedState, boundary_for, init_seeds, task_onehot
 from everlearn.scenarios.task import Scenario
@@ -33,10 +34,11 @@ def _seed_slice(tree: Any, i: int) -> Any:
 
 class GymnasiumTrainer:
     def __init__(self, scenario: Scenario, agent: Agent, iterations: int, eval_episodes: int,
-                 task_ids: bool = False):
-        """`task_ids`: append the task id (one-hot) to every observation."""
+                 task_ids: bool = False, layout: Layout | None = None):
+        """`task_ids`: append the task id (one-hot) to every observation. `layout`: the
+        scenario's observation and action layout where its tasks are different envs."""
         self.scenario, self.agent, self.iterations = scenario, agent, iterations
-        self.task_ids = task_ids
+        self.task_ids, self.layout = task_ids, layout
         self.eval_episodes = eval_episodes
         self._envs: dict[int, Any] = {}
         self._eval_envs: dict[int, Any] = {}
@@ -93,7 +95,7 @@ class GymnasiumTrainer:
             onehot = task_onehot(task_index, self.scenario.num_tasks, self.task_ids)
             waypoints = [t.physics for t in self.scenario.tasks] if drift else None
             cache[task_index, drift] = make_vector_env(self.scenario.tasks[task_index], num_envs,
-                                                       onehot, waypoints)
+                                                       onehot, waypoints, self.layout)
         return cache[task_index, drift]
 
     def train_segment(self, state: SeedState, task_index: int,

@@ -2,8 +2,9 @@
 
 For each task, a fresh agent (same seeds) trains on that task alone for the same budget with
 the same evaluation grid; its curve on that task gives AUC_i^ref. The trainer of the main run
-is reused, so no program is compiled twice. Results are cached under
-`$EVERLEARN_CACHE` (default `~/.cache/everlearn`) keyed by everything they depend on.
+is reused, so no program is compiled twice. Raw returns are cached under
+`$EVERLEARN_CACHE` (default `~/.cache/everlearn`) keyed by everything they depend on, and
+normalised on use: a changed normalisation score never meets a stale normalised curve.
 """
 
 from __future__ import annotations
@@ -25,10 +26,19 @@ def cache_dir() -> Path:
     return Path(os.environ.get("EVERLEARN_CACHE", Path.home() / ".cache" / "everlearn"))
 
 
+def task_identity(task: Any) -> dict[str, Any]:
+    """What a task's returns depend on: its description without the normalisation scores."""
+    described = task.describe()
+    for key in ("random_score", "reference_score"):
+        described.pop(key, None)
+    return described
+
+
 def reference_key(config: Any, scenario: Any, segment_steps: int) -> str:
     payload = {
         "version": __version__,
-        "tasks": [t.describe() for t in scenario.tasks],
+        "returns": "raw",
+        "tasks": [task_identity(t) for t in scenario.tasks],
         "agent": config.agent,
         "agent_config": config.agent_config().model_dump(mode="json"),
         "backend": config.backend,
@@ -47,21 +57,26 @@ def reference_curves(
     segment_steps: int,
     on_segment: Callable[[int, int], None] | None = None,
 ) -> np.ndarray:
-    """Normalised single-task curves, float[num_seeds, num_tasks, evals_per_task + 1]."""
+    """Single-task curves of raw returns, float[num_seeds, num_tasks, evals_per_task + 1]
+    (normalise them with `normalise_reference`)."""
     path = cache_dir() / "references" / f"{reference_key(config, scenario, segment_steps)}.json"
     if path.exists():
-        return np.asarray(json.loads(path.read_text())["curves"])
+        return np.asarray(json.loads(path.read_text())["returns"])
     seeds, n = config.seeds, scenario.num_tasks
-    curves = np.zeros((len(seeds), n, config.evals_per_task + 1))
+    returns = np.zeros((len(seeds), n, config.evals_per_task + 1))
     for task in range(n):
         state = trainer.init(seeds)
-        curves[:, task, 0] = scenario.normalise(trainer.evaluate(state, seeds, 0))[:, task]
+        returns[:, task, 0] = trainer.evaluate(state, seeds, 0)[:, task]
         for e in range(1, config.evals_per_task + 1):
             state, _ = trainer.train_segment(state, task)
-            returns = trainer.evaluate(state, seeds, e)
-            curves[:, task, e] = scenario.normalise(returns)[:, task]
+            returns[:, task, e] = trainer.evaluate(state, seeds, e)[:, task]
             if on_segment:
                 on_segment(task, e)
     path.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write(path, json.dumps({"curves": curves.tolist()}))
-    return curves
+    atomic_write(path, json.dumps({"returns": returns.tolist()}))
+    return returns
+
+
+def normalise_reference(scenario: Any, returns: np.ndarray) -> np.ndarray:
+    """Raw reference curves [seeds, tasks, evals] normalised with the scenario's scores."""
+    return scenario.normalise(np.moveaxis(returns, 1, -1)).swapaxes(-1, -2)

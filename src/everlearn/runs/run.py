@@ -33,7 +33,8 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from everlearn import __version__
 from everlearn.agents import AGENTS, EnvSpec, make_agent
-from everlearn.envs import get_family
+from everlearn.envs.layout import Layout, scenario_layout
+from everlearn.envs.sources import EnvSpaces, env_identity, gymnax_id, task_spaces
 from everlearn.evaluation.metrics import interquartile_mean_ci, summarise_seed, task_auc
 from everlearn.methods import METHODS, method_builders
 from everlearn.runs.checkpoint import (NoCheckpoint, atomic_write, load_checkpoint,
@@ -41,7 +42,8 @@ from everlearn.runs.checkpoint import (NoCheckpoint, atomic_write, load_checkpoi
 from everlearn.runs.config import ConfigError, RunConfig
 from everlearn.runs.functional import FunctionalTrainer
 from everlearn.runs.gymnasium import GymnasiumTrainer
-from everlearn.runs.reference import reference_curves
+from everlearn.runs.reference import normalise_reference, reference_curves
+from everlearn.runs.scores import random_scores, reference_scores
 from everlearn.scenarios import Scenario, get_scenario
 
 console = Console(stderr=True)
@@ -65,20 +67,26 @@ class RunPlan:
         return (segment - 1) // self.config.evals_per_task
 
 
-def make_plan(config: RunConfig) -> RunPlan:
+def make_plan(config: RunConfig, scores: dict | None = None) -> RunPlan:
+    """Check that the run can go, and build its trainers; `scores`: the normalisation scores
+    a run measured before (run.json on resume), used where the scenario gives none."""
     scenario = get_scenario(config.scenario)
-    family = get_family(scenario.env)
-    if config.backend == "jax" and any(t.env_factory is not None for t in scenario.tasks):
-        raise ConfigError(f"scenario '{scenario.name}' has tasks built from your own Gymnasium "
-                          "env, which only the Gymnasium path can step; use --backend gymnasium")
-    if config.backend == "jax" and family.gymnax_id is None:
-        raise ConfigError(f"scenario '{scenario.name}' runs {family.name}, which has no "
-                          "functional version; use --backend gymnasium")
-    if AGENTS[config.agent].continuous != family.continuous:
-        kind = "continuous" if family.continuous else "discrete"
-        fits = [name for name, entry in AGENTS.items() if entry.continuous == family.continuous]
+    if scores is not None:
+        scenario = scenario.with_scores(scores["random"], scores["reference"])
+    if config.backend == "jax":
+        lacking = [t.name for t in scenario.tasks if gymnax_id(t) is None]
+        if lacking:
+            raise ConfigError(f"scenario '{scenario.name}': tasks {lacking} have no functional "
+                              "(gymnax) version; use --backend gymnasium")
+    layout = scenario_layout_for(config.scenario, config.backend)
+    if AGENTS[config.agent].continuous != layout.continuous:
+        kind = "continuous" if layout.continuous else "discrete"
+        fits = [name for name, entry in AGENTS.items() if entry.continuous == layout.continuous]
         raise ConfigError(f"agent '{config.agent}' cannot act in scenario '{scenario.name}' "
                           f"({kind} actions); use {' or '.join(fits)}")
+    if layout.image and layout.continuous:
+        raise ConfigError(f"scenario '{scenario.name}' has image observations, which sac and "
+                          "td3 do not take yet; use a vector observation or ppo/dqn")
     for name in config.methods:
         entry = METHODS[name]
         if config.agent not in entry.agents:
@@ -102,6 +110,24 @@ def make_plan(config: RunConfig) -> RunPlan:
                    reference_trainer=_trainer(*shape, "[]"))
 
 
+@functools.lru_cache(maxsize=16)
+def scenario_layout_for(scenario_name: str, backend: str) -> Layout:
+    """The scenario's observation and action layout, read from its tasks' envs (each env
+    once, whatever the number of tasks on it)."""
+    scenario = get_scenario(scenario_name)
+    spaces: dict[tuple, EnvSpaces] = {}
+    for task in scenario.tasks:
+        key = (env_identity(task), json.dumps(dict(task.kwargs), sort_keys=True, default=str))
+        if key not in spaces:
+            spaces[key] = task_spaces(task, backend)
+    per_task = [spaces[(env_identity(t), json.dumps(dict(t.kwargs), sort_keys=True,
+                                                    default=str))] for t in scenario.tasks]
+    try:
+        return scenario_layout([t.name for t in scenario.tasks], per_task)
+    except ValueError as e:
+        raise ConfigError(f"scenario '{scenario.name}': {e}") from None
+
+
 @functools.lru_cache(maxsize=8)
 def _trainer(scenario_name: str, backend: str, agent_name: str, agent_json: str,
              steps_per_eval: float, eval_episodes: int,
@@ -109,21 +135,25 @@ def _trainer(scenario_name: str, backend: str, agent_name: str, agent_json: str,
     """Trainers are cached so that runs with the same shapes in one process (tests, resume,
     sweeps) share compiled programs instead of compiling them again."""
     scenario = get_scenario(scenario_name)
-    family = get_family(scenario.env)
+    layout = scenario_layout_for(scenario_name, backend)
     agent_config = AGENTS[agent_name].config.model_validate_json(agent_json)
     methods = [(name, METHODS[name].config.model_validate(data))
                for name, data in json.loads(methods_json)]
     networks = {METHODS[name].network for name, _ in methods}
     task_ids = bool(networks & {"task_input", "multi_head"})
     num_tasks = scenario.num_tasks
-    spec = EnvSpec(family.obs_dim + (num_tasks if task_ids else 0), family.num_actions,
-                   num_tasks, heads=num_tasks if "multi_head" in networks else 1,
-                   continuous=family.continuous)
+    obs_dim = (layout.obs_size + (num_tasks if task_ids else 0)
+               + (layout.num_actions if layout.masked else 0))
+    spec = EnvSpec(obs_dim, layout.num_actions, num_tasks,
+                   heads=num_tasks if "multi_head" in networks else 1,
+                   continuous=layout.continuous,
+                   image_shape=layout.obs_shape if layout.image else (), masked=layout.masked)
     agent = make_agent(agent_name, agent_config, spec,
                        method_builders([n for n, _ in methods], dict(methods)))
     iterations = max(1, round(steps_per_eval / agent.steps_per_update))
     trainer_cls = FunctionalTrainer if backend == "jax" else GymnasiumTrainer
-    return trainer_cls(scenario, agent, iterations, eval_episodes, task_ids=task_ids)
+    return trainer_cls(scenario, agent, iterations, eval_episodes, task_ids=task_ids,
+                       layout=layout)
 
 
 def package_versions() -> dict[str, str]:
@@ -153,6 +183,10 @@ def start_run(config: RunConfig, run_dir: Path | None = None, *, quiet: bool = F
     if run_dir.exists() and any(run_dir.iterdir()):
         raise ConfigError(f"run directory '{run_dir}' already exists and is not empty; "
                           "choose another --out or 'everlearn resume' it")
+    given = [{"random_score": t.random_score is not None,
+              "reference_score": t.reference_score is not None} for t in plan.scenario.tasks]
+    if not plan.scenario.scored:
+        plan = _with_measured_scores(plan, quiet)
     run_dir.mkdir(parents=True, exist_ok=True)
     atomic_write(run_dir / "config.yaml", yaml.safe_dump(config.to_dict(), sort_keys=False))
     info = {
@@ -167,6 +201,13 @@ def start_run(config: RunConfig, run_dir: Path | None = None, *, quiet: bool = F
             "boundaries_visible": plan.scenario.boundaries_visible,
             "task_ids_visible": plan.scenario.task_ids_visible,
             "tasks": [t.describe() for t in plan.scenario.tasks],
+        },
+        # How each task's returns are normalised, and where the scores came from.
+        "normalisation": {
+            "random": [t.random_score for t in plan.scenario.tasks],
+            "reference": [t.reference_score for t in plan.scenario.tasks],
+            "source": [{key: "given" if flag else _MEASURED[key] for key, flag in g.items()}
+                       for g in given],
         },
         "agent": config.agent,
         "backend": config.backend,
@@ -186,6 +227,37 @@ def start_run(config: RunConfig, run_dir: Path | None = None, *, quiet: bool = F
     return _execute(plan, run_dir, state, 0, quiet=quiet, stop_after=stop_after)
 
 
+_MEASURED = {"random_score": "uniform-random policy",
+             "reference_score": "final return of the single-task reference run"}
+
+
+def _with_measured_scores(plan: RunPlan, quiet: bool) -> RunPlan:
+    """Measure the normalisation scores the scenario does not give (`everlearn.runs.scores`)."""
+    config, scenario = plan.config, plan.scenario
+    if not quiet:
+        console.print("measuring the random scores the scenario does not give")
+    random = random_scores(scenario, config.backend)
+    raw = None
+    if any(t.reference_score is None for t in scenario.tasks):
+        if not quiet:
+            console.print("training the single-task reference runs first: they give the "
+                          "reference scores the scenario does not give")
+        with _progress(quiet) as progress:
+            bar = progress.add_task("reference runs", rate="-", last="-",
+                                    total=plan.total_segments * plan.segment_steps)
+            raw = reference_curves(plan.reference_trainer, config, scenario, plan.segment_steps,
+                                   on_segment=lambda task, e: progress.update(
+                                       bar, advance=plan.segment_steps))
+    reference = reference_scores(scenario, raw)
+    for task, low, high in zip(scenario.tasks, random, reference):
+        if not high > low:
+            raise ConfigError(f"task '{task.name}': its reference run's final return {high:.4g} "
+                              f"does not beat the random policy's {low:.4g}, so normalised "
+                              "performance is undefined; give the task a reference_score or "
+                              "more steps_per_task")
+    return make_plan(config, {"random": random, "reference": reference})
+
+
 def load_config(run_dir: Path) -> RunConfig:
     path = Path(run_dir) / "config.yaml"
     if not path.is_file():
@@ -198,7 +270,11 @@ def resume_run(run_dir: Path, *, quiet: bool = False, stop_after: int | None = N
     uninterrupted run from every stopping point: before the first checkpoint (the run starts
     again from its config), at segment 0, mid-run, and while the summary was being written."""
     run_dir = Path(run_dir)
-    plan = make_plan(load_config(run_dir))
+    info_path = run_dir / "run.json"
+    scores = None
+    if info_path.is_file():  # the normalisation scores the run measured, if any
+        scores = json.loads(info_path.read_text()).get("normalisation")
+    plan = make_plan(load_config(run_dir), scores)
     template = plan.trainer.init(plan.config.seeds)
     try:
         state, index = load_checkpoint(run_dir / "checkpoints", template)
@@ -316,10 +392,10 @@ def _execute(plan: RunPlan, run_dir: Path, state: Any, start: int, *, quiet: boo
         if config.reference:
             ref_bar = progress.add_task("reference runs", total=plan.total_segments * seg_steps,
                                         rate="-", last="-")
-            reference = reference_curves(
+            reference = normalise_reference(scenario, reference_curves(
                 plan.reference_trainer, config, scenario, seg_steps,
                 on_segment=lambda task, e: progress.update(ref_bar, advance=seg_steps),
-            )
+            ))
     write_summary(run_dir, plan, reference, wall_time_s=time.perf_counter() - t_start)
     from everlearn.report import write_report
 

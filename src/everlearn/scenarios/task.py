@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -11,18 +12,22 @@ import numpy as np
 
 @dataclass(frozen=True)
 class Task:
-    """An environment family plus the context that defines one problem on it.
+    """An environment plus the context that defines one problem on it.
 
+    `env` names the environment (`everlearn.envs.sources`: a built-in family, a gymnax id, a
+    registered Gymnasium id, or `module:Class`), made with `kwargs` after importing `imports`;
+    `env_factory` lets any Python callable returning a `gymnasium.Env` be a task on the
+    Gymnasium path (then `env` is only a label).
     `random_score` and `reference_score` are mean episode returns of a uniform-random policy and
     of a good policy; they define normalised performance `(R - random) / (reference - random)`.
-    `env_factory` lets any `gymnasium.Env` be a task on the Gymnasium path (then `env` only
-    names its family for the observation and action sizes).
+    Left out, a run measures them (`everlearn.runs.scores`). Where the env reports success
+    (`info[success_key]`, or `success` / `is_success`), performance is the success rate.
     """
 
     name: str
     env: str
-    random_score: float
-    reference_score: float
+    random_score: float | None = None
+    reference_score: float | None = None
     physics: Mapping[str, float] = field(default_factory=dict)
     obs_perm: tuple[int, ...] | None = None
     obs_scale: tuple[float, ...] | None = None
@@ -32,6 +37,9 @@ class Task:
     reward_scale: float = 1.0
     reward_shift: float = 0.0
     env_factory: Callable[[], Any] | None = None
+    kwargs: Mapping[str, Any] = field(default_factory=dict)
+    imports: tuple[str, ...] = ()
+    success_key: str | None = None
 
     def normalise(self, returns: np.ndarray | float) -> np.ndarray:
         return (np.asarray(returns) - self.random_score) / (
@@ -40,6 +48,10 @@ class Task:
 
     def describe(self) -> dict[str, Any]:
         out: dict[str, Any] = {"name": self.name, "env": self.env}
+        if self.kwargs:
+            out["kwargs"] = dict(self.kwargs)
+        if self.imports:
+            out["import"] = list(self.imports)
         if self.physics:
             out["physics"] = dict(self.physics)
         for key in ("obs_perm", "obs_scale", "action_map", "action_scale"):
@@ -47,6 +59,11 @@ class Task:
                 out[key] = list(getattr(self, key))
         if self.reward_scale != 1.0 or self.reward_shift != 0.0:
             out["reward"] = {"scale": self.reward_scale, "shift": self.reward_shift}
+        if self.success_key is not None:
+            out["success_key"] = self.success_key
+        for key in ("random_score", "reference_score"):
+            if getattr(self, key) is not None:
+                out[key] = getattr(self, key)
         return out
 
 
@@ -70,23 +87,36 @@ class Scenario:
     def __post_init__(self):
         if not self.tasks:
             raise ValueError(f"scenario '{self.name}' has no tasks")
+        names = [t.name for t in self.tasks]
+        if len(set(names)) != len(names):
+            raise ValueError(f"scenario '{self.name}' names a task twice ({names}); give each "
+                             "task its own name")
         if self.drift:
             keys = {tuple(sorted(t.physics)) for t in self.tasks}
-            others = {(t.obs_perm, t.obs_scale, t.action_map, t.action_scale, t.reward_scale,
-                       t.reward_shift, t.env_factory) for t in self.tasks}
+            others = {(t.env, t.obs_perm, t.obs_scale, t.action_map, t.action_scale,
+                       t.reward_scale, t.reward_shift, t.env_factory,
+                       json.dumps(dict(t.kwargs), sort_keys=True, default=str))
+                      for t in self.tasks}
             if len(keys) != 1 or len(others) != 1:
                 raise ValueError(f"drifting scenario '{self.name}': waypoints must set the "
                                  "same physical parameters and differ in nothing else")
-        families = {t.env for t in self.tasks}
-        if len(families) != 1:
-            raise ValueError(
-                f"scenario '{self.name}' mixes env families {sorted(families)}; "
-                "one family per scenario (tasks differ by context)"
-            )
 
     @property
     def env(self) -> str:
-        return self.tasks[0].env
+        """The environments of the tasks, in order of first appearance."""
+        return ", ".join(dict.fromkeys(t.env for t in self.tasks))
+
+    @property
+    def scored(self) -> bool:
+        """Every task has its random and reference score."""
+        return all(t.random_score is not None and t.reference_score is not None
+                   for t in self.tasks)
+
+    def with_scores(self, random: list[float], reference: list[float]) -> "Scenario":
+        """The scenario with these normalisation scores (where a run measured them)."""
+        tasks = tuple(replace(t, random_score=float(r), reference_score=float(f))
+                      for t, r, f in zip(self.tasks, random, reference))
+        return replace(self, tasks=tasks)
 
     @property
     def num_tasks(self) -> int:

@@ -1,0 +1,109 @@
+"""Normalisation scores a scenario does not give: measured, cached, and recorded with the run.
+
+Performance is `(R - random) / (reference - random)` (DESIGN.md, "Metrics"). Where a task gives
+no `random_score`, it is the mean return of a uniform-random policy over `RANDOM_EPISODES`
+episodes on the run's path; where it gives no `reference_score`, it is the final return of the
+single-task reference run (mean over the run's seeds), which the run then trains first. Both are
+cached with the reference runs (`everlearn.runs.reference.cache_dir`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from everlearn import __version__
+from everlearn.envs.gymnasium_context import make_task_env
+from everlearn.runs.checkpoint import atomic_write
+from everlearn.runs.reference import cache_dir, task_identity
+
+RANDOM_EPISODES = {"jax": 100, "gymnasium": 30}
+
+
+def random_scores(scenario: Any, backend: str, seed: int = 0) -> list[float]:
+    """Mean return of a uniform-random policy per task (given scores are kept)."""
+    out = []
+    for task in scenario.tasks:
+        if task.random_score is not None:
+            out.append(float(task.random_score))
+            continue
+        payload = {"version": __version__, "task": task_identity(task), "backend": backend,
+                   "episodes": RANDOM_EPISODES[backend], "seed": seed}
+        key = hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:20]
+        path = cache_dir() / "random-scores" / f"{key}.json"
+        if path.exists():
+            out.append(json.loads(path.read_text())["random_score"])
+            continue
+        measure = _functional_random_return if backend == "jax" else _gymnasium_random_return
+        score = float(measure(task, RANDOM_EPISODES[backend], seed))
+        path.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write(path, json.dumps({"task": task.name, **payload, "random_score": score}))
+        out.append(score)
+    return out
+
+
+def _gymnasium_random_return(task: Any, episodes: int, seed: int) -> float:
+    env = make_task_env(task)
+    env.action_space.seed(seed)
+    returns = []
+    try:
+        for episode in range(episodes):
+            env.reset(seed=seed + episode)
+            total, done = 0.0, False
+            while not done:
+                _, reward, terminated, truncated, _ = env.step(env.action_space.sample())
+                total += float(reward)
+                done = terminated or truncated
+            returns.append(total)
+    finally:
+        env.close()
+    return float(np.mean(returns))
+
+
+def _functional_random_return(task: Any, episodes: int, seed: int) -> float:
+    from everlearn.envs.functional import FunctionalEnv
+    from everlearn.runs.functional import task_params
+
+    env = FunctionalEnv(task)
+    params = task_params(env, task)
+    spaces = env.spaces
+
+    def episode(key: jax.Array) -> jax.Array:
+        k_reset, k_steps = jax.random.split(key)
+        obs, state = env.reset(k_reset, params)
+
+        def step(carry, key):
+            state, ret, done = carry
+            k_action, k_env = jax.random.split(key)
+            if spaces.continuous:
+                action = jax.random.uniform(k_action, (spaces.num_actions,), minval=-1.0)
+            else:
+                action = jax.random.randint(k_action, (), 0, spaces.num_actions)
+            _, state, reward, terminated, truncated, _ = env.step(k_env, state, action, params)
+            ret = ret + jnp.where(done, 0.0, reward)
+            return (state, ret, done | terminated | truncated), None
+
+        init = (state, jnp.zeros(()), jnp.zeros((), bool))
+        (_, ret, _), _ = jax.lax.scan(step, init,
+                                      jax.random.split(k_steps, env.max_episode_steps))
+        return ret
+
+    keys = jax.random.split(jax.random.PRNGKey(seed), episodes)
+    return float(jax.jit(jax.vmap(episode))(keys).mean())
+
+
+def reference_scores(scenario: Any, raw_reference: np.ndarray | None) -> list[float]:
+    """Given reference scores, else the final return of each task's single-task reference run
+    (`raw_reference`: float[num_seeds, num_tasks, evals + 1] of raw returns), mean over seeds."""
+    out = []
+    for i, task in enumerate(scenario.tasks):
+        if task.reference_score is not None:
+            out.append(float(task.reference_score))
+        else:
+            out.append(float(raw_reference[:, i, -1].mean()))
+    return out
