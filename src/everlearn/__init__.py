@@ -23,3 +23,15 @@ def _one_cpu_device_per_core() -> None:
 
 
 _one_cpu_device_per_core()
+
+__all__ = ["evaluate"]
+
+
+def __getattr__(name: str):
+    """`everlearn.evaluate` (`everlearn.evaluation.policy.evaluate`), imported on first use so
+    that `import everlearn` and the command line stay quick."""
+    if name == "evaluate":
+        from everlearn.evaluation.policy import evaluate
+
+        return evaluate
+    raise AttributeError(f"module 'everlearn' has no attribute '{name}'")

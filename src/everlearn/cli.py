@@ -105,5 +105,26 @@ def report(run_dir: Path) -> None:
     typer.echo(write_report(run_dir))
 
 
+@app.command("check-env")
+def check_env(
+    env_or_scenario: Annotated[str, typer.Argument(help="An env (Gymnasium id, module:Class, gymnax id, built-in family) or a scenario name or file: every distinct env of it.")],
+    kwargs: Annotated[Optional[list[str]], typer.Option("--kwargs", help="The env's keyword arguments: a JSON object, or key=value (repeat).")] = None,
+    import_: Annotated[Optional[list[str]], typer.Option("--import", help="A module to import first (it may register the env id); repeat for several.")] = None,
+) -> None:
+    """Check that an env works as an everlearn task: Gymnasium's env checker, supported spaces,
+    determinism under a seed, episodes that end, observations in their space, finite rewards.
+    Exit code 0: OK; 1: problems (each named with its fix); 2: the env cannot be made."""
+    from everlearn.envs.check import check, parse_kwargs
+
+    try:
+        results = check(env_or_scenario, parse_kwargs(kwargs or []), tuple(import_ or ()))
+    except ValueError as e:
+        _fail(" ".join(str(e).split()))
+    for result in results:
+        typer.echo("\n".join(result.lines()))
+    if not all(result.ok for result in results):
+        raise typer.Exit(1)
+
+
 if __name__ == "__main__":
     app()

@@ -102,7 +102,7 @@ def test_repeat_suffixes_names(tmp_path):
     text = THERMOSTAT.read_text() + "repeat: 3\n"
     s = load_scenario_file(write(tmp_path, text))
     assert [t.name for t in s.tasks] == ["mild", "cold", "mild#2", "cold#2", "mild#3", "cold#3"]
-    assert [t.kwargs["loss"] for t in s.tasks] == [0.05, 0.4] * 3
+    assert [t.kwargs["loss"] for t in s.tasks] == [0.05, 0.1] * 3
     assert s.description == "mild; cold (repeated 3 times)"
 
 

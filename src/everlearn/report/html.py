@@ -385,6 +385,27 @@ def _versions_table(info: dict[str, Any]) -> str:
     return f"<table class=versions>{rows}</table>"
 
 
+def _normalisation_table(task_names: list[str], info: dict[str, Any]) -> str:
+    """Which scores normalise each task's returns, and where they came from."""
+    norm = info.get("normalisation")
+    if not norm:
+        return ""
+    e = html.escape
+    rows = []
+    for i, name in enumerate(task_names):
+        source = norm.get("source", [{}] * len(task_names))[i]
+        cells = [f"<td>{e(name)}</td>"]
+        for key, label in (("random", "random_score"), ("reference", "reference_score")):
+            value = norm[key][i]
+            cells.append(f"<td class=num>{_fmt(value)}</td>"
+                         f"<td>{e(str(source.get(label, 'given')))}</td>")
+        rows.append(f"<tr>{''.join(cells)}</tr>")
+    return ("<h2>Normalisation</h2><p class=note>performance = (return − random) / "
+            "(reference − random), per task:</p><div class=scroll><table class=metrics><tr>"
+            "<th>task</th><th class=num>random</th><th>from</th><th class=num>reference</th>"
+            f"<th>from</th></tr>{''.join(rows)}</table></div>")
+
+
 def _date(created: str | None) -> str:
     if not created:
         return "date unknown"
@@ -463,6 +484,7 @@ def _render(data: RunData, figures: dict[str, tuple[str, int]]) -> str:
         parts.append(f"<div class=banner><b>Run not finished</b>: no summary.json yet, so no "
                      f"aggregate metrics; the figures use metrics.jsonl alone.{e(progress)}</div>")
 
+    parts.append(_normalisation_table(data.task_names, info))
     parts.append("<h2>Per-task performance over time</h2>")
     if "performance" in figures:
         parts.append(_figure_html(

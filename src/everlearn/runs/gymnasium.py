@@ -13,6 +13,7 @@ device (no host round trip per update).
 from __future__ import annotations
 
 import functools
+from collections.abc import Callable
 from typing import Any
 
 import jax
@@ -205,17 +206,30 @@ class GymnasiumTrainer:
             agent_state = _seed_slice(state.agent, i)
             for task_index in range(self.scenario.num_tasks):
                 envs = self._vector_env(self._eval_envs, task_index, self.eval_episodes)
-                env_seed = (seed * 1_000_003 + eval_index * 7_919 + task_index) % (2**31)
-                out[i, task_index] = self._episode_returns(agent_state, envs, env_seed).mean()
+                out[i, task_index] = self._episode_returns(
+                    agent_state, envs, eval_env_seed(seed, eval_index, task_index)).mean()
         return out
 
     def _episode_returns(self, agent_state: Any, envs: Any, env_seed: int) -> np.ndarray:
-        obs, _ = envs.reset(seed=env_seed)
-        returns = np.zeros(envs.num_envs)
-        done = np.zeros(envs.num_envs, bool)
-        while not done.all():
-            action = np.asarray(self._greedy(agent_state, obs))
-            obs, reward, terminated, truncated, _ = envs.step(action)
-            returns += np.where(done, 0.0, reward)
-            done |= terminated | truncated
-        return returns
+        return episode_returns(envs, env_seed, lambda obs: self._greedy(agent_state, obs))
+
+
+def eval_env_seed(seed: int, eval_index: int, task_index: int) -> int:
+    """The env seed of evaluation `eval_index` of task `task_index` for run seed `seed`."""
+    return (seed * 1_000_003 + eval_index * 7_919 + task_index) % (2**31)
+
+
+def episode_returns(envs: Any, env_seed: int,
+                    policy: Callable[[np.ndarray], Any]) -> np.ndarray:
+    """One episode in each env of `envs` (reset with `env_seed`), acting with `policy` (a batch
+    of observations to a batch of actions): the return of each, float[num_envs]. The evaluator
+    and `everlearn.evaluate` both score policies here, so their numbers agree."""
+    obs, _ = envs.reset(seed=env_seed)
+    returns = np.zeros(envs.num_envs)
+    done = np.zeros(envs.num_envs, bool)
+    while not done.all():
+        action = np.asarray(policy(obs))
+        obs, reward, terminated, truncated, _ = envs.step(action)
+        returns += np.where(done, 0.0, reward)
+        done |= terminated | truncated
+    return returns

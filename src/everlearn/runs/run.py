@@ -188,6 +188,7 @@ def start_run(config: RunConfig, run_dir: Path | None = None, *, quiet: bool = F
     if not plan.scenario.scored:
         plan = _with_measured_scores(plan, quiet)
     run_dir.mkdir(parents=True, exist_ok=True)
+    config = plan.config  # with `reference` on where the scores needed the reference runs
     atomic_write(run_dir / "config.yaml", yaml.safe_dump(config.to_dict(), sort_keys=False))
     info = {
         "everlearn_version": __version__,
@@ -241,7 +242,8 @@ def _with_measured_scores(plan: RunPlan, quiet: bool) -> RunPlan:
     if any(t.reference_score is None for t in scenario.tasks):
         if not quiet:
             console.print("training the single-task reference runs first: they give the "
-                          "reference scores the scenario does not give")
+                          "reference scores the scenario does not give (and forward transfer)")
+        config = config.model_copy(update={"reference": True})
         with _progress(quiet) as progress:
             bar = progress.add_task("reference runs", rate="-", last="-",
                                     total=plan.total_segments * plan.segment_steps)
@@ -448,6 +450,8 @@ def write_summary(run_dir: Path, plan: RunPlan, reference: np.ndarray | None,
         # Learning speed: the area under each task's own learning curve, per seed and task.
         "task_auc": [task_auc(curves[s], E).tolist() for s in range(len(config.seeds))],
         "reference": None if reference is None else {"curves": reference.tolist()},
+        "normalisation": {"random": [t.random_score for t in scenario.tasks],
+                          "reference": [t.reference_score for t in scenario.tasks]},
         "wall_time_s": wall_time_s,
     }
     atomic_write(run_dir / "summary.json", json.dumps(summary, indent=1))
