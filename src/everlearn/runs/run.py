@@ -73,6 +73,11 @@ def make_plan(config: RunConfig, scores: dict | None = None) -> RunPlan:
     scenario = get_scenario(config.scenario)
     if scores is not None:
         scenario = scenario.with_scores(scores["random"], scores["reference"])
+    with_success = [t.name for t in scenario.tasks if t.success_key is not None]
+    if with_success:
+        raise ConfigError(f"scenario '{scenario.name}': tasks {with_success} set success_key, "
+                          "but success-rate performance is not built yet; remove success_key "
+                          "(performance is then the normalised return)")
     if config.backend == "jax":
         lacking = [t.name for t in scenario.tasks if gymnax_id(t) is None]
         if lacking:
