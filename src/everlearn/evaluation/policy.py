@@ -2,8 +2,8 @@
 
 `evaluate(policy, scenario)` is for policies trained elsewhere (a Stable-Baselines3 model, a
 hand-written controller) or saved everlearn agents: every task of the scenario gets the same
-episodes, env seeds and normalisation as evaluation 0 of a run with that seed, so the numbers
-sit next to a run's log lines.
+episodes, env seeds and normalisation as evaluation 0 of a run with that seed on the same path,
+so the numbers sit next to a run's log lines.
 """
 
 from __future__ import annotations
@@ -42,11 +42,12 @@ def evaluate(policy: Policy, scenario: Scenario | str | os.PathLike, episodes: i
     not have, stops the evaluation with a one-line ValueError.
 
     `scenario`: a `Scenario`, a scenario name, or the path of a scenario file. `seed` picks the
-    episodes: those of evaluation 0 of a run with this seed. `backend`: "gymnasium" steps every
-    task's Gymnasium env on the host (the same env seeds as `GymnasiumTrainer.evaluate`), "jax"
-    every task's gymnax env (the same keys as `FunctionalTrainer.evaluate`), each vectorised
-    over the episodes; None (default): the Gymnasium env where the task has one, else its gymnax
-    env, stepped from the host by a jitted, vmapped step.
+    episodes: those of evaluation 0 of a run with this seed on the same path. `backend`:
+    "gymnasium" steps every task's Gymnasium env on the host (the env seeds of
+    `GymnasiumTrainer.evaluate`), "jax" every task's gymnax env (the keys of
+    `FunctionalTrainer.evaluate`), each vectorised over the episodes; None (default): the
+    Gymnasium env where the task has one, else its gymnax env, stepped from the host by a
+    jitted, vmapped step.
 
     Returns `{"tasks": [names], "returns": [mean return per task], "normalised": [...]}`, where
     normalised is `(return - random_score) / (reference_score - random_score)` with the task's
@@ -68,7 +69,7 @@ def evaluate(policy: Policy, scenario: Scenario | str | os.PathLike, episodes: i
     spaces = [task_spaces(t, b) for t, b in zip(scenario.tasks, backends)]
     layout = scenario_layout([t.name for t in scenario.tasks], spaces)
     returns = []
-    compiled: dict[str, tuple] = {}  # per gymnax env: its FunctionalEnv, reset and step
+    functional_envs: dict[str, FunctionalEnv] = {}  # one per gymnax env
     for index, (task, task_backend, task_space) in enumerate(zip(scenario.tasks, backends,
                                                                 spaces)):
         act = _checked(policy, task, task_space, layout)
@@ -80,7 +81,8 @@ def evaluate(policy: Policy, scenario: Scenario | str | os.PathLike, episodes: i
                 envs.close()
         else:
             ret = _functional_returns(act, task, layout, episodes,
-                                      _functional_key(seed, index, scenario.num_tasks), compiled)
+                                      _functional_key(seed, index, scenario.num_tasks),
+                                      functional_envs)
         returns.append(float(np.mean(ret)))
     normalised = [float(t.normalise(r)) if _scored(t) else None
                   for t, r in zip(scenario.tasks, returns)]
@@ -132,21 +134,24 @@ def _functional_key(seed: int, task_index: int, num_tasks: int) -> jax.Array:
 
 
 def _functional_returns(act: Policy, task: Task, layout: Layout, episodes: int,
-                        key: jax.Array, compiled: dict[str, tuple]) -> np.ndarray:
+                        key: jax.Array, envs: dict[str, FunctionalEnv]) -> np.ndarray:
     """One episode per key of `key`'s split, with the functional evaluator's keys (reset key,
     then one key per step up to the env's step limit), stepped from the host: the policy is an
     arbitrary Python callable, so only the env's reset and step are compiled (vmapped over the
-    episodes; once per env in `compiled`: tasks on one env differ by params only)."""
-    if env_identity(task) not in compiled:
-        env = FunctionalEnv(task, layout)
-        compiled[env_identity(task)] = (env, jax.jit(jax.vmap(env.reset, in_axes=(0, None))),
-                                        jax.jit(jax.vmap(env.step, in_axes=(0, 0, 0, None))))
-    env, reset, step = compiled[env_identity(task)]
+    episodes). The task's params are constants of the compiled step, as they are in the
+    evaluator's program, so XLA folds them as it does there and the returns agree (with the
+    params passed as arguments, CartPole's float32 rounding differed by an ulp, and its chaotic
+    dynamics turned that into other episodes)."""
+    if env_identity(task) not in envs:  # tasks on one env differ by params only
+        envs[env_identity(task)] = FunctionalEnv(task, layout)
+    env = envs[env_identity(task)]
     params = task_params(env, task)
+    reset = jax.jit(jax.vmap(lambda key: env.reset(key, params)))
+    step = jax.jit(jax.vmap(lambda key, state, action: env.step(key, state, action, params)))
     limit = env.max_episode_steps
     k_reset, k_steps = jax.vmap(jax.random.split, out_axes=1)(jax.random.split(key, episodes))
     step_keys = jax.vmap(lambda k: jax.random.split(k, limit), out_axes=1)(k_steps)
-    obs, state = reset(k_reset, params)
+    obs, state = reset(k_reset)
     returns = np.zeros(episodes)
     done = np.zeros(episodes, bool)
     for t in range(limit):
@@ -154,7 +159,7 @@ def _functional_returns(act: Policy, task: Task, layout: Layout, episodes: int,
             break
         action = jnp.asarray(act(np.asarray(obs)),
                              jnp.float32 if layout.continuous else jnp.int32)
-        obs, state, reward, terminated, truncated, _ = step(step_keys[t], state, action, params)
+        obs, state, reward, terminated, truncated, _ = step(step_keys[t], state, action)
         returns += np.where(done, 0.0, np.asarray(reward))
         done |= np.asarray(terminated | truncated)
     return returns
