@@ -99,3 +99,32 @@ def test_a_masked_action_is_never_taken(minatar_plan):
     assert int(agent.greedy_action(state, obs).max()) <= 2
     unmasked = obs.at[:, -4:].set(1.0)  # the same observations claiming all four actions
     assert float(jnp.mean(agent.greedy_action(state, unmasked) == 3)) == 1.0
+
+
+def test_an_env_that_reports_success_is_scored_by_its_success_rate(tmp_path):
+    """No scores in the file, and no reference runs needed: the performance of a task whose
+    env reports `info["success"]` is its success rate (Continual World's measure)."""
+    from everlearn.envs.gymnasium_context import make_vector_env
+    from everlearn.runs.gymnasium import episode_returns
+    from everlearn.scenarios import get_scenario
+
+    corridor = get_scenario(str(HERE / "scenario_files" / "corridors.yaml")).tasks[0]
+    envs = make_vector_env(corridor, 3)
+    right = episode_returns(envs, 0, lambda obs: np.ones(len(obs), int), "success")
+    left = episode_returns(envs, 0, lambda obs: np.zeros(len(obs), int), "success")
+    assert right.tolist() == [1.0] * 3 and left.tolist() == [0.0] * 3
+
+    config = build_config(None, {"scenario": str(HERE / "scenario_files" / "corridors.yaml"),
+                                 "agent": "ppo", "seeds": "0-1"}, SMALL)
+    assert config.backend == "gymnasium"
+    run_dir = start_run(config, tmp_path / "run", quiet=True)
+    info = json.loads((run_dir / "run.json").read_text())
+    assert info["normalisation"]["random"] == [0.0, 0.0]
+    assert info["normalisation"]["reference"] == [1.0, 1.0]
+    assert info["normalisation"]["source"][0]["reference_score"] == "success rate (info['success'])"
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert "forward_transfer" not in summary["aggregate"]  # no reference run was needed
+    evals = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    rates = np.asarray([e["returns"] for e in evals])
+    assert set(np.unique(rates * 2)) <= {0.0, 1.0, 2.0}  # 2 episodes: 0, 1/2 or 1
+    np.testing.assert_allclose([e["normalised"] for e in evals], rates)

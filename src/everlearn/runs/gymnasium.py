@@ -35,11 +35,15 @@ def _seed_slice(tree: Any, i: int) -> Any:
 
 class GymnasiumTrainer:
     def __init__(self, scenario: Scenario, agent: Agent, iterations: int, eval_episodes: int,
-                 task_ids: bool = False, layout: Layout | None = None):
+                 task_ids: bool = False, layout: Layout | None = None,
+                 success_keys: list[str | None] | None = None):
         """`task_ids`: append the task id (one-hot) to every observation. `layout`: the
-        scenario's observation and action layout where its tasks are different envs."""
+        scenario's observation and action layout where its tasks are different envs.
+        `success_keys`: per task, the info key whose success rate the evaluator reports
+        instead of the return (None: the return)."""
         self.scenario, self.agent, self.iterations = scenario, agent, iterations
         self.task_ids, self.layout = task_ids, layout
+        self.success_keys = success_keys or [None] * scenario.num_tasks
         self.eval_episodes = eval_episodes
         self._envs: dict[int, Any] = {}
         self._eval_envs: dict[int, Any] = {}
@@ -200,18 +204,22 @@ class GymnasiumTrainer:
                 for name, shape in self._metric_shapes.items()}
 
     def evaluate(self, state: SeedState, seeds: list[int], eval_index: int) -> np.ndarray:
-        """Mean greedy return per seed and task: float[num_seeds, num_tasks]."""
+        """Mean greedy return per seed and task: float[num_seeds, num_tasks] (the success rate
+        for tasks scored by success)."""
         out = np.zeros((len(seeds), self.scenario.num_tasks))
         for i, seed in enumerate(seeds):
             agent_state = _seed_slice(state.agent, i)
             for task_index in range(self.scenario.num_tasks):
                 envs = self._vector_env(self._eval_envs, task_index, self.eval_episodes)
                 out[i, task_index] = self._episode_returns(
-                    agent_state, envs, eval_env_seed(seed, eval_index, task_index)).mean()
+                    agent_state, envs, eval_env_seed(seed, eval_index, task_index),
+                    self.success_keys[task_index]).mean()
         return out
 
-    def _episode_returns(self, agent_state: Any, envs: Any, env_seed: int) -> np.ndarray:
-        return episode_returns(envs, env_seed, lambda obs: self._greedy(agent_state, obs))
+    def _episode_returns(self, agent_state: Any, envs: Any, env_seed: int,
+                         success_key: str | None = None) -> np.ndarray:
+        return episode_returns(envs, env_seed, lambda obs: self._greedy(agent_state, obs),
+                               success_key)
 
 
 def eval_env_seed(seed: int, eval_index: int, task_index: int) -> int:
@@ -219,17 +227,35 @@ def eval_env_seed(seed: int, eval_index: int, task_index: int) -> int:
     return (seed * 1_000_003 + eval_index * 7_919 + task_index) % (2**31)
 
 
-def episode_returns(envs: Any, env_seed: int,
-                    policy: Callable[[np.ndarray], Any]) -> np.ndarray:
+def _reported(info: dict, key: str, like: np.ndarray) -> np.ndarray:
+    """Which envs report `info[key]` true (vector envs give each key with a `_key` mask of
+    the envs that set it)."""
+    if key not in info:
+        return np.zeros_like(like, bool)
+    return np.asarray(info[key], bool) & np.asarray(info.get("_" + key, True), bool)
+
+
+def episode_returns(envs: Any, env_seed: int, policy: Callable[[np.ndarray], Any],
+                    success_key: str | None = None) -> np.ndarray:
     """One episode in each env of `envs` (reset with `env_seed`), acting with `policy` (a batch
     of observations to a batch of actions): the return of each, float[num_envs]. The evaluator
-    and `everlearn.evaluate` both score policies here, so their numbers agree."""
+    and `everlearn.evaluate` both score policies here, so their numbers agree.
+    With `success_key`: 1.0 for an episode in which the env reported `info[success_key]` true
+    at any step, else 0.0 (Meta-World's and Continual World's success)."""
     obs, _ = envs.reset(seed=env_seed)
     returns = np.zeros(envs.num_envs)
+    succeeded = np.zeros(envs.num_envs, bool)
     done = np.zeros(envs.num_envs, bool)
     while not done.all():
         action = np.asarray(policy(obs))
-        obs, reward, terminated, truncated, _ = envs.step(action)
+        obs, reward, terminated, truncated, info = envs.step(action)
         returns += np.where(done, 0.0, reward)
-        done |= terminated | truncated
-    return returns
+        ended = terminated | truncated
+        if success_key is not None:
+            # An episode that just ended reports its last step in `final_info` (same-step
+            # autoreset: `info` is already the new episode's reset info).
+            flags = np.where(ended, _reported(info.get("final_info", {}), success_key, ended),
+                             _reported(info, success_key, ended))
+            succeeded |= flags & ~done
+        done |= ended
+    return succeeded.astype(np.float64) if success_key is not None else returns

@@ -43,7 +43,7 @@ from everlearn.runs.config import ConfigError, RunConfig
 from everlearn.runs.functional import FunctionalTrainer
 from everlearn.runs.gymnasium import GymnasiumTrainer
 from everlearn.runs.reference import normalise_reference, reference_curves
-from everlearn.runs.scores import random_scores, reference_scores
+from everlearn.runs.scores import random_scores, reference_scores, success_key
 from everlearn.scenarios import Scenario, get_scenario
 
 console = Console(stderr=True)
@@ -71,13 +71,21 @@ def make_plan(config: RunConfig, scores: dict | None = None) -> RunPlan:
     """Check that the run can go, and build its trainers; `scores`: the normalisation scores
     a run measured before (run.json on resume), used where the scenario gives none."""
     scenario = get_scenario(config.scenario)
+    if config.backend == "jax":
+        with_success = [t.name for t in scenario.tasks if t.success_key is not None]
+        if with_success:
+            raise ConfigError(f"scenario '{scenario.name}': tasks {with_success} set "
+                              "success_key, but gymnax envs report no success; use --backend "
+                              "gymnasium or remove success_key")
+    # Tasks scored by success: the evaluator reports success rates, so the scores are 0 and 1.
+    keys = success_keys_for(config.scenario, config.backend)
+    if any(keys):
+        given = [(t.random_score, t.reference_score) for t in scenario.tasks]
+        scenario = scenario.with_scores(
+            [0.0 if k else r for k, (r, _) in zip(keys, given)],
+            [1.0 if k else f for k, (_, f) in zip(keys, given)])
     if scores is not None:
         scenario = scenario.with_scores(scores["random"], scores["reference"])
-    with_success = [t.name for t in scenario.tasks if t.success_key is not None]
-    if with_success:
-        raise ConfigError(f"scenario '{scenario.name}': tasks {with_success} set success_key, "
-                          "but success-rate performance is not built yet; remove success_key "
-                          "(performance is then the normalised return)")
     if config.backend == "jax":
         lacking = [t.name for t in scenario.tasks if gymnax_id(t) is None]
         if lacking:
@@ -133,6 +141,12 @@ def scenario_layout_for(scenario_name: str, backend: str) -> Layout:
         raise ConfigError(f"scenario '{scenario.name}': {e}") from None
 
 
+@functools.lru_cache(maxsize=16)
+def success_keys_for(scenario_name: str, backend: str) -> tuple[str | None, ...]:
+    """Per task, the info key whose success rate is its performance (None: the return)."""
+    return tuple(success_key(t, backend) for t in get_scenario(scenario_name).tasks)
+
+
 @functools.lru_cache(maxsize=8)
 def _trainer(scenario_name: str, backend: str, agent_name: str, agent_json: str,
              steps_per_eval: float, eval_episodes: int,
@@ -156,9 +170,12 @@ def _trainer(scenario_name: str, backend: str, agent_name: str, agent_json: str,
     agent = make_agent(agent_name, agent_config, spec,
                        method_builders([n for n, _ in methods], dict(methods)))
     iterations = max(1, round(steps_per_eval / agent.steps_per_update))
-    trainer_cls = FunctionalTrainer if backend == "jax" else GymnasiumTrainer
-    return trainer_cls(scenario, agent, iterations, eval_episodes, task_ids=task_ids,
-                       layout=layout)
+    if backend == "jax":
+        return FunctionalTrainer(scenario, agent, iterations, eval_episodes, task_ids=task_ids,
+                                 layout=layout)
+    return GymnasiumTrainer(scenario, agent, iterations, eval_episodes, task_ids=task_ids,
+                            layout=layout,
+                            success_keys=list(success_keys_for(scenario_name, backend)))
 
 
 def package_versions() -> dict[str, str]:
@@ -188,8 +205,7 @@ def start_run(config: RunConfig, run_dir: Path | None = None, *, quiet: bool = F
     if run_dir.exists() and any(run_dir.iterdir()):
         raise ConfigError(f"run directory '{run_dir}' already exists and is not empty; "
                           "choose another --out or 'everlearn resume' it")
-    given = [{"random_score": t.random_score is not None,
-              "reference_score": t.reference_score is not None} for t in plan.scenario.tasks]
+    sources = _score_sources(config)
     if not plan.scenario.scored:
         plan = _with_measured_scores(plan, quiet)
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -212,8 +228,7 @@ def start_run(config: RunConfig, run_dir: Path | None = None, *, quiet: bool = F
         "normalisation": {
             "random": [t.random_score for t in plan.scenario.tasks],
             "reference": [t.reference_score for t in plan.scenario.tasks],
-            "source": [{key: "given" if flag else _MEASURED[key] for key, flag in g.items()}
-                       for g in given],
+            "source": sources,
         },
         "agent": config.agent,
         "backend": config.backend,
@@ -235,6 +250,20 @@ def start_run(config: RunConfig, run_dir: Path | None = None, *, quiet: bool = F
 
 _MEASURED = {"random_score": "uniform-random policy",
              "reference_score": "final return of the single-task reference run"}
+
+
+def _score_sources(config: RunConfig) -> list[dict[str, str]]:
+    """Where each task's normalisation scores come from (run.json, the report)."""
+    out = []
+    keys = success_keys_for(config.scenario, config.backend)
+    for task, key in zip(get_scenario(config.scenario).tasks, keys):
+        if key is not None:
+            out.append({"random_score": f"success rate (info['{key}'])",
+                        "reference_score": f"success rate (info['{key}'])"})
+        else:
+            out.append({name: "given" if getattr(task, name) is not None else _MEASURED[name]
+                        for name in ("random_score", "reference_score")})
+    return out
 
 
 def _with_measured_scores(plan: RunPlan, quiet: bool) -> RunPlan:
