@@ -1,6 +1,6 @@
-"""SAC and TD3: learning bars on Pendulum-v1 (functional path, fixed seeds, short budgets) and
-the mechanisms that make them what they are (entropy tuning, policy delay, update-to-data
-ratio, random warm-up, float actions on the Gymnasium path)."""
+"""SAC and TD3: learning bars on Pendulum-v1 (functional path, median of 8 seeds, short
+budgets) and the mechanisms that make them what they are (entropy tuning, policy delay,
+update-to-data ratio, random warm-up, float actions on the Gymnasium path)."""
 
 import jax
 import jax.numpy as jnp
@@ -14,25 +14,43 @@ from everlearn.runs.gymnasium import GymnasiumTrainer
 from everlearn.scenarios import get_scenario
 
 PENDULUM = EnvSpec(obs_dim=3, num_actions=1, continuous=True)
-# Small networks keep the learning tests to ~30 s each on 2 cores (SB3's [256, 256] learns
-# Pendulum too, at ~10x the compute).
+# Small networks keep the learning tests (8 seeds) to ~40 s each on 2 cores (SB3's [256, 256]
+# learns Pendulum too, at ~10x the compute).
 SMALL = {"hidden_sizes": (64, 64)}
 
 
 @pytest.mark.parametrize("agent_name", ["sac", "td3"])
 def test_learns_pendulum_within_12k_steps(agent_name):
-    """Mean greedy return over 3 seeds (10 episodes each) >= -200 after 12k env steps; a
-    random policy gets about -1200 and a swing-up-and-balance policy about -150."""
+    """8 vmapped seeds, 2 segments of 6,000 steps; each seed's score is its mean greedy return
+    over 10 episodes after 12k env steps. Bar: median >= -300. A random policy gets about
+    -1200, a swing-up-and-balance policy about -150 (-100 to -200 by start state).
+
+    A fixed seed's curve differs from machine to machine (XLA emits different code for another
+    CPU model or device count; TD3 seeds 0-2 gave -356, -146, -149 on one machine, and seed 1
+    below gives -407 with 2 devices, -146 with 1), so the bar is on the median of 8 seeds, set
+    from medians measured on disjoint seed sets (0-7, 8-15, 16-23, 24-31), with the default
+    device count (2) and JAX_NUM_CPU_DEVICES=1, on 2026-11-30 on a 2-core x86_64 CPU:
+      sac, 2 devices: medians -149, -145, -155, -151; per-seed -194 to -95
+      sac, 1 device:  medians -149, -145, -155, -151; per-seed -194 to -95
+      td3, 2 devices: medians -148, -145, -154, -173; per-seed -600 to -105
+      td3, 1 device:  medians -147, -145, -156, -163; per-seed -575 to -99
+    TD3 fails to balance in 7 of 64 runs (-342 to -600), SAC in none. P(fail), the chance that
+    8 seeds drawn from the 64 measured scores have a median under -300 (bootstrap): TD3 0.0013,
+    SAC < 1e-5. After 6k steps the TD3 medians are -191 to -369.
+    About 40 s each on 2 cores.
+    """
     agent = make_agent(agent_name, AGENTS[agent_name].config(**SMALL), PENDULUM)
     trainer = FunctionalTrainer(get_scenario("pendulum-stationary"), agent, 6_000,
                                 eval_episodes=10)
-    seeds = [0, 1, 2]
+    seeds = list(range(8))
     state = trainer.init(seeds)
     returns = []
     for segment in (1, 2):
         state, _ = trainer.train_segment(state, 0)
         returns.append(trainer.evaluate(state, seeds, segment)[:, 0])
-    assert returns[-1].mean() >= -200, f"{agent_name} returns at 6k, 12k steps: {returns}"
+    median = np.median(returns[-1])
+    assert median >= -300, (f"{agent_name} median return at 12k steps {median:.1f} < -300; "
+                            f"per seed at 6k, 12k steps: {np.round(returns, 1)}")
 
 
 def _random_batch(key: jax.Array, steps: int) -> Transition:

@@ -40,7 +40,7 @@ def test_minimal_file_gives_defaults():
     assert (s.boundaries_visible, s.task_ids_visible, s.drift) == (True, False, False)
     assert s.description == "mild; cold"
     assert s.tasks == (Task("mild", "room:Room", kwargs={"loss": 0.05}),
-                       Task("cold", "room:Room", kwargs={"loss": 0.4}))
+                       Task("cold", "room:Room", kwargs={"loss": 0.1}))
     assert not s.scored
 
 

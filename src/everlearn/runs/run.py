@@ -89,8 +89,10 @@ def make_plan(config: RunConfig, scores: dict | None = None) -> RunPlan:
     if config.backend == "jax":
         lacking = [t.name for t in scenario.tasks if gymnax_id(t) is None]
         if lacking:
-            raise ConfigError(f"scenario '{scenario.name}': tasks {lacking} have no functional "
-                              "(gymnax) version; use --backend gymnasium")
+            which = ("its envs" if len(lacking) == scenario.num_tasks
+                     else f"the envs of tasks {lacking}")
+            raise ConfigError(f"scenario '{scenario.name}' runs on the Gymnasium path only: "
+                              f"{which} have no functional version; use --backend gymnasium")
     layout = scenario_layout_for(config.scenario, config.backend)
     if AGENTS[config.agent].continuous != layout.continuous:
         kind = "continuous" if layout.continuous else "discrete"
