@@ -16,8 +16,13 @@ $(BIN)/.installed: pyproject.toml
 run: $(BIN)/.installed
 	$(BIN)/everlearn run --scenario cartpole-contexts --agent ppo --seeds 0-4 --reference
 
+# The learning tests run a second time on one XLA device: a 1-core machine compiles other code
+# (the seed axis is not split), and their bars must hold there too.
+LEARNING_TESTS := tests/agents/test_learning.py tests/agents/test_continuous.py::test_learns_pendulum_within_12k_steps
+
 test: $(BIN)/.installed
 	$(BIN)/python -m pytest -q
+	JAX_NUM_CPU_DEVICES=1 $(BIN)/python -m pytest -q $(LEARNING_TESTS)
 
 # Benchmarks need the baseline: torch==2.13.0 (CPU build) goes in before stable-baselines3.
 $(BIN)/.bench: $(BIN)/.installed
