@@ -31,7 +31,7 @@ def list_cmd() -> None:
 
     table = Table(title="scenarios")
     table.add_column("name", no_wrap=True)
-    table.add_column("source")  # an entry point's `module:object (distribution)` may be long
+    table.add_column("source", min_width=8)  # an entry point's `module:object (distribution)` may be long
     for col in ("env", "tasks", "steps/task", "boundaries"):
         table.add_column(col, no_wrap=True)
     table.add_column("description")
