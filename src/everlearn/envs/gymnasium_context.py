@@ -99,9 +99,10 @@ class TaskTransform(gym.Wrapper):
             self.action_space = gym.spaces.Discrete(self.layout.num_actions)
         self.reward_scale, self.reward_shift = reward_scale, reward_shift
         self.task_onehot = np.asarray(task_onehot, np.float32).reshape(-1)
+        self.padded = spaces.obs_shape != self.layout.obs_shape
+        self.tail = tail = np.concatenate([self.task_onehot, self.action_mask])
         low = self._flat(np.broadcast_to(env.observation_space.low, spaces.obs_shape))
         high = self._flat(np.broadcast_to(env.observation_space.high, spaces.obs_shape))
-        tail = np.concatenate([self.task_onehot, self.action_mask])
         self.observation_space = gym.spaces.Box(
             np.concatenate([np.minimum(low, high), np.zeros_like(tail)]).astype(np.float32),
             np.concatenate([np.maximum(low, high), np.ones_like(tail)]).astype(np.float32),
@@ -110,14 +111,16 @@ class TaskTransform(gym.Wrapper):
 
     def _flat(self, obs: np.ndarray) -> np.ndarray:
         """The observation as the agent's layout has it: transformed, padded, flattened."""
-        obs = np.asarray(obs, np.float32)
+        obs = np.asarray(obs)
         if obs.ndim == 1:
             obs = obs[self.obs_perm] * self.obs_scale
-        return pad_observation(obs, self.layout.obs_shape).reshape(-1)
+        if self.padded:
+            obs = pad_observation(obs, self.layout.obs_shape)
+        return obs.reshape(-1)
 
     def _observe(self, obs: np.ndarray) -> np.ndarray:
-        return np.concatenate([self._flat(obs), self.task_onehot,
-                               self.action_mask]).astype(np.float32)
+        # Called once per env step: the tail (task id, action mask) is joined once, up front.
+        return np.concatenate([self._flat(obs), self.tail]).astype(np.float32)
 
     def reset(self, **kwargs):
         obs, info = self.env.reset(**kwargs)
