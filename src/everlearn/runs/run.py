@@ -42,6 +42,7 @@ from everlearn.runs.checkpoint import (NoCheckpoint, atomic_write, load_checkpoi
 from everlearn.runs.config import ConfigError, RunConfig
 from everlearn.runs.functional import FunctionalTrainer
 from everlearn.runs.gymnasium import GymnasiumTrainer
+from everlearn.runs.lock import LOCK_NAME, run_lock
 from everlearn.runs.reference import normalise_reference, reference_curves
 from everlearn.runs.scores import random_scores, reference_scores, success_key
 from everlearn.scenarios import Scenario, get_scenario
@@ -204,13 +205,20 @@ def start_run(config: RunConfig, run_dir: Path | None = None, *, quiet: bool = F
     segments, which leaves the directory as a kill after that checkpoint would)."""
     plan = make_plan(config)  # fails before anything is written
     run_dir = Path(run_dir) if run_dir else default_run_dir(config)
-    if run_dir.exists() and any(run_dir.iterdir()):
+    if run_dir.exists() and any(p.name != LOCK_NAME for p in run_dir.iterdir()):
         raise ConfigError(f"run directory '{run_dir}' already exists and is not empty; "
                           "choose another --out or 'everlearn resume' it")
     sources = _score_sources(config)
     if not plan.scenario.scored:
         plan = _with_measured_scores(plan, quiet)
     run_dir.mkdir(parents=True, exist_ok=True)
+    with run_lock(run_dir):  # one writer per run directory
+        return _begin(plan, run_dir, sources, quiet=quiet, stop_after=stop_after)
+
+
+def _begin(plan: RunPlan, run_dir: Path, sources: list[dict[str, str]], *, quiet: bool,
+           stop_after: int | None) -> Path:
+    """Write the new run directory's config and run.json, then run from the initial state."""
     config = plan.config  # with `reference` on where the scores needed the reference runs
     atomic_write(run_dir / "config.yaml", yaml.safe_dump(config.to_dict(), sort_keys=False))
     info = {
@@ -308,26 +316,38 @@ def resume_run(run_dir: Path, *, quiet: bool = False, stop_after: int | None = N
     uninterrupted run from every stopping point: before the first checkpoint (the run starts
     again from its config), at segment 0, mid-run, and while the summary was being written."""
     run_dir = Path(run_dir)
-    info_path = run_dir / "run.json"
-    scores = None
-    if info_path.is_file():  # the normalisation scores the run measured, if any
-        scores = json.loads(info_path.read_text()).get("normalisation")
-    plan = make_plan(load_config(run_dir), scores)
-    template = plan.trainer.init(plan.config.seeds)
-    try:
-        state, index = load_checkpoint(run_dir / "checkpoints", template)
-    except NoCheckpoint:
-        state, index = template, {"segment": 0}
-        if not quiet:
-            console.print(f"{run_dir} stopped before its first checkpoint: starting it again")
-        done = None
-    except ValueError as e:
-        raise ConfigError(str(e)) from None
-    else:
-        done = index["segment"]
-    # Evaluations after the checkpoint belong to work that is being redone. The checkpoint of
-    # segment 0 is the initial state, whose evaluation `_execute` writes again: keep none.
-    log = run_dir / "metrics.jsonl"
+    if not (run_dir / "config.yaml").is_file():
+        raise ConfigError(f"'{run_dir}' is not a run directory (no config.yaml)")
+    with run_lock(run_dir):  # one writer per run directory
+        info_path = run_dir / "run.json"
+        scores = None
+        if info_path.is_file():  # the normalisation scores the run measured, if any
+            scores = json.loads(info_path.read_text()).get("normalisation")
+        plan = make_plan(load_config(run_dir), scores)
+        template = plan.trainer.init(plan.config.seeds)
+        try:
+            state, index = load_checkpoint(run_dir / "checkpoints", template)
+        except NoCheckpoint:
+            state = template
+            if not quiet:
+                console.print(f"{run_dir} stopped before its first checkpoint: starting it again")
+            done = None
+        except ValueError as e:
+            raise ConfigError(str(e)) from None
+        else:
+            done = index["segment"]
+        _truncate_log(run_dir / "metrics.jsonl", done)
+        start = done or 0
+        if not quiet and done is not None:
+            console.print(f"resuming {run_dir} from segment {start}/{plan.total_segments}")
+        return _execute(plan, run_dir, state, start, quiet=quiet, stop_after=stop_after)
+
+
+def _truncate_log(log: Path, done: int | None) -> None:
+    """Keep exactly one log line per evaluation 0..`done`, the ones checkpoint `done` follows:
+    evaluations after it belong to work that is being redone, a line torn by the kill is
+    dropped, and none is kept from segment 0 (its checkpoint is the initial state, whose
+    evaluation `_execute` writes again) or without a checkpoint (`done` None)."""
     kept: list[str] = []
     if done and log.is_file():
         seen: set[int] = set()
@@ -335,7 +355,7 @@ def resume_run(run_dir: Path, *, quiet: bool = False, stop_after: int | None = N
             try:
                 record = json.loads(line)
             except json.JSONDecodeError:
-                continue  # a line torn by the kill
+                continue
             eval_index = record.get("eval_index")
             if eval_index is not None and eval_index <= done and eval_index not in seen:
                 seen.add(eval_index)
@@ -345,10 +365,6 @@ def resume_run(run_dir: Path, *, quiet: bool = False, stop_after: int | None = N
             raise ConfigError(f"'{log}' lacks evaluations {missing} that checkpoint segment "
                               f"{done} follows; the log cannot be resumed")
     atomic_write(log, "".join(line + "\n" for line in kept))
-    start = done or 0
-    if not quiet and done is not None:
-        console.print(f"resuming {run_dir} from segment {start}/{plan.total_segments}")
-    return _execute(plan, run_dir, state, start, quiet=quiet, stop_after=stop_after)
 
 
 def _progress(quiet: bool) -> Progress:
