@@ -111,14 +111,35 @@ def wait_for_quiet_machine(max_load: float, waits: int, wait_s: float) -> list[f
     return seen
 
 
+def _git_commit() -> str:
+    """The commit of the working tree, `-dirty` where src/ has uncommitted changes."""
+    import subprocess
+
+    root = Path(__file__).resolve().parent.parent
+    try:
+        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=root, text=True,
+                                capture_output=True, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "src"], cwd=root, text=True,
+                               capture_output=True, check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown (not a git checkout)"
+    return commit + ("-dirty" if dirty else "")
+
+
+# Read when the benchmark starts, so later commits do not relabel its results.
+COMMIT_AT_START = _git_commit()
+
+
 def results_header(title: str, wall_s: float) -> list[str]:
-    """The opening lines of a results page: title, date, machine, versions and the command."""
+    """The opening lines of a results page: title, date, machine, versions, the commit the
+    measured code is at, and the command."""
     return [
         f"# {title}", "",
         f"- Date: {datetime.now(timezone.utc).strftime('%Y-%m-%d %H:%M UTC')}",
         f"- Machine: {machine_description()}",
         "- Versions: " + ", ".join(f"{k} {v}" for k, v in versions().items()
                                    if v != "not installed"),
+        f"- Commit: {COMMIT_AT_START}",
         f"- Command: {invocation(wall_s)}",
     ]
 

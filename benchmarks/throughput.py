@@ -45,7 +45,8 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
-from machine import OtherLoad, loadavg, machine_description, nproc, versions, wait_for_quiet_machine
+from machine import (COMMIT_AT_START, OtherLoad, loadavg, machine_description, nproc, versions,
+                     wait_for_quiet_machine)
 
 ROOT = Path(__file__).resolve().parent
 DEFAULT_OUT = ROOT / "results" / "throughput.md"
@@ -762,6 +763,7 @@ def write_results(path: Path, args, rows: list[Row], env_rates: list[EnvRate], l
         f"{loads['end']:.2f} (includes this benchmark's own load); largest CPU use by other "
         f"processes during a row: {max(r.others for r in rows):.2f} cores",
         "- Versions: " + ", ".join(f"{k} {val}" for k, val in v.items()),
+        f"- Commit: {COMMIT_AT_START}",
         f"- Command: `{' '.join([Path(sys.executable).name, *sys.argv])}` "
         f"({'quick' if args.quick else 'full'} run, {wall_s:.0f} s wall)",
         "",
