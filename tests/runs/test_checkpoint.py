@@ -97,11 +97,34 @@ def test_missing_checkpoint_file_is_a_clear_error(tmp_path: Path):
         load_checkpoint(tmp_path, template())
 
 
-def test_garbage_index_is_a_clear_error(tmp_path: Path):
+def test_garbage_index_falls_back_to_the_intact_checkpoint(tmp_path: Path):
     save_checkpoint(tmp_path, make_state(), {"segment": 2}, keep=False)
     (tmp_path / "latest.json").write_text("{not json")
-    with pytest.raises(ValueError, match="unreadable"):
+    loaded, index = load_checkpoint(tmp_path, template())
+    assert_tree_exact(loaded, make_state())
+    assert index["segment"] == 2 and "unreadable" in index["fallback"]
+    (tmp_path / "segment-00002.msgpack").write_bytes(b"garbage")
+    with pytest.raises(ValueError, match="unreadable"):  # nothing intact left: one line
         load_checkpoint(tmp_path, template())
+
+
+@pytest.mark.parametrize("damage", ["corrupt newest", "deleted index"])
+def test_damaged_newest_checkpoint_falls_back_to_the_newest_intact_one(tmp_path: Path, damage):
+    """Issue 15: a corrupt newest checkpoint or a deleted latest.json stopped resume although
+    older kept checkpoints existed (a deleted latest.json even read as 'stopped before its
+    first checkpoint')."""
+    save_checkpoint(tmp_path, make_state(1.0), {"segment": 2}, keep=True)
+    newest = save_checkpoint(tmp_path, make_state(2.0), {"segment": 3}, keep=False)
+    if damage == "corrupt newest":
+        newest.write_bytes(newest.read_bytes()[:-10])
+        expected, segment, said = make_state(1.0), 2, "corrupt"
+    else:
+        (tmp_path / "latest.json").unlink()
+        expected, segment, said = make_state(2.0), 3, "missing"
+    loaded, index = load_checkpoint(tmp_path, template())
+    assert_tree_exact(loaded, expected)
+    assert index["segment"] == segment
+    assert said in index["fallback"] and "\n" not in index["fallback"]
 
 
 def test_template_mismatch_is_a_clear_error(tmp_path: Path):

@@ -163,3 +163,33 @@ def test_summary_refuses_a_log_with_a_duplicated_evaluation(whole_jax_run, tmp_p
     (tmp_path / "metrics.jsonl").write_text("\n".join([log[0], *log]) + "\n")
     with pytest.raises(ValueError, match="exactly one line per evaluation"):
         write_summary(tmp_path, make_plan(_config("jax")), None, wall_time_s=0.0)
+
+
+def test_resume_refuses_an_edited_config_naming_the_keys(tmp_path):
+    """Issue 15: an edited config.yaml (num_envs 8 -> 4, learning_rate -> 0.5) resumed
+    silently, and its results belonged to neither config."""
+    import yaml
+
+    from everlearn.runs.config import ConfigError
+
+    killed = start_run(_config("jax"), tmp_path / "killed", quiet=True, stop_after=1)
+    path = killed / "config.yaml"
+    config = yaml.safe_load(path.read_text())
+    config["ppo"]["learning_rate"] = 0.5
+    path.write_text(yaml.safe_dump(config))
+    with pytest.raises(ConfigError, match=r"ppo\.learning_rate: 0\.001 -> 0\.5") as info:
+        resume_run(killed, quiet=True)
+    assert "\n" not in str(info.value)
+    path.write_text("ppo: {learning_rate: [unclosed\n")
+    with pytest.raises(ConfigError, match="not valid YAML") as info:
+        resume_run(killed, quiet=True)
+    assert str(path) in str(info.value) and "\n" not in str(info.value)
+
+
+def test_resume_falls_back_when_the_newest_checkpoint_is_corrupt(tmp_path, whole_jax_run):
+    killed = start_run(_config("jax"), tmp_path / "killed", quiet=True, stop_after=3)
+    newest = killed / "checkpoints" / "segment-00003.msgpack"
+    newest.write_bytes(newest.read_bytes()[:-10])  # checkpoint 2 (a task end) is intact
+    resume_run(killed, quiet=True)
+    assert _evals(killed) == _evals(whole_jax_run)
+    assert _summary(killed) == _summary(whole_jax_run)

@@ -39,7 +39,7 @@ from everlearn.evaluation.metrics import interquartile_mean_ci, summarise_seed, 
 from everlearn.methods import METHODS, method_builders
 from everlearn.runs.checkpoint import (NoCheckpoint, atomic_write, load_checkpoint,
                                        save_checkpoint)
-from everlearn.runs.config import ConfigError, RunConfig
+from everlearn.runs.config import ConfigError, RunConfig, build_config
 from everlearn.runs.functional import FunctionalTrainer
 from everlearn.runs.gymnasium import GymnasiumTrainer
 from everlearn.runs.lock import LOCK_NAME, run_lock
@@ -245,6 +245,8 @@ def _begin(plan: RunPlan, run_dir: Path, sources: list[dict[str, str]], *, quiet
         "seeds": config.seeds,
         "evals_per_task": config.evals_per_task,
         "segment_steps": plan.segment_steps,
+        # The config the run started with: resume refuses an edited config.yaml.
+        "config": config.to_dict(),
     }
     state = plan.trainer.init(config.seeds)
     buffer = getattr(state.agent, "buffer", None)
@@ -308,7 +310,10 @@ def load_config(run_dir: Path) -> RunConfig:
     path = Path(run_dir) / "config.yaml"
     if not path.is_file():
         raise ConfigError(f"'{run_dir}' is not a run directory (no config.yaml)")
-    return RunConfig.model_validate(yaml.safe_load(path.read_text()))
+    try:
+        return build_config(path)  # YAML and validation errors: one line naming the file
+    except ConfigError as e:
+        raise ConfigError(f"{path}: {e}") from None
 
 
 def resume_run(run_dir: Path, *, quiet: bool = False, stop_after: int | None = None) -> Path:
@@ -320,10 +325,12 @@ def resume_run(run_dir: Path, *, quiet: bool = False, stop_after: int | None = N
         raise ConfigError(f"'{run_dir}' is not a run directory (no config.yaml)")
     with run_lock(run_dir):  # one writer per run directory
         info_path = run_dir / "run.json"
-        scores = None
-        if info_path.is_file():  # the normalisation scores the run measured, if any
-            scores = json.loads(info_path.read_text()).get("normalisation")
-        plan = make_plan(load_config(run_dir), scores)
+        info = json.loads(info_path.read_text()) if info_path.is_file() else {}
+        config = load_config(run_dir)
+        if "config" in info:
+            _refuse_edited_config(run_dir, info["config"], config.to_dict())
+        # The normalisation scores the run measured, if any.
+        plan = make_plan(config, info.get("normalisation"))
         template = plan.trainer.init(plan.config.seeds)
         try:
             state, index = load_checkpoint(run_dir / "checkpoints", template)
@@ -336,11 +343,35 @@ def resume_run(run_dir: Path, *, quiet: bool = False, stop_after: int | None = N
             raise ConfigError(str(e)) from None
         else:
             done = index["segment"]
+            if "fallback" in index and not quiet:
+                console.print(index["fallback"], highlight=False, soft_wrap=True)
         _truncate_log(run_dir / "metrics.jsonl", done)
         start = done or 0
         if not quiet and done is not None:
             console.print(f"resuming {run_dir} from segment {start}/{plan.total_segments}")
         return _execute(plan, run_dir, state, start, quiet=quiet, stop_after=stop_after)
+
+
+def _refuse_edited_config(run_dir: Path, started: dict, now: dict) -> None:
+    """A resumed run must go on with the config it started with: its results would otherwise
+    belong to neither config."""
+
+    def flat(tree: dict, prefix: str = "") -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for key, value in tree.items():
+            if isinstance(value, dict):
+                out.update(flat(value, f"{prefix}{key}."))
+            else:
+                out[f"{prefix}{key}"] = value
+        return out
+
+    before, after = flat(started), flat(now)
+    changed = [f"{key}: {before.get(key, '(absent)')} -> {after.get(key, '(absent)')}"
+               for key in sorted(before.keys() | after.keys()) if before.get(key) != after.get(key)]
+    if changed:
+        raise ConfigError(f"'{run_dir / 'config.yaml'}' was edited after the run started "
+                          f"({'; '.join(changed)}); restore it, or start a new run with the "
+                          "new config")
 
 
 def _truncate_log(log: Path, done: int | None) -> None:
