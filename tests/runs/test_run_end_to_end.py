@@ -180,6 +180,10 @@ def test_resume_refuses_an_edited_config_naming_the_keys(tmp_path):
     with pytest.raises(ConfigError, match=r"ppo\.learning_rate: 0\.001 -> 0\.5") as info:
         resume_run(killed, quiet=True)
     assert "\n" not in str(info.value)
+    path.write_text(yaml.safe_dump(config | {"ppo": {**config["ppo"], "learning_rate": 0.001}}))
+    (killed / "metrics.jsonl").unlink()  # a deleted log: one line, not a traceback
+    with pytest.raises(ConfigError, match="metrics.jsonl' is missing"):
+        resume_run(killed, quiet=True)
     path.write_text("ppo: {learning_rate: [unclosed\n")
     with pytest.raises(ConfigError, match="not valid YAML") as info:
         resume_run(killed, quiet=True)

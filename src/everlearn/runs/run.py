@@ -380,7 +380,10 @@ def _truncate_log(log: Path, done: int | None) -> None:
     dropped, and none is kept from segment 0 (its checkpoint is the initial state, whose
     evaluation `_execute` writes again) or without a checkpoint (`done` None)."""
     kept: list[str] = []
-    if done and log.is_file():
+    if done and not log.is_file():
+        raise ConfigError(f"'{log}' is missing: the evaluations up to checkpoint segment {done} "
+                          "cannot be rebuilt; start the run again with 'everlearn run'")
+    if done:
         seen: set[int] = set()
         for line in log.read_text().splitlines():
             try:
