@@ -4,7 +4,6 @@ scores are what a uniform-random policy really gets, and normalisation maps them
 from __future__ import annotations
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 import pytest
 
@@ -146,42 +145,17 @@ def random_policy_returns_gymnasium(tasks: list[Task], episodes: int,
 def random_policy_returns(family: str, tasks: list[Task], episodes: int, seed: int) -> np.ndarray:
     """Mean return of a uniform-random policy per task on the functional path ([num_tasks])."""
     from everlearn.envs.functional import FunctionalEnv, stack_params
+    from everlearn.runs.scores import random_episode_returns
 
     env = FunctionalEnv(family)
-    fam = env.family
     params = stack_params([
         env.make_params(physics=dict(t.physics), obs_perm=t.obs_perm, obs_scale=t.obs_scale,
                         action_map=t.action_map, action_scale=t.action_scale,
                         reward_scale=t.reward_scale, reward_shift=t.reward_shift)
         for t in tasks
     ])
-
-    def episode(p, key):
-        k_reset, k_steps = jax.random.split(key)
-        obs, state = env.reset(k_reset, p)
-
-        def step(carry, key):
-            state, ret, done = carry
-            k_act, k_env = jax.random.split(key)
-            if fam.continuous:
-                action = jax.random.uniform(k_act, (fam.num_actions,), minval=-1.0, maxval=1.0)
-            else:
-                action = jax.random.randint(k_act, (), 0, fam.num_actions)
-            _, state, reward, terminated, truncated, _ = env.step(k_env, state, action, p)
-            ret = ret + jnp.where(done, 0.0, reward)
-            return (state, ret, done | terminated | truncated), None
-
-        init = (state, jnp.zeros(()), jnp.zeros((), bool))
-        (_, ret, done), _ = jax.lax.scan(step, init,
-                                         jax.random.split(k_steps, fam.max_episode_steps))
-        return ret, done
-
-    @jax.jit
-    def run(params, key):
-        keys = jax.random.split(key, (len(tasks), episodes))
-        return jax.vmap(jax.vmap(episode, in_axes=(None, 0)))(params, keys)
-
-    returns, done = run(params, jax.random.PRNGKey(seed))
+    keys = jax.random.split(jax.random.PRNGKey(seed), (len(tasks), episodes))
+    returns, done = jax.jit(lambda p, k: random_episode_returns(env, p, k))(params, keys)
     assert bool(done.all())  # every episode ended within the time limit
     return np.asarray(returns).mean(axis=1)
 

@@ -24,8 +24,8 @@ import jax.numpy as jnp
 import numpy as np
 import yaml
 
-from everlearn.envs.sources import (env_identity, family_of, functional_spaces, gymnasium_spaces,
-                                    gymnax_id, make_gymnasium, make_gymnax)
+from everlearn.envs.sources import (env_identity, functional_spaces, gymnasium_spaces,
+                                    make_gymnasium, make_gymnax, steps_on_gymnasium)
 from everlearn.scenarios.task import Task
 
 DETERMINISM_STEPS = 20
@@ -71,17 +71,6 @@ class EnvCheck:
                 *(f"  warning (Gymnasium's checker): {w}" for w in self.warnings)]
 
 
-def steps_on_gymnasium(task: Task) -> bool:
-    """Whether the task has a Gymnasium version; else only its gymnax env can step it."""
-    if gymnax_id(task) is None or family_of(task) is not None:
-        return True
-    try:  # an id both registries know (MountainCar-v0) is a Gymnasium env too
-        make_gymnasium(task).close()
-        return True
-    except ValueError:
-        return False
-
-
 def parse_kwargs(items: list[str]) -> dict[str, Any]:
     """`--kwargs` values: JSON objects, or key=value with the value read as YAML (numbers,
     booleans, lists stay typed)."""
@@ -115,9 +104,7 @@ def tasks_to_check(target: str, kwargs: dict[str, Any] | None = None,
                                   f"'{target}' (its tasks set their own)")
         tasks: dict[str, Task] = {}
         for task in get_scenario(target).tasks:
-            key = json.dumps([env_identity(task), dict(task.kwargs), task.imports],
-                             sort_keys=True, default=str)
-            tasks.setdefault(key, task)
+            tasks.setdefault(env_identity(task), task)
         return list(tasks.values())
     return [Task(target, target, kwargs=dict(kwargs or {}), imports=tuple(imports))]
 

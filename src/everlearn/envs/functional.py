@@ -88,12 +88,11 @@ class FunctionalEnv:
             raise ValueError(f"{self.name}: obs_perm and obs_scale apply to vector "
                              "observations, not to images")
         d, n = self.spaces.obs_shape[0], self.spaces.num_actions
-        # Discrete: indices past this env's own actions map to action 0; the mask keeps the
-        # agent from choosing them.
-        if action_map is None and not self.spaces.continuous:
-            action_map = range(n)
         if not self.spaces.continuous:
-            action_map = [*action_map, *[0] * (self.layout.num_actions - n)]
+            # Indices past this env's own actions map to action 0; the mask keeps the agent
+            # from choosing them.
+            action_map = [*(action_map if action_map is not None else range(n)),
+                          *[0] * (self.layout.num_actions - n)]
         return TaskParams(
             env=env_params,
             obs_perm=jnp.asarray(obs_perm if obs_perm is not None else range(d), jnp.int32),

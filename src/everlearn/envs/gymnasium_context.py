@@ -130,7 +130,7 @@ class TaskTransform(gym.Wrapper):
         if self.continuous:
             env_action = np.clip(action, -1.0, 1.0) * self.action_scale
         else:
-            if int(action) >= len(self.action_map):  # the mask makes this unreachable
+            if self.layout.masked and int(action) >= len(self.action_map):  # mask: unreachable
                 raise ValueError(f"action {int(action)} does not exist in this task's env "
                                  f"({len(self.action_map)} actions)")
             env_action = int(self.action_map[action])

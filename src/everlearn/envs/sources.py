@@ -16,6 +16,7 @@ Spaces are read from the environment itself (`EnvSpaces`), never from a table.
 from __future__ import annotations
 
 import importlib
+import json
 import os
 import sys
 from dataclasses import dataclass
@@ -60,11 +61,13 @@ def gymnax_id(task: Any) -> str | None:
 
 
 def env_identity(task: Any) -> str:
-    """Tasks with the same identity are one environment in different contexts (they share a
-    compiled program on the functional path)."""
+    """Tasks with the same identity are one environment in different contexts: the same env
+    made with the same `kwargs` and `imports` (they share spaces, and a compiled program on the
+    functional path)."""
     if task.env_factory is not None:
         return f"factory:{id(task.env_factory)}"
-    return task.env if not task.env.startswith(GYMNAX_PREFIX) else task.env[len(GYMNAX_PREFIX):]
+    name = task.env.removeprefix(GYMNAX_PREFIX)
+    return json.dumps([name, dict(task.kwargs), list(task.imports)], sort_keys=True, default=str)
 
 
 def import_modules(names: tuple[str, ...] | list[str]) -> None:
@@ -78,6 +81,17 @@ def import_modules(names: tuple[str, ...] | list[str]) -> None:
         except ImportError as e:
             raise ValueError(f"cannot import '{name}' ({e}); install it or fix the task's "
                              "'import' list") from None
+
+
+def steps_on_gymnasium(task: Any) -> bool:
+    """Whether the task has a Gymnasium version; else only its gymnax env can step it."""
+    if gymnax_id(task) is None or family_of(task) is not None:
+        return True
+    try:  # an id both registries know (MountainCar-v0) is a Gymnasium env too
+        make_gymnasium(task).close()
+        return True
+    except ValueError:
+        return False
 
 
 def _entry_point(spec: str) -> Any:

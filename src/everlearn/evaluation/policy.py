@@ -16,11 +16,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from everlearn.envs.check import steps_on_gymnasium
 from everlearn.envs.functional import FunctionalEnv
 from everlearn.envs.gymnasium_context import make_vector_env
 from everlearn.envs.layout import Layout, scenario_layout
-from everlearn.envs.sources import EnvSpaces, env_identity, task_spaces
+from everlearn.envs.sources import EnvSpaces, env_identity, steps_on_gymnasium, task_spaces
 from everlearn.runs.functional import task_params
 from everlearn.runs.gymnasium import episode_returns, eval_env_seed
 from everlearn.scenarios.registry import get_scenario

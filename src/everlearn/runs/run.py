@@ -131,13 +131,12 @@ def scenario_layout_for(scenario_name: str, backend: str) -> Layout:
     """The scenario's observation and action layout, read from its tasks' envs (each env
     once, whatever the number of tasks on it)."""
     scenario = get_scenario(scenario_name)
-    spaces: dict[tuple[str, str], EnvSpaces] = {}
+    spaces: dict[str, EnvSpaces] = {}
     per_task = []
     for task in scenario.tasks:
-        key = (env_identity(task), json.dumps(dict(task.kwargs), sort_keys=True, default=str))
-        if key not in spaces:
-            spaces[key] = task_spaces(task, backend)
-        per_task.append(spaces[key])
+        if env_identity(task) not in spaces:
+            spaces[env_identity(task)] = task_spaces(task, backend)
+        per_task.append(spaces[env_identity(task)])
     try:
         return scenario_layout([t.name for t in scenario.tasks], per_task)
     except ValueError as e:

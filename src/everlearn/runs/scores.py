@@ -10,6 +10,7 @@ cached with the reference runs (`everlearn.runs.reference.cache_dir`).
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 from typing import Any
@@ -93,16 +94,25 @@ def _gymnasium_random_return(task: Any, episodes: int, seed: int) -> float:
 
 
 def _functional_random_return(task: Any, episodes: int, seed: int) -> float:
-    from everlearn.envs.functional import FunctionalEnv
+    from everlearn.envs.functional import FunctionalEnv, stack_params
     from everlearn.runs.functional import task_params
 
     env = FunctionalEnv(task)
-    params = task_params(env, task)
+    params = stack_params([task_params(env, task)])  # one task
+    keys = jax.random.split(jax.random.PRNGKey(seed), episodes)[None]
+    returns, _ = jax.jit(functools.partial(random_episode_returns, env))(params, keys)
+    return float(returns.mean())
+
+
+def random_episode_returns(env: Any, params: Any, keys: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """A uniform-random policy's episodes on a `FunctionalEnv`: `params` stacked over tasks
+    (`stack_params`), `keys` [num_tasks, episodes], one episode per key, run to the env's step
+    limit. Returns each episode's return and whether it ended, [num_tasks, episodes]."""
     spaces = env.spaces
 
-    def episode(key: jax.Array) -> jax.Array:
+    def episode(params: Any, key: jax.Array) -> tuple[jax.Array, jax.Array]:
         k_reset, k_steps = jax.random.split(key)
-        obs, state = env.reset(k_reset, params)
+        _, state = env.reset(k_reset, params)
 
         def step(carry, key):
             state, ret, done = carry
@@ -116,12 +126,11 @@ def _functional_random_return(task: Any, episodes: int, seed: int) -> float:
             return (state, ret, done | terminated | truncated), None
 
         init = (state, jnp.zeros(()), jnp.zeros((), bool))
-        (_, ret, _), _ = jax.lax.scan(step, init,
-                                      jax.random.split(k_steps, env.max_episode_steps))
-        return ret
+        (_, ret, done), _ = jax.lax.scan(step, init,
+                                         jax.random.split(k_steps, env.max_episode_steps))
+        return ret, done
 
-    keys = jax.random.split(jax.random.PRNGKey(seed), episodes)
-    return float(jax.jit(jax.vmap(episode))(keys).mean())
+    return jax.vmap(jax.vmap(episode, in_axes=(None, 0)))(params, keys)
 
 
 def reference_scores(scenario: Any, raw_reference: np.ndarray | None) -> list[float]:
