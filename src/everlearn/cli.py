@@ -14,9 +14,16 @@ app = typer.Typer(add_completion=False, no_args_is_help=True,
 err = Console(stderr=True)
 
 
-def _fail(message: str) -> None:
+def _fail(message: str, exit_code: int = 2) -> None:
+    """One line on stderr, then exit: 2 for bad input, 1 for a run that stopped, 130 for an
+    interrupt."""
     err.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
-    raise typer.Exit(2)
+    raise typer.Exit(exit_code)
+
+
+def _interrupted(run_dir: Path | None) -> None:
+    where = f"'everlearn resume {run_dir}' finishes it" if run_dir else "nothing was written"
+    _fail(f"interrupted; {where}", 130)
 
 
 @app.command("list")
@@ -68,31 +75,50 @@ def run(
     config: Annotated[Optional[Path], typer.Option(help="YAML config file.")] = None,
     reference: Annotated[Optional[bool], typer.Option("--reference/--no-reference", help="Also run single-task references (for forward transfer).")] = None,
     out: Annotated[Optional[Path], typer.Option(help="Run directory (default runs/<scenario>-<agent>-<backend>-<time>).")] = None,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Check the config and the scenario, print the resolved config, and exit without writing anything.")] = False,
 ) -> None:
     """Run an agent through a scenario; writes a run directory ending with a report."""
     from everlearn.runs.config import ConfigError, build_config
+    from everlearn.runs.failures import RunStopped
 
     try:
         cfg = build_config(config, {"scenario": scenario, "agent": agent, "seeds": seeds,
                                     "backend": backend, "reference": reference,
                                     "methods": method or None}, set_)
-        from everlearn.runs.run import start_run
+        from everlearn.runs.run import budget_note, make_plan, start_run
 
+        if dry_run:
+            import yaml
+
+            note = budget_note(make_plan(cfg))
+            typer.echo(yaml.safe_dump(cfg.to_dict(), sort_keys=False), nl=False)
+            if note:
+                err.print(note, highlight=False, soft_wrap=True)
+            return
         start_run(cfg, out)
     except (ConfigError, ValueError) as e:
         _fail(str(e))
+    except RunStopped as e:
+        _fail(str(e), e.exit_code)
+    except KeyboardInterrupt:
+        _interrupted(out)
 
 
 @app.command()
 def resume(run_dir: Path) -> None:
     """Continue a killed run from its last checkpoint."""
     from everlearn.runs.config import ConfigError
+    from everlearn.runs.failures import RunStopped
     from everlearn.runs.run import resume_run
 
     try:
         resume_run(run_dir)
     except (ConfigError, ValueError) as e:
         _fail(str(e))
+    except RunStopped as e:
+        _fail(str(e), e.exit_code)
+    except KeyboardInterrupt:
+        _interrupted(run_dir)
 
 
 @app.command()
@@ -102,7 +128,10 @@ def report(run_dir: Path) -> None:
 
     if not (run_dir / "metrics.jsonl").is_file():
         _fail(f"'{run_dir}' is not a run directory (no metrics.jsonl)")
-    typer.echo(write_report(run_dir))
+    try:
+        typer.echo(write_report(run_dir))
+    except (ValueError, KeyError, OSError) as e:
+        _fail(f"cannot build the report of '{run_dir}': {' '.join(str(e).split())}")
 
 
 @app.command("check-env")

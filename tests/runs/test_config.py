@@ -154,9 +154,9 @@ def test_precedence_file_then_overrides_then_set(tmp_path: Path):
     assert cfg.agent == "ppo" and cfg.seeds == [0, 1, 2] and cfg.evals_per_task == 5
 
     # --set beats both, and a nested --set keeps the section's other file values
-    cfg = build_config(f, {"agent": "ppo", "evals_per_task": 5},
-                       ["evals_per_task=7", "agent=dqn", "ppo.learning_rate=3e-4"])
-    assert cfg.evals_per_task == 7 and cfg.agent == "dqn"
+    cfg = build_config(f, {"agent": "dqn", "evals_per_task": 5},
+                       ["evals_per_task=7", "agent=ppo", "ppo.learning_rate=3e-4"])
+    assert cfg.evals_per_task == 7 and cfg.agent == "ppo"
     assert cfg.ppo.learning_rate == pytest.approx(3e-4) and cfg.ppo.num_envs == 4
     assert cfg.eval_episodes == 4  # untouched file value survives
 
@@ -239,3 +239,51 @@ def test_cli_list_shows_builtin_scenarios():
     assert "cartpole-contexts" in result.output
     assert "acrobot-contexts" in result.output
     assert "ppo" in result.output and "dqn" in result.output
+
+
+# -- validation at the edge (issue 15, part 4): each of these was accepted or a traceback ----
+
+@pytest.mark.parametrize("sets, named", [
+    (["seeds=4294967296"], "seed 4294967296 is too large"),
+    (["seeds=0-99999999"], "at most 10,000"),
+    (["steps_per_task=1000000000000000"], "'steps_per_task' = 1000000000000000: must be less"),
+    (["ppo.num_envs=0"], "'ppo.num_envs' = 0: must be greater than or equal to 1"),
+    (["ppo.num_envs=-1"], "'ppo.num_envs' = -1"),
+    (["ppo.num_minibatches=0"], "'ppo.num_minibatches' = 0"),
+    (["ppo.num_minibatches=3"], "ppo.num_minibatches 3 does not divide"),
+    (["ppo.learning_rate=-1"], "'ppo.learning_rate' = -1: must be greater than 0"),
+    (["ppo.learning_rate=.nan"], "'ppo.learning_rate' = nan"),
+    (["ppo.gamma=2"], "'ppo.gamma' = 2: must be less than or equal to 1"),
+    (["ppo.clip_eps=-1"], "'ppo.clip_eps' = -1"),
+    (["ppo.hidden_sizes=[]"], "'ppo.hidden_sizes' = []"),
+    (["ppo.hidden_sizes=[64, 0]"], "'ppo.hidden_sizes.1' = 0"),
+    (["agent=dqn", "dqn.buffer_size=0"], "'dqn.buffer_size' = 0"),
+    (["agent=dqn", "dqn.batch_size=0"], "'dqn.batch_size' = 0"),
+    (["agent=dqn", "dqn.epsilon_start=5"], "'dqn.epsilon_start' = 5: must be less than"),
+    (["agent=dqn", "dqn.exploration_steps=0"], "'dqn.exploration_steps' = 0"),
+    (["agent=sac", "sac.tau=0"], "'sac.tau' = 0"),
+    (["agent=td3", "td3.exploration_noise=-0.1"], "'td3.exploration_noise' = -0.1"),
+    (["methods=[ewc]", "ewc.strength=.inf"], "'ewc.strength' = inf"),
+    (["dqn.learning_rate=0.1"], "--set dqn.learning_rate: agent 'dqn' is not the run's agent"),
+    (["ewc.strength=1"], "--set ewc.strength: method 'ewc' is not in the run"),
+    (["ppo.learning_rate=[1"], "--set 'ppo.learning_rate=[1': '[1' is not a value"),
+])
+def test_bad_values_are_refused_in_one_line_naming_key_value_and_range(sets, named):
+    with pytest.raises(ConfigError) as e:
+        build_config(sets=sets)
+    assert named in str(e.value) and "\n" not in str(e.value)
+
+
+def test_config_file_errors_name_the_file(tmp_path: Path):
+    with pytest.raises(ConfigError, match="is a directory; give a YAML file"):
+        build_config(tmp_path)
+    binary = tmp_path / "binary.yaml"
+    binary.write_bytes(b"\xff\xfe\x00garbage")
+    with pytest.raises(ConfigError, match=f"'{binary}' is not UTF-8 text"):
+        build_config(binary)
+
+
+def test_a_config_file_may_hold_settings_of_agents_the_run_does_not_use(tmp_path: Path):
+    shared = tmp_path / "shared.yaml"
+    shared.write_text("ppo:\n  learning_rate: 0.01\ndqn:\n  learning_rate: 0.002\n")
+    assert build_config(shared, {"agent": "dqn"}).dqn.learning_rate == 0.002

@@ -24,6 +24,8 @@ from everlearn.agents.common import (MLP, Agent, EnvSpec, ReplayBuffer, Transiti
                                      replay_row, store_and_learn, torso_options,
                                      uniform_actions)
 from everlearn.methods.base import AgentView, Hooks, Method
+from everlearn.ranges import (Count, Discount, Fraction, HiddenSizes, LearningRate,
+                              NonNegativeCount, PolyakStep, Positive)
 
 
 class DQNConfig(BaseModel):
@@ -33,23 +35,23 @@ class DQNConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    num_envs: int = 1
-    train_every: int = 256
-    gradient_steps: int = 256
-    buffer_size: int = 100_000
-    batch_size: int = 128
-    learning_starts: int = 1_000
-    learning_rate: float = 1e-3
-    gamma: float = 0.99
-    target_update_every: int = 500  # gradient steps between target updates
-    target_tau: float = 1.0  # 1: hard copy; < 1: Polyak averaging at each target update
-    exploration_steps: int = 10_000
-    epsilon_start: float = 1.0
-    epsilon_end: float = 0.04
-    max_grad_norm: float = 10.0
+    num_envs: Count = 1
+    train_every: Count = 256
+    gradient_steps: Count = 256
+    buffer_size: Count = 100_000
+    batch_size: Count = 128
+    learning_starts: NonNegativeCount = 1_000
+    learning_rate: LearningRate = 1e-3
+    gamma: Discount = 0.99
+    target_update_every: Count = 500  # gradient steps between target updates
+    target_tau: PolyakStep = 1.0  # 1: hard copy; < 1: Polyak averaging at each target update
+    exploration_steps: Count = 10_000
+    epsilon_start: Fraction = 1.0
+    epsilon_end: Fraction = 0.04
+    max_grad_norm: Positive = 10.0
     double: bool = True
     loss: Literal["mse", "huber"] = "mse"
-    hidden_sizes: tuple[int, ...] = (256, 256)
+    hidden_sizes: HiddenSizes = (256, 256)
     activation: Literal["tanh", "relu", "elephant"] = "relu"
     layer_norm: bool = False  # LayerNorm before each hidden activation
     elephant_a: PositiveFloat = 1.0  # width of the elephant activation

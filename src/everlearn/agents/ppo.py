@@ -16,10 +16,12 @@ import jax
 import jax.numpy as jnp
 import optax
 from flax import struct
-from pydantic import BaseModel, ConfigDict, PositiveFloat, PositiveInt
+from pydantic import BaseModel, ConfigDict, PositiveFloat, PositiveInt, model_validator
 
 from everlearn.agents.common import MLP, Agent, EnvSpec, Transition, torso_options
 from everlearn.methods.base import AgentView, Hooks, Method
+from everlearn.ranges import (Count, Discount, Fraction, HiddenSizes, LearningRate, NonNegative,
+                              Positive)
 
 
 def minibatch_row(obs_dim: int) -> dict[str, jax.ShapeDtypeStruct]:
@@ -36,24 +38,32 @@ class PPOConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    num_envs: int = 8
-    num_steps: int = 32
-    num_epochs: int = 20
-    num_minibatches: int = 1
-    learning_rate: float = 1e-3
-    gamma: float = 0.98
-    gae_lambda: float = 0.8
-    clip_eps: float = 0.2
-    ent_coef: float = 0.0
-    vf_coef: float = 0.5
-    max_grad_norm: float = 0.5
+    num_envs: Count = 8
+    num_steps: Count = 32
+    num_epochs: Count = 20
+    num_minibatches: Count = 1
+    learning_rate: LearningRate = 1e-3
+    gamma: Discount = 0.98
+    gae_lambda: Fraction = 0.8
+    clip_eps: Positive = 0.2
+    ent_coef: NonNegative = 0.0
+    vf_coef: NonNegative = 0.5
+    max_grad_norm: Positive = 0.5
     normalize_advantages: bool = True
-    hidden_sizes: tuple[int, ...] = (64, 64)
+    hidden_sizes: HiddenSizes = (64, 64)
     activation: Literal["tanh", "relu", "elephant"] = "tanh"
     layer_norm: bool = False  # LayerNorm before each hidden activation
     elephant_a: PositiveFloat = 1.0  # width of the elephant activation
     elephant_d: PositiveInt = 4  # slope (power) of the elephant activation
     cnn: Literal["auto", "nature", "minatar"] = "auto"  # torso for image observations
+
+    @model_validator(mode="after")
+    def _whole_minibatches(self):
+        batch = self.num_envs * self.num_steps
+        if batch % self.num_minibatches:
+            raise ValueError(f"ppo.num_minibatches {self.num_minibatches} does not divide "
+                             f"ppo.num_envs × ppo.num_steps = {batch}; choose a divisor of {batch}")
+        return self
 
 
 @struct.dataclass
@@ -73,11 +83,6 @@ def make_ppo(config: PPOConfig, spec: EnvSpec,
                 mask_output=True, **network_options)
     critic = MLP(config.hidden_sizes, 1, config.activation, out_scale=1.0, **network_options)
     batch_size = config.num_envs * config.num_steps
-    if batch_size % config.num_minibatches:
-        raise ValueError(
-            f"ppo: num_envs*num_steps ({batch_size}) must be divisible by num_minibatches "
-            f"({config.num_minibatches})"
-        )
     minibatch_size = batch_size // config.num_minibatches
 
     def outputs(params: dict, obs: jax.Array) -> dict[str, jax.Array]:

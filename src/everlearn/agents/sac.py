@@ -29,6 +29,7 @@ from everlearn.agents.common import (MLP, Agent, EnvSpec, ReplayBuffer, Transiti
                                      gradient_steps_per_update, polyak, random_actions,
                                      replay_row, store_and_learn, twin_q)
 from everlearn.methods.base import AgentView, Hooks, Method
+from everlearn.ranges import Discount, HiddenSizes, PolyakStep
 
 LOG_STD_MIN, LOG_STD_MAX = -20.0, 2.0  # Stable-Baselines3's clip of the actor's log-std
 
@@ -46,11 +47,11 @@ class SACConfig(BaseModel):
     batch_size: PositiveInt = 256
     learning_starts: NonNegativeInt = 1_000
     learning_rate: PositiveFloat = 3e-4
-    gamma: float = 0.99
-    tau: float = 0.005  # Polyak step of the target critics per gradient step
+    gamma: Discount = 0.99
+    tau: PolyakStep = 0.005  # Polyak step of the target critics per gradient step
     init_alpha: PositiveFloat = 1.0
     target_entropy: float | None = None  # None: −(action size)
-    hidden_sizes: tuple[int, ...] = (256, 256)
+    hidden_sizes: HiddenSizes = (256, 256)
     activation: Literal["tanh", "relu", "elephant"] = "relu"
     layer_norm: bool = False  # LayerNorm before each hidden activation
     elephant_a: PositiveFloat = 1.0  # width of the elephant activation

@@ -30,6 +30,7 @@ from everlearn.agents.common import (MLP, Agent, EnvSpec, ReplayBuffer, Transiti
                                      gradient_steps_per_update, polyak, random_actions,
                                      replay_row, store_and_learn, twin_q)
 from everlearn.methods.base import AgentView, Hooks, Method
+from everlearn.ranges import Discount, HiddenSizes, NonNegative, PolyakStep
 
 
 class TD3Config(BaseModel):
@@ -46,13 +47,13 @@ class TD3Config(BaseModel):
     batch_size: PositiveInt = 256
     learning_starts: NonNegativeInt = 1_000
     learning_rate: PositiveFloat = 1e-3
-    gamma: float = 0.99
-    tau: float = 0.005  # Polyak step of every target network at each delayed update
+    gamma: Discount = 0.99
+    tau: PolyakStep = 0.005  # Polyak step of every target network at each delayed update
     policy_delay: PositiveInt = 2  # critic steps per actor (and target) step
-    exploration_noise: float = 0.1  # std of the Gaussian added to acting actions
-    target_noise: float = 0.2  # std of the target policy smoothing noise
-    target_noise_clip: float = 0.5
-    hidden_sizes: tuple[int, ...] = (256, 256)
+    exploration_noise: NonNegative = 0.1  # std of the Gaussian added to acting actions
+    target_noise: NonNegative = 0.2  # std of the target policy smoothing noise
+    target_noise_clip: NonNegative = 0.5
+    hidden_sizes: HiddenSizes = (256, 256)
     activation: Literal["tanh", "relu", "elephant"] = "relu"
     layer_norm: bool = False  # LayerNorm before each hidden activation
     elephant_a: PositiveFloat = 1.0  # width of the elephant activation

@@ -7,7 +7,8 @@ Every way a config can be wrong (unknown key, wrong type, unknown scenario or ag
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal
+import math
+from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import (BaseModel, ConfigDict, Field, PositiveInt, ValidationError, create_model,
@@ -20,11 +21,15 @@ from everlearn.agents.sac import SACConfig
 from everlearn.agents.td3 import TD3Config
 from everlearn.envs.sources import gymnax_id
 from everlearn.methods import METHODS
+from everlearn.ranges import SEED_MAX, STEPS_MAX
 from everlearn.scenarios import scenario_names
 
 
 class ConfigError(ValueError):
     """A user-facing configuration problem; the message is one line."""
+
+
+MAX_SEEDS = 10_000  # seeds run side by side (vmapped): more would not fit in memory anyway
 
 
 def parse_seeds(value: str | int | list[int]) -> list[int]:
@@ -40,16 +45,25 @@ def parse_seeds(value: str | int | list[int]) -> list[int]:
         else:
             for part in str(value).split(","):
                 if "-" in part.strip()[1:]:
-                    lo, hi = part.split("-", 1)
-                    seeds.extend(range(int(lo), int(hi) + 1))
+                    lo, hi = (int(v) for v in part.split("-", 1))
+                    if hi - lo >= MAX_SEEDS:  # refused before a huge range is built
+                        raise ConfigError(f"seeds '{value}' name {hi - lo + 1:,} seeds; at "
+                                          f"most {MAX_SEEDS:,} run side by side")
+                    seeds.extend(range(lo, hi + 1))
                 else:
                     seeds.append(int(part))
+    except ConfigError:
+        raise
     except ValueError:
         raise ConfigError(
             f"seeds '{value}' is not a list of seeds; write e.g. 0-4 or 0,3,7"
         ) from None
     if not seeds or len(set(seeds)) != len(seeds) or min(seeds) < 0:
         raise ConfigError(f"seeds '{value}' must be distinct non-negative integers, e.g. 0-4")
+    if max(seeds) > SEED_MAX:
+        raise ConfigError(f"seed {max(seeds)} is too large: seeds are 32-bit, 0 to {SEED_MAX:,}")
+    if len(seeds) > MAX_SEEDS:
+        raise ConfigError(f"{len(seeds):,} seeds given; at most {MAX_SEEDS:,} run side by side")
     return seeds
 
 
@@ -63,7 +77,9 @@ class _RunConfigFields(BaseModel):
     # None: the functional path where the scenario's env has one (jax), else gymnasium.
     backend: Literal["jax", "gymnasium"] | None = None
     seeds: list[int] = Field(default_factory=lambda: [0])
-    steps_per_task: PositiveInt | None = None  # None: the scenario's own budget
+    # None: the scenario's own budget. Rounded to whole agent updates per evaluation (the
+    # run says so); the loops count env steps in int32.
+    steps_per_task: Annotated[int, Field(ge=1, le=STEPS_MAX)] | None = None
     evals_per_task: PositiveInt = 10
     eval_episodes: PositiveInt = 10
     checkpoint_every: PositiveInt = 5  # evaluations between checkpoints (and at task ends)
@@ -174,7 +190,61 @@ def _format(error: ValidationError) -> str:
     msg = first["msg"].removeprefix("Value error, ")
     if first["type"] == "value_error":
         return msg
-    return f"config key '{key}': {msg} (got {first.get('input')!r})"
+    shown = repr(first.get("input"))
+    shown = shown if len(shown) <= 40 else shown[:37] + "..."
+    msg = msg.replace("Input should be", "must be").replace("Value should be", "must be")
+    return f"config key '{key}' = {shown}: {msg[:1].lower()}{msg[1:]}"
+
+
+def _non_finite(tree: dict, prefix: str = "") -> tuple[str, float] | None:
+    """The first key holding NaN or an infinity (no config value may)."""
+    for key, value in tree.items():
+        if isinstance(value, dict):
+            found = _non_finite(value, f"{prefix}{key}.")
+            if found:
+                return found
+        values = value if isinstance(value, (list, tuple)) else [value]
+        for v in values:
+            if isinstance(v, float) and not math.isfinite(v):
+                return f"{prefix}{key}", v
+    return None
+
+
+def _refuse_absent_sections(config: _RunConfigFields, data: dict, source: str) -> None:
+    """Settings of an agent or method the run does not use would be silently ignored."""
+    def key(name: str) -> str:
+        section = data[name]
+        return f"{name}.{next(iter(section))}" if isinstance(section, dict) and section else name
+
+    for name in AGENTS:
+        if name in data and name != config.agent:
+            raise ConfigError(f"{source} {key(name)}: agent '{name}' is not the run's agent "
+                              f"('{config.agent}'), so it would be ignored; use --agent {name} "
+                              f"or set {config.agent}.* instead")
+    for name in METHODS:
+        if name in data and name not in config.methods:
+            raise ConfigError(f"{source} {key(name)}: method '{name}' is not in the run "
+                              f"(methods: {', '.join(config.methods) or 'none'}), so it would "
+                              f"be ignored; add --method {name} or drop the setting")
+
+
+def _read_config_file(config_file: Path) -> dict[str, Any]:
+    path = Path(config_file)
+    if path.is_dir():
+        raise ConfigError(f"config file '{path}' is a directory; give a YAML file "
+                          f"(e.g. '{path / 'config.yaml'}')")
+    if not path.is_file():
+        raise ConfigError(f"config file '{path}' does not exist")
+    try:
+        loaded = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError:
+        raise ConfigError(f"config file '{path}' is not UTF-8 text; give a YAML file") from None
+    except yaml.YAMLError as e:
+        raise ConfigError(f"config file '{path}' is not valid YAML: "
+                          f"{' '.join(str(e).split())}") from None
+    if loaded is not None and not isinstance(loaded, dict):
+        raise ConfigError(f"config file '{path}' must hold a mapping of keys")
+    return loaded or {}
 
 
 def build_config(
@@ -183,27 +253,30 @@ def build_config(
     sets: list[str] | None = None,
 ) -> RunConfig:
     """Defaults < YAML file < explicit overrides (CLI flags) < `--set key=value` pairs."""
-    data: dict[str, Any] = {}
-    if config_file is not None:
-        if not Path(config_file).is_file():
-            raise ConfigError(f"config file '{config_file}' does not exist")
-        try:
-            loaded = yaml.safe_load(Path(config_file).read_text())
-        except yaml.YAMLError as e:
-            raise ConfigError(f"config file '{config_file}' is not valid YAML: "
-                              f"{str(e).splitlines()[0]}") from None
-        if loaded is not None and not isinstance(loaded, dict):
-            raise ConfigError(f"config file '{config_file}' must hold a mapping of keys")
-        data.update(loaded or {})
+    data: dict[str, Any] = _read_config_file(config_file) if config_file is not None else {}
     for key, value in (overrides or {}).items():
         if value is not None:
             data[key] = value
+    set_data: dict[str, Any] = {}
     for item in sets or []:
         if "=" not in item:
             raise ConfigError(f"--set '{item}' is not key=value (e.g. --set ppo.learning_rate=3e-4)")
         key, raw = item.split("=", 1)
-        _set_dotted(data, key.strip(), yaml.safe_load(raw))
+        try:
+            value = yaml.safe_load(raw)
+        except yaml.YAMLError:
+            raise ConfigError(f"--set '{item}': '{raw}' is not a value (YAML); quote text "
+                              "or write a number, true/false, or [a, b]") from None
+        _set_dotted(data, key.strip(), value)
+        _set_dotted(set_data, key.strip(), value)
     try:
-        return RunConfig.model_validate(data)
+        config = RunConfig.model_validate(data)
     except ValidationError as e:
         raise ConfigError(_format(e)) from None
+    found = _non_finite(config.model_dump(mode="python"))
+    if found:
+        raise ConfigError(f"config key '{found[0]}' = {found[1]}: must be a finite number")
+    # A config file may hold settings of several agents and methods (one file, the choice on
+    # the command line); a --set of one the run does not use is a mistake.
+    _refuse_absent_sections(config, set_data, "--set")
+    return config

@@ -26,6 +26,7 @@ from everlearn.envs.gymnasium_context import make_vector_env
 from everlearn.envs.layout import Layout
 from everlearn.evaluation import diagnostics
 from everlearn.runs.functional import SeedState, boundary_for, init_seeds, task_onehot
+from everlearn.runs.failures import EnvFailed
 from everlearn.scenarios.task import Scenario
 
 
@@ -155,7 +156,11 @@ class GymnasiumTrainer:
         if drift is not None:  # each env counts its own steps of this segment
             envs.call("set_drift", drift[0], drift[1], self.iterations * T)
         seed, key = self._env_seed(state.key)
-        obs, _ = envs.reset(seed=int(seed))
+        task = self.scenario.tasks[task_index]
+        try:
+            obs, _ = envs.reset(seed=int(seed))
+        except Exception as e:  # a user's env: name it, the task and the step
+            raise EnvFailed(task.env, task.name, 0, e) from e
         agent_state = state.agent
         obs_dim = obs.shape[1]
         reads, act, action_spec = self._actor(agent_state, obs, key)
@@ -171,13 +176,16 @@ class GymnasiumTrainer:
         }
         extras_buf: dict[str, np.ndarray] = {}
         metric_sums = None
-        for _ in range(self.iterations):
+        for iteration in range(self.iterations):
             leaves = jax.tree.leaves(agent_state)
             inputs = [leaves[i] for i in reads]
             for t in range(T):
                 action, extras, key = act(inputs, obs, key)
                 action = np.asarray(action)
-                next_obs, reward, terminated, truncated, info = envs.step(action)
+                try:
+                    next_obs, reward, terminated, truncated, info = envs.step(action)
+                except Exception as e:
+                    raise EnvFailed(task.env, task.name, (iteration * T + t) * E, e) from e
                 buf["obs"][t], buf["action"][t], buf["reward"][t] = obs, action, reward
                 buf["terminated"][t], buf["truncated"][t] = terminated, truncated
                 buf["next_obs"][t] = next_obs
@@ -211,9 +219,13 @@ class GymnasiumTrainer:
             agent_state = _seed_slice(state.agent, i)
             for task_index in range(self.scenario.num_tasks):
                 envs = self._vector_env(self._eval_envs, task_index, self.eval_episodes)
-                out[i, task_index] = self._episode_returns(
-                    agent_state, envs, eval_env_seed(seed, eval_index, task_index),
-                    self.success_keys[task_index]).mean()
+                try:
+                    out[i, task_index] = self._episode_returns(
+                        agent_state, envs, eval_env_seed(seed, eval_index, task_index),
+                        self.success_keys[task_index]).mean()
+                except Exception as e:
+                    task = self.scenario.tasks[task_index]
+                    raise EnvFailed(task.env, task.name, None, e) from e
         return out
 
     def _episode_returns(self, agent_state: Any, envs: Any, env_seed: int,

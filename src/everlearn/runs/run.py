@@ -14,10 +14,13 @@ the result equals that of an uninterrupted run with the same config.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import platform
+import signal
 import sys
+import threading
 import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -39,7 +42,9 @@ from everlearn.evaluation.metrics import interquartile_mean_ci, summarise_seed, 
 from everlearn.methods import METHODS, method_builders
 from everlearn.runs.checkpoint import (NoCheckpoint, atomic_write, load_checkpoint,
                                        save_checkpoint)
+from everlearn.ranges import STEPS_MAX
 from everlearn.runs.config import ConfigError, RunConfig, build_config
+from everlearn.runs.failures import EnvFailed, RunStopped, divergence, write_error_log
 from everlearn.runs.functional import FunctionalTrainer
 from everlearn.runs.gymnasium import GymnasiumTrainer
 from everlearn.runs.lock import LOCK_NAME, run_lock
@@ -122,8 +127,41 @@ def make_plan(config: RunConfig, scores: dict | None = None) -> RunPlan:
     shape = (config.scenario, config.backend, config.agent, agent_json,
              steps_per_task / config.evals_per_task, config.eval_episodes)
     trainer = _trainer(*shape, methods_json)
-    return RunPlan(config, scenario, trainer, trainer.iterations * trainer.agent.steps_per_update,
+    plan = RunPlan(config, scenario, trainer, trainer.iterations * trainer.agent.steps_per_update,
                    reference_trainer=_trainer(*shape, "[]"))
+    _check_budget(plan, steps_per_task)
+    return plan
+
+
+def _check_budget(plan: RunPlan, steps_per_task: int) -> None:
+    """An evaluation needs at least one agent update before it, and the loops count env steps
+    per seed in int32."""
+    config, update = plan.config, plan.trainer.agent.steps_per_update
+    if steps_per_task < update * config.evals_per_task:
+        raise ConfigError(
+            f"steps_per_task {steps_per_task:,} over evals_per_task {config.evals_per_task:,} "
+            f"leaves {steps_per_task / config.evals_per_task:,.4g} env steps per evaluation, "
+            f"less than one {config.agent} update ({update:,} env steps); set steps_per_task "
+            f">= {update * config.evals_per_task:,} or evals_per_task <= "
+            f"{max(1, steps_per_task // update):,}")
+    total = plan.total_segments * plan.segment_steps
+    if total > STEPS_MAX:
+        raise ConfigError(f"the run would take {total:,} env steps per seed; the loops count "
+                          f"in int32, at most {STEPS_MAX:,}: lower steps_per_task")
+
+
+def budget_note(plan: RunPlan) -> str | None:
+    """One line where the run's steps per task differ from the asked ones: an evaluation
+    comes after a whole number of agent updates."""
+    config = plan.config
+    asked = config.steps_per_task or plan.scenario.steps_per_task
+    runs = plan.segment_steps * config.evals_per_task
+    if runs == asked:
+        return None
+    update = plan.trainer.agent.steps_per_update
+    return (f"note: steps_per_task {asked:,} runs as {runs:,}: {config.evals_per_task} "
+            f"evaluations, each after {plan.segment_steps // update} {config.agent} updates of "
+            f"{update:,} env steps")
 
 
 @functools.lru_cache(maxsize=16)
@@ -204,13 +242,26 @@ def start_run(config: RunConfig, run_dir: Path | None = None, *, quiet: bool = F
     segments, which leaves the directory as a kill after that checkpoint would)."""
     plan = make_plan(config)  # fails before anything is written
     run_dir = Path(run_dir) if run_dir else default_run_dir(config)
+    if run_dir.exists() and not run_dir.is_dir():
+        raise ConfigError(f"--out '{run_dir}' is a file; give a directory path")
     if run_dir.exists() and any(p.name != LOCK_NAME for p in run_dir.iterdir()):
         raise ConfigError(f"run directory '{run_dir}' already exists and is not empty; "
                           "choose another --out or 'everlearn resume' it")
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise ConfigError(f"cannot create run directory '{run_dir}': {e.strerror}") from None
+    note = budget_note(plan)
+    if note and not quiet:
+        console.print(note, highlight=False, soft_wrap=True)
     sources = _score_sources(config)
     if not plan.scenario.scored:
-        plan = _with_measured_scores(plan, quiet)
-    run_dir.mkdir(parents=True, exist_ok=True)
+        try:
+            plan = _with_measured_scores(plan, quiet)
+        except BaseException:
+            if not any(run_dir.iterdir()):
+                run_dir.rmdir()  # nothing half-written stays behind
+            raise
     with run_lock(run_dir):  # one writer per run directory
         return _begin(plan, run_dir, sources, quiet=quiet, stop_after=stop_after)
 
@@ -323,8 +374,7 @@ def resume_run(run_dir: Path, *, quiet: bool = False, stop_after: int | None = N
     if not (run_dir / "config.yaml").is_file():
         raise ConfigError(f"'{run_dir}' is not a run directory (no config.yaml)")
     with run_lock(run_dir):  # one writer per run directory
-        info_path = run_dir / "run.json"
-        info = json.loads(info_path.read_text()) if info_path.is_file() else {}
+        info = _read_json(run_dir / "run.json") if (run_dir / "run.json").is_file() else {}
         config = load_config(run_dir)
         if "config" in info:
             _refuse_edited_config(run_dir, info["config"], config.to_dict())
@@ -349,6 +399,13 @@ def resume_run(run_dir: Path, *, quiet: bool = False, stop_after: int | None = N
         if not quiet and done is not None:
             console.print(f"resuming {run_dir} from segment {start}/{plan.total_segments}")
         return _execute(plan, run_dir, state, start, quiet=quiet, stop_after=stop_after)
+
+
+def _read_json(path: Path) -> dict:
+    try:
+        return json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise ConfigError(f"'{path}' is damaged ({e}); it cannot be resumed") from None
 
 
 def _refuse_edited_config(run_dir: Path, started: dict, now: dict) -> None:
@@ -412,6 +469,24 @@ def _progress(quiet: bool) -> Progress:
     )
 
 
+@contextlib.contextmanager
+def _interrupts_as_keyboard_interrupt():
+    """SIGTERM (a cluster's preemption, `kill`) stops a run as Ctrl-C does: with a checkpoint
+    of its finished segments and a clean exit."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 def _execute(plan: RunPlan, run_dir: Path, state: Any, start: int, *, quiet: bool,
              stop_after: int | None) -> Path:
     config, scenario, trainer = plan.config, plan.scenario, plan.trainer
@@ -439,50 +514,98 @@ def _execute(plan: RunPlan, run_dir: Path, state: Any, start: int, *, quiet: boo
             f.flush()
         return f"{np.clip(normalised, 0, 1).mean():.2f}"
 
-    def checkpoint(segment: int) -> None:
+    # The newest checkpoint's segment (None: none yet), and the newest finished segment with
+    # its state, kept as one tuple so that an interrupt never sees one without the other.
+    saved: int | None = start if start > 0 else None
+    finished: tuple[int, Any] | None = (start, state) if start > 0 else None
+
+    def checkpoint(segment: int, state: Any) -> None:
+        nonlocal saved
         at_task_end = segment % config.evals_per_task == 0
         save_checkpoint(run_dir / "checkpoints", state,
                         {"segment": segment, "step": segment * seg_steps}, keep=at_task_end)
+        saved = segment
 
-    with _progress(quiet) as progress:
+    def where(segment: int) -> str:
+        task = plan.task_of(max(segment, 1))
+        return f"task {task + 1} '{scenario.tasks[task].name}'"
+
+    def stopped(what: str, advice: str, error: BaseException | None = None,
+                exit_code: int = 1) -> RunStopped:
+        kept = ("it stopped before its first checkpoint" if saved is None else
+                f"its last good checkpoint is segment {saved} (step {saved * seg_steps:,})")
+        message = f"{what}; {kept}; {advice}"
+        log = write_error_log(run_dir, message, error)
+        return RunStopped(f"{message} (details: {log})", exit_code)
+
+    resume = f"'everlearn resume {run_dir}' continues from there"
+    phase, segment, reference = "training", start, None
+    with _progress(quiet) as progress, _interrupts_as_keyboard_interrupt():
         total = plan.total_segments * seg_steps
         bar = progress.add_task("start", total=total, completed=start * seg_steps,
                                 rate="-", last="-")
-        if start == 0:
-            last = log_eval(0, state, trainer.evaluate(state, seeds, 0), {})
-            checkpoint(0)
-            progress.update(bar, last=last)
-        for segment in range(start + 1, plan.total_segments + 1):
-            if stop_after is not None and segment > start + stop_after:
-                return run_dir
-            task = plan.task_of(segment)
-            progress.update(bar, description=f"task {task + 1}/{scenario.num_tasks} "
-                                             f"{scenario.tasks[task].name}")
-            t0 = time.perf_counter()
-            drift = (scenario.drift_positions(segment, config.evals_per_task)
-                     if scenario.drift else None)
-            state, train_metrics = trainer.train_segment(state, task, drift)
-            rate = seg_steps * len(seeds) / (time.perf_counter() - t0)
-            last = log_eval(segment, state, trainer.evaluate(state, seeds, segment),
-                            train_metrics)
-            task_ends = segment % config.evals_per_task == 0 and task + 1 < scenario.num_tasks
-            if task_ends and config.methods and scenario.boundaries_visible:
-                state = trainer.task_boundary(state, task, task + 1)  # methods' task hooks
-            if segment % config.evals_per_task == 0 or segment % config.checkpoint_every == 0:
-                checkpoint(segment)
-            progress.update(bar, advance=seg_steps, rate=f"{rate:,.0f}", last=last)
-            if not quiet and not console.is_terminal:  # logs get a line where a bar can't draw
-                console.print(f"step {segment * seg_steps:>9,} task {task + 1} "
-                              f"{rate:>9,.0f} steps/s  mean normalised eval {last}")
+        try:
+            if start == 0:
+                last = log_eval(0, state, trainer.evaluate(state, seeds, 0), {})
+                checkpoint(0, state)
+                finished = (0, state)
+                progress.update(bar, last=last)
+            for segment in range(start + 1, plan.total_segments + 1):
+                if stop_after is not None and segment > start + stop_after:
+                    return run_dir
+                task = plan.task_of(segment)
+                progress.update(bar, description=f"task {task + 1}/{scenario.num_tasks} "
+                                                 f"{scenario.tasks[task].name}")
+                t0 = time.perf_counter()
+                drift = (scenario.drift_positions(segment, config.evals_per_task)
+                         if scenario.drift else None)
+                state, train_metrics = trainer.train_segment(state, task, drift)
+                diverged = divergence(train_metrics, state.agent.params, len(seeds))
+                if diverged:  # nothing of this segment is logged or checkpointed
+                    what, bad = diverged
+                    raise stopped(
+                        f"training diverged in the segment ending at step "
+                        f"{segment * seg_steps:,} ({where(segment)}): {what} became NaN or "
+                        f"infinite for seed{'s' if len(bad) > 1 else ''} "
+                        f"{', '.join(str(seeds[i]) for i in bad)}",
+                        f"lower the learning rate ({config.agent}.learning_rate) and start a "
+                        "new run")
+                rate = seg_steps * len(seeds) / (time.perf_counter() - t0)
+                last = log_eval(segment, state, trainer.evaluate(state, seeds, segment),
+                                train_metrics)
+                task_ends = segment % config.evals_per_task == 0 and task + 1 < scenario.num_tasks
+                if task_ends and config.methods and scenario.boundaries_visible:
+                    state = trainer.task_boundary(state, task, task + 1)  # methods' task hooks
+                finished = (segment, state)
+                if segment % config.evals_per_task == 0 or segment % config.checkpoint_every == 0:
+                    checkpoint(segment, state)
+                progress.update(bar, advance=seg_steps, rate=f"{rate:,.0f}", last=last)
+                if not quiet and not console.is_terminal:  # logs get a line where a bar can't draw
+                    console.print(f"step {segment * seg_steps:>9,} task {task + 1} "
+                                  f"{rate:>9,.0f} steps/s  mean normalised eval {last}")
 
-        reference = None
-        if config.reference:
-            ref_bar = progress.add_task("reference runs", total=plan.total_segments * seg_steps,
-                                        rate="-", last="-")
-            reference = normalise_reference(scenario, reference_curves(
-                plan.reference_trainer, config, scenario, seg_steps,
-                on_segment=lambda task, e: progress.update(ref_bar, advance=seg_steps),
-            ))
+            if config.reference:
+                phase = "the reference runs"
+                ref_bar = progress.add_task("reference runs",
+                                            total=plan.total_segments * seg_steps,
+                                            rate="-", last="-")
+                reference = normalise_reference(scenario, reference_curves(
+                    plan.reference_trainer, config, scenario, seg_steps,
+                    on_segment=lambda task, e: progress.update(ref_bar, advance=seg_steps),
+                ))
+        except EnvFailed as e:
+            if phase != "training":
+                at = f"during {phase}"
+            elif e.step is None:
+                at = f"while evaluating after step {segment * seg_steps:,} ({where(segment)})"
+            else:
+                at = f"at step {(segment - 1) * seg_steps + e.step:,} ({where(segment)})"
+            raise stopped(f"{e} {at}", f"fix the env; {resume}", e.__cause__) from None
+        except KeyboardInterrupt:
+            if finished is not None and (saved is None or finished[0] > saved):
+                checkpoint(*finished)  # keep the work of every finished segment
+            raise stopped(f"interrupted during {phase}", resume, exit_code=130) from None
+
     write_summary(run_dir, plan, reference, wall_time_s=time.perf_counter() - t_start)
     from everlearn.report import write_report
 
@@ -497,7 +620,10 @@ def read_curves(run_dir: Path) -> tuple[np.ndarray, list[int]]:
     exactly one log line per evaluation 0, 1, ..., n (anything else is refused: a summary
     computed from a duplicated or missing evaluation would be silently wrong)."""
     path = run_dir / "metrics.jsonl"
-    records = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    try:
+        records = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise ValueError(f"'{path}' is damaged ({e}); resume the run to rebuild it") from None
     evals = sorted((r for r in records if r.get("kind") == "eval"),
                    key=lambda r: r["eval_index"])
     indices = [r["eval_index"] for r in evals]
