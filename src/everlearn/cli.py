@@ -17,7 +17,10 @@ err = Console(stderr=True)
 def _fail(message: str, exit_code: int = 2) -> None:
     """One line on stderr, then exit: 2 for bad input, 1 for a run that stopped, 130 for an
     interrupt."""
-    err.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+    from rich.markup import escape  # user input may hold [brackets] and newlines
+
+    line = escape(message.replace("\r", "\\r").replace("\n", "\\n"))
+    err.print(f"[bold red]error:[/] {line}", highlight=False, soft_wrap=True)
     raise typer.Exit(exit_code)
 
 
@@ -85,12 +88,14 @@ def run(
         cfg = build_config(config, {"scenario": scenario, "agent": agent, "seeds": seeds,
                                     "backend": backend, "reference": reference,
                                     "methods": method or None}, set_)
-        from everlearn.runs.run import budget_note, make_plan, start_run
+        from everlearn.runs.run import budget_note, check_memory, make_plan, start_run
 
         if dry_run:
             import yaml
 
-            note = budget_note(make_plan(cfg))
+            plan = make_plan(cfg)
+            check_memory(plan)
+            note = budget_note(plan)
             typer.echo(yaml.safe_dump(cfg.to_dict(), sort_keys=False), nl=False)
             if note:
                 err.print(note, highlight=False, soft_wrap=True)

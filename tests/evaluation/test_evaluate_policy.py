@@ -51,7 +51,7 @@ def test_equals_the_runs_evaluator_for_the_same_policy(scenario, backend):
     by `evaluate` with the same seed: the same returns, task by task (on the mixed scenario
     through padded observations and masked actions)."""
     config = build_config(None, {"scenario": scenario, "agent": "ppo", "seeds": "3",
-                                 "backend": backend}, ["eval_episodes=4"])
+                                 "backend": backend}, ["eval_episodes=4", "evals_per_task=4"])
     trainer = make_plan(config).trainer
     state = trainer.init([3])
     expected = trainer.evaluate(state, [3], 0)[0]

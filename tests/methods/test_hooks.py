@@ -102,9 +102,10 @@ SMALL = ["steps_per_task=512", "evals_per_task=2", "eval_episodes=2", "checkpoin
          "ppo.num_envs=4", "ppo.num_steps=32", "ppo.num_epochs=2"]
 
 
-def _run_config(methods, *extra):
-    return build_config(None, {"scenario": "cartpole-contexts", "agent": "ppo", "seeds": "0-1",
-                               "methods": methods}, [*SMALL, *extra])
+def _run_config(methods, *extra, agent="ppo"):
+    sets = SMALL if agent == "ppo" else [s for s in SMALL if not s.startswith("ppo.")]
+    return build_config(None, {"scenario": "cartpole-contexts", "agent": agent, "seeds": "0-1",
+                               "methods": methods}, [*sets, *extra])
 
 
 def _evals(run_dir):
@@ -152,9 +153,9 @@ def test_methods_that_need_what_a_scenario_hides_are_refused(monkeypatch):
         make_plan(_run_config(["multi_head"]))
     needing = [n for n, e in METHODS.items() if e.needs_boundaries]
     for name in needing:
-        agent = [] if "ppo" in METHODS[name].agents else ["agent=dqn"]
+        agent = "ppo" if "ppo" in METHODS[name].agents else "dqn"
         with pytest.raises(ConfigError, match=f"'{name}' needs task boundaries"):
-            make_plan(_run_config([name], *agent))
+            make_plan(_run_config([name], agent=agent))
     make_plan(_run_config(["l2_init"]))  # needs neither
 
 

@@ -1,17 +1,24 @@
-"""ReDo: the dormant score on a known layer; recycling revives exactly the dead units and leaves
-every other weight bit-identical."""
+"""ReDo: the dormant score on a known layer; recycling revives exactly the dead units, zeroes
+their Adam moments, and leaves every other weight and moment bit-identical."""
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 
 from everlearn.agents.common import MLP
-from everlearn.methods.base import AgentView
+from everlearn.methods.base import AgentView, empty_store, store_rows
 from everlearn.methods.redo import ReDoConfig, make_redo
 from everlearn.evaluation.diagnostics import dormant_mask, dormant_ratio, dormant_scores
 from everlearn.methods.surgery import hidden_layers
 
 OBS_DIM = 4
+
+
+def recent_of(view: AgentView, obs: jax.Array | None = None) -> dict:
+    """The hooks' store of recent training rows, holding `obs` (empty without)."""
+    store = empty_store(view, 256)
+    return store if obs is None else store_rows(store, {"obs": obs})
 
 
 def mlp_view(networks: dict[str, MLP], obs_dim: int) -> AgentView:
@@ -75,13 +82,17 @@ def test_redo_revives_exactly_the_dead_units():
     method = make_redo(ReDoConfig(every_updates=2), view)
     obs = jax.random.uniform(jax.random.PRNGKey(1), (64, obs_dim))  # positive
     obs = obs.at[:, -heads:].set(jax.nn.one_hot(jnp.arange(64) % heads, heads))
-    state = method.observe(method.init(key, params), {"obs": obs}, jnp.int32(0), key)
+    recent = recent_of(view, obs)
+    state = method.init(key, params)
     after_update = jax.jit(method.after_update)
+    # Non-zero Adam moments everywhere, so that a reset shows.
+    opt_state = jax.tree.map(lambda x: x + 1.0, optax.adam(1e-3).init(params))
 
-    state, first = after_update(state, params, jax.random.PRNGKey(2))
+    state, first, first_opt = after_update(state, params, opt_state, recent,
+                                           jax.random.PRNGKey(2))
     assert int(state["recycled"]) == 0  # not due yet: every 2 updates
-    jax.tree.map(np.testing.assert_array_equal, first, params)
-    state, new = after_update(state, params, jax.random.PRNGKey(2))
+    jax.tree.map(np.testing.assert_array_equal, (first, first_opt), (params, opt_state))
+    state, new, new_opt = after_update(state, params, opt_state, recent, jax.random.PRNGKey(2))
     assert int(state["recycled"]) == 3
 
     jax.tree.map(np.testing.assert_array_equal, new["critic"], params["critic"])  # no dead unit
@@ -114,6 +125,21 @@ def test_redo_revives_exactly_the_dead_units():
     assert float(jnp.abs(hidden[0][:, jnp.array(dead["Dense_0"])]).mean()) > 0
     np.testing.assert_allclose(nets["actor"].apply(new["actor"], obs),
                                nets["actor"].apply(params["actor"], obs), atol=1e-6)
+    # The paper's moment reset: zero exactly where the weights were re-initialised.
+    adam = new_opt[0]
+    for moments in (adam.mu, adam.nu):
+        jax.tree.map(np.testing.assert_array_equal, moments["critic"],
+                     opt_state[0].mu["critic"])  # all ones, untouched
+        for layer in ["Dense_0", "Dense_1", "Dense_2"]:
+            for name in ["kernel", "bias"]:
+                reset = np.zeros(old[layer][name].shape, bool)
+                if layer in dead:
+                    reset[..., dead[layer]] = True
+                previous = {"Dense_1": "Dense_0", "Dense_2": "Dense_1"}.get(layer)
+                if name == "kernel" and previous:
+                    reset[dead[previous], :] = True
+                value = np.asarray(moments["actor"]["params"][layer][name])
+                assert np.all(value[reset] == 0.0) and np.all(value[~reset] == 1.0)
 
 
 def test_redo_leaves_a_network_without_dormant_units_alone_and_touches_only_dense_entries():
@@ -124,9 +150,10 @@ def test_redo_leaves_a_network_without_dormant_units_alone_and_touches_only_dens
     assert [pair for pair in hidden_layers(params["q"])] == [("Dense_0", "Dense_1")]
     assert "LayerNorm_0" in params["q"]["params"]
     method = make_redo(ReDoConfig(every_updates=1), view)
-    obs = jax.random.normal(key, (32, OBS_DIM))
-    state = method.observe(method.init(key, params), {"obs": obs}, jnp.int32(0), key)
-    state, new = jax.jit(method.after_update)(state, params, key)
+    recent = recent_of(view, jax.random.normal(key, (32, OBS_DIM)))
+    opt_state = optax.adam(1e-3).init(params)
+    state, new, _ = jax.jit(method.after_update)(method.init(key, params), params, opt_state,
+                                                 recent, key)
     assert int(state["recycled"]) == 0
     jax.tree.map(np.testing.assert_array_equal, new, params)
 
@@ -136,7 +163,9 @@ def test_redo_does_nothing_before_it_has_seen_observations():
     key = jax.random.PRNGKey(0)
     params = {"q": nets["q"].init(key, jnp.zeros((1, OBS_DIM)))}
     params["q"] = _plant_dead_units(params["q"], {"Dense_0": [0]})
-    method = make_redo(ReDoConfig(every_updates=1), mlp_view(nets, OBS_DIM))
-    state, new = method.after_update(method.init(key, params), params, key)
+    view = mlp_view(nets, OBS_DIM)
+    method = make_redo(ReDoConfig(every_updates=1), view)
+    state, new, _ = method.after_update(method.init(key, params), params,
+                                        optax.adam(1e-3).init(params), recent_of(view), key)
     assert int(state["recycled"]) == 0
     jax.tree.map(np.testing.assert_array_equal, new, params)

@@ -4,6 +4,7 @@ the periodic entry applies on schedule; only the networks' dense layers are touc
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 import pytest
 from pydantic import ValidationError
 
@@ -92,8 +93,11 @@ def test_the_periodic_entry_applies_every_few_updates():
     after_update = jax.jit(method.after_update)
     kernel = lambda p: np.asarray(p["critic"]["params"]["Dense_0"]["kernel"])  # noqa: E731
     current = params
+    opt_state = optax.adam(1e-3).init(params)
     for update in range(1, 7):
-        state, current = after_update(state, current, jax.random.PRNGKey(update))
+        state, current, kept = after_update(state, current, opt_state, None,
+                                            jax.random.PRNGKey(update))
+        jax.tree.map(np.testing.assert_array_equal, kept, opt_state)  # moments kept
         halvings = update // 3
         expected = kernel(params) * np.float32(0.5) ** halvings
         np.testing.assert_array_equal(kernel(current), expected)

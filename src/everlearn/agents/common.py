@@ -273,8 +273,10 @@ def store_and_learn(state: Any, batch: Transition, key: jax.Array, hooks: Any,
     """The `update` of an off-policy agent, around its own `train(state, key)` (a `lax.scan`
     of gradient steps on replay samples): the methods `observe` the new transitions, they go
     into the replay buffer, `train` runs once the buffer holds `learning_starts` rows, and
-    the methods' weight surgery (`after_update`) follows. `state` has the fields `buffer`,
-    `env_steps`, `methods` and `params`. Returns (state, mean of `train`'s metrics)."""
+    the methods' weight surgery (`after_update`) follows it — only where gradient steps were
+    taken, so a method's "per step" counts steps that happened. `state` has the fields
+    `buffer`, `env_steps`, `methods`, `params` and `opt_state`. Returns (state, mean of
+    `train`'s metrics)."""
     n = batch.reward.size
     flat = jax.tree.map(lambda x: x.reshape(n, *x.shape[2:]), batch)
     method_state = hooks.observe(  # hook: observe
@@ -285,15 +287,19 @@ def store_and_learn(state: Any, batch: Transition, key: jax.Array, hooks: Any,
     state = state.replace(buffer=state.buffer.add(batch), env_steps=state.env_steps + n,
                           methods=method_state)
 
+    def learn(state: Any, key: jax.Array):
+        state, info = train(state, key)
+        if hooks.has_after_update:  # hook: after_update (weight surgery, optimiser moments)
+            methods, params, opt_state = hooks.after_update(
+                state.methods, state.params, state.opt_state, jax.random.fold_in(key, 2))
+            state = state.replace(methods=methods, params=params, opt_state=opt_state)
+        return state, info
+
     def skip(state: Any, key: jax.Array):
         info = jax.eval_shape(lambda: train(state, key)[1])
         return state, jax.tree.map(lambda x: jnp.zeros(x.shape, x.dtype), info)
 
-    state, info = jax.lax.cond(state.buffer.size >= learning_starts, train, skip, state, key)
-    if hooks.has_after_update:  # hook: after_update (weight surgery)
-        method_state, params = hooks.after_update(state.methods, state.params,
-                                                  jax.random.fold_in(key, 2))
-        state = state.replace(methods=method_state, params=params)
+    state, info = jax.lax.cond(state.buffer.size >= learning_starts, learn, skip, state, key)
     return state, jax.tree.map(jnp.mean, info)
 
 

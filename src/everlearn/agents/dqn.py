@@ -88,7 +88,9 @@ def make_dqn(config: DQNConfig, spec: EnvSpec,
                      loss=plain_loss, networks=("q",), num_tasks=spec.num_tasks,
                      obs_dim=spec.obs_dim, minibatch_row=replay_row(spec.obs_dim),
                      activations=lambda params, obs: {
-                         "q": q_net.apply(params["q"], obs, return_hidden=True)[1]})
+                         "q": q_net.apply(params["q"], obs, return_hidden=True)[1]},
+                     env_steps_per_update=config.train_every * config.num_envs,
+                     gradient_steps_per_update=config.gradient_steps)
     hooks = Hooks(view, [build(view) for build in methods])
     optimiser = hooks.optimiser(
         optax.clip_by_global_norm(config.max_grad_norm), optax.adam(config.learning_rate)

@@ -98,7 +98,9 @@ def make_ppo(config: PPOConfig, spec: EnvSpec,
                      obs_dim=spec.obs_dim, minibatch_row=minibatch_row(spec.obs_dim),
                      activations=lambda params, obs: {
                          "actor": actor.apply(params["actor"], obs, return_hidden=True)[1],
-                         "critic": critic.apply(params["critic"], obs, return_hidden=True)[1]})
+                         "critic": critic.apply(params["critic"], obs, return_hidden=True)[1]},
+                     env_steps_per_update=batch_size,
+                     gradient_steps_per_update=config.num_epochs * config.num_minibatches)
     hooks = Hooks(view, [build(view) for build in methods])
     optimiser = hooks.optimiser(
         optax.clip_by_global_norm(config.max_grad_norm),
@@ -196,7 +198,9 @@ def make_ppo(config: PPOConfig, spec: EnvSpec,
         (params, opt_state), info = jax.lax.scan(
             epoch, (state.params, state.opt_state), jax.random.split(key, config.num_epochs)
         )
-        method_state, params = hooks.after_update(method_state, params, k_after)  # hook
+        # hook: after_update (weight surgery; may reset optimiser moments)
+        method_state, params, opt_state = hooks.after_update(method_state, params, opt_state,
+                                                             k_after)
         new_state = PPOState(params, opt_state, state.num_updates + 1, method_state)
         return new_state, jax.tree.map(jnp.mean, info)
 

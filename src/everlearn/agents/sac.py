@@ -145,7 +145,8 @@ def make_sac(config: SACConfig, spec: EnvSpec,
         policy_logits=None, loss=plain_loss, networks=("actor", "q1", "q2"),
         num_tasks=spec.num_tasks, obs_dim=spec.obs_dim,
         minibatch_row=replay_row(spec.obs_dim, (action_dim,), jnp.float32),
-        activations=activations, policy_entropy=policy_entropy)
+        env_steps_per_update=config.train_every * config.num_envs,
+        gradient_steps_per_update=gradient_steps, activations=activations, policy_entropy=policy_entropy)
     hooks = Hooks(view, [build(view) for build in methods])
     optimiser = hooks.optimiser(optax.adam(config.learning_rate))
     alpha_optimiser = optax.adam(config.learning_rate)

@@ -121,7 +121,8 @@ def make_td3(config: TD3Config, spec: EnvSpec,
         policy_logits=None, loss=plain_loss, networks=("actor", "q1", "q2"),
         num_tasks=spec.num_tasks, obs_dim=spec.obs_dim,
         minibatch_row=replay_row(spec.obs_dim, (action_dim,), jnp.float32),
-        activations=activations)
+        env_steps_per_update=config.train_every * config.num_envs,
+        gradient_steps_per_update=gradient_steps, activations=activations)
     hooks = Hooks(view, [build(view) for build in methods])
     # The delay: the actor's Adam steps (and its moments move) only every `policy_delay`-th
     # gradient step; in between its update is zero.

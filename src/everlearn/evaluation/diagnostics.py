@@ -23,6 +23,8 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from everlearn.methods.base import filled_rows
+
 TAUS = (0.0, 0.025)
 SRANK_DELTA = 0.01
 
@@ -76,11 +78,8 @@ def policy_entropy(logits: jax.Array) -> jax.Array:
 def measure(view: Any, params: Any, recent: dict) -> dict[str, jax.Array]:
     """All diagnostics of one seed: `view` is the agent's `AgentView`, `recent` the store of
     its latest training rows (`rows` in the agent's minibatch format, `size` filled)."""
-    rows, size = recent["rows"], recent["size"]
-    capacity = rows["obs"].shape[0]
-    # Until the store is full, use its first `size` rows, repeated: fixed shapes for jit.
-    index = jnp.arange(capacity) % jnp.maximum(size, 1)
-    rows = jax.tree.map(lambda x: x[index], rows)
+    size = recent["size"]
+    rows = filled_rows(recent)  # fixed shapes for jit: the filled rows, repeated until full
     out: dict[str, jax.Array] = {}
     for network, layers in view.activations(params, rows["obs"]).items():
         for tau in TAUS:

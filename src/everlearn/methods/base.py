@@ -20,10 +20,28 @@ Hooks (every one optional; the defaults do nothing):
   the extra arguments `method_state` (this method's state), `loss_grad` (gradient of the
   agent's own loss at the current params on any minibatch: A-GEM's reference gradient) and
   `gradients` (the raw gradients the agent's optimiser was given: UPGD's utility).
-- `after_update(state, params, key) -> (state, params)`: weight surgery, once per `update`.
+- `after_update(state, params, opt_state, recent, key) -> (state, params, opt_state)`: weight
+  surgery, once per `update` that took gradient steps (an off-policy agent still filling its
+  buffer takes none, and no surgery happens). `recent` is the store of the agent's latest
+  training rows (below); `opt_state` is the agent's optimiser state, which a method changes
+  only through `view.reset_moments(opt_state, mask)`.
+
+The optimiser state, and the one way a method touches it: a method that re-initialises weights
+(ReDo, continual backprop) zeroes their Adam moments, as both papers do, with
+`view.reset_moments(opt_state, mask)`, `mask` a bool tree shaped like `params` (True: a weight
+just re-initialised). It zeroes the first and second moments of those weights in every Adam
+state of the agent's optimiser (SAC's and TD3's several Adams included; SAC's temperature has
+its own optimiser, outside `opt_state`, and is no network weight) and leaves every other entry
+bit-identical. Optax keeps one step count per Adam, shared by all weights, so a reset weight is
+not bias-corrected as a fresh one (the authors' AdamGnT counts steps per weight): a deliberate
+difference, listed in each method's docstring. Other state of the chain (a method's own Optax
+link, e.g. UPGD's utilities) is not touched.
 
 The composed state is a dict `{"task": int32, "recent": <latest rows>, <method name>: <its
 state>, ...}` stored in the agent state, so checkpoints and resume cover it with no extra code.
+`recent` holds the latest `max(RECENT_ROWS, view.env_steps_per_update)` training rows, so it
+always holds every row of the last update: the plasticity diagnostics and the surgery methods
+measure on it (`filled_rows`).
 """
 
 from __future__ import annotations
@@ -37,6 +55,27 @@ import optax
 
 Params = Any
 MethodState = Any
+
+
+def reset_adam_moments(opt_state: Any, mask: Params) -> Any:
+    """Zero the first and second moments of the weights where `mask` (a bool tree shaped like
+    the params) is True, in every Adam state of an Optax state; everything else is returned
+    bit-identical. Adam states that cover only part of the params (TD3's `multi_transform`:
+    `MaskedNode` where another Adam holds the weight) are reset where they hold a weight."""
+
+    def zero(where, moment):
+        if isinstance(moment, optax.MaskedNode):
+            return moment
+        return jnp.where(where, jnp.zeros_like(moment), moment)
+
+    def reset(node):
+        if isinstance(node, optax.ScaleByAdamState):
+            return node._replace(mu=jax.tree.map(zero, mask, node.mu),
+                                 nu=jax.tree.map(zero, mask, node.nu))
+        return node
+
+    return jax.tree.map(reset, opt_state,
+                        is_leaf=lambda node: isinstance(node, optax.ScaleByAdamState))
 
 
 class AgentView(NamedTuple):
@@ -64,6 +103,14 @@ class AgentView(NamedTuple):
     # Mean entropy of the policy on a batch of observations, where it is not a softmax over
     # `policy_logits` (SAC: its Gaussian's); None with no logits: no entropy (TD3).
     policy_entropy: Callable[[Params, jax.Array], jax.Array] | None = None
+    # What one `update` call covers: env steps (PPO: num_envs * num_steps; DQN, SAC, TD3:
+    # train_every * num_envs) and optimiser steps (PPO: num_epochs * num_minibatches; DQN:
+    # gradient_steps; SAC, TD3: utd_ratio * env steps). Rates "per step" convert with these.
+    env_steps_per_update: int = 1
+    gradient_steps_per_update: int = 1
+    # `reset_moments(opt_state, mask) -> opt_state`: zero the optimiser moments of the weights
+    # where the params-shaped bool tree `mask` is True (see the module docstring).
+    reset_moments: Callable[[Any, Params], Any] = reset_adam_moments
 
 
 def empty_rows(row: dict[str, jax.ShapeDtypeStruct], leading: tuple[int, ...],
@@ -74,7 +121,7 @@ def empty_rows(row: dict[str, jax.ShapeDtypeStruct], leading: tuple[int, ...],
             if keys is None or key in keys}
 
 
-# -- a fixed-size store of the most recent rows (diagnostics, ewc, mas) ----------------------
+# -- a fixed-size store of the most recent rows (the hooks' `recent`, ewc, mas) -------------
 
 def empty_store(view: AgentView, capacity: int, keys: tuple[str, ...] | None = None) -> dict:
     """Room for `capacity` rows of the agent's minibatch format (only `keys` if given)."""
@@ -96,6 +143,59 @@ def store_rows(store: dict, data: dict) -> dict:
 def clear_store(store: dict) -> dict:
     return {**store, "position": jnp.zeros_like(store["position"]),
             "size": jnp.zeros_like(store["size"])}
+
+
+def filled_rows(store: dict) -> dict[str, jax.Array]:
+    """The store's rows as fixed-shape arrays for jit ([capacity, ...]): until the store is
+    full, its first `size` rows repeated to fill it (a mean over them is then a mean over what
+    the store holds, up to the rounding of the repeats)."""
+    capacity = store["rows"]["obs"].shape[0]
+    index = jnp.arange(capacity) % jnp.maximum(store["size"], 1)
+    return jax.tree.map(lambda column: column[index], store["rows"])
+
+
+def row_weights(store: dict) -> jax.Array:
+    """1/size for each filled row, 0 for empty ones: an exact mean over what the store holds."""
+    capacity = store["rows"]["obs"].shape[0]
+    filled = jnp.arange(capacity) < store["size"]
+    return filled / jnp.maximum(store["size"], 1).astype(jnp.float32)
+
+
+# -- per-weight statistics over stored rows (ewc, mas) -------------------------------------
+
+def weighted_sum_over_rows(per_row, params: Params, rows, weights: jax.Array) -> Params:
+    """Σ_n weights[n] · per_row(params, rows[n]), a params-shaped tree. Per-row gradients come
+    from `vmap` in chunks, so memory holds one chunk of gradients, not one per row."""
+    count = weights.shape[0]
+    chunk = max(d for d in range(1, min(count, 64) + 1) if count % d == 0)
+    chunked = jax.tree.map(lambda x: x.reshape(count // chunk, chunk, *x.shape[1:]),
+                           (rows, weights))
+
+    def add_chunk(total, inputs):
+        chunk_rows, chunk_weights = inputs
+        values = jax.vmap(per_row, in_axes=(None, 0))(params, chunk_rows)
+        return jax.tree.map(
+            lambda t, v: t + jnp.tensordot(chunk_weights, v, axes=1), total, values), None
+
+    zeros = jax.tree.map(jnp.zeros_like, params)
+    return jax.lax.scan(add_chunk, zeros, chunked)[0]
+
+
+def normalise_by_mean(importance: Params) -> Params:
+    """Divide by the mean over every weight. Fisher (and MAS) magnitudes scale with the reward
+    scale, the agent and the source of the estimate; after this the mean importance is 1, so
+    `strength` means the same everywhere. The mean, not the max: the max is set by the single
+    most sensitive weight (often an output bias), which would squash all others towards 0."""
+    leaves = jax.tree.leaves(importance)
+    mean = sum(jnp.sum(x) for x in leaves) / sum(x.size for x in leaves)
+    return jax.tree.map(lambda x: x / jnp.maximum(mean, 1e-30), importance)
+
+
+def weighted_squared_distance(params: Params, anchor: Params, weights: Params) -> jax.Array:
+    """Σ_i weights_i (θ_i − anchor_i)²."""
+    leaves = jax.tree.leaves(jax.tree.map(lambda p, a, w: jnp.sum(w * (p - a) ** 2),
+                                          params, anchor, weights))
+    return sum(leaves, jnp.zeros(()))
 
 
 def _identity_boundary(state, params, task, key):
@@ -127,13 +227,14 @@ def _bind(name: str, link: optax.GradientTransformationExtraArgs):
     return optax.GradientTransformationExtraArgs(link.init, update)
 
 
-RECENT_ROWS = 256  # the agent's latest training rows kept for the plasticity diagnostics
+RECENT_ROWS = 256  # at least this many of the agent's latest training rows are kept
 
 
 class Hooks:
     """The methods of one run, composed: what an agent calls at each hook point. Also keeps
-    the agent's latest `RECENT_ROWS` training rows in `state["recent"]`, which the plasticity
-    diagnostics measure on (storing them consumes no key and changes no training)."""
+    the agent's latest training rows in `state["recent"]` (at least `RECENT_ROWS`, and every row
+    of the last update), which the plasticity diagnostics and the surgery methods measure on
+    (storing them consumes no key and changes no training)."""
 
     def __init__(self, view: AgentView, methods: Sequence[Method] = ()):
         names = [m.name for m in methods]
@@ -167,7 +268,8 @@ class Hooks:
     def init(self, key: jax.Array, params: Params) -> dict:
         keys = jax.random.split(key, max(len(self.methods), 1))
         state = {"task": jnp.zeros((), jnp.int32),
-                 "recent": empty_store(self.view, RECENT_ROWS)}
+                 "recent": empty_store(self.view, max(RECENT_ROWS,
+                                                      self.view.env_steps_per_update))}
         for m, k in zip(self.methods, keys):
             state[m.name] = m.init(k, params)
         return state
@@ -209,9 +311,13 @@ class Hooks:
                 total = total + m.extra_loss(state[m.name], params, minibatch)
         return total
 
-    def after_update(self, state: dict, params: Params, key: jax.Array) -> tuple[dict, Params]:
+    def after_update(self, state: dict, params: Params, opt_state: Any,
+                     key: jax.Array) -> tuple[dict, Params, Any]:
+        """Weight surgery after an update's gradient steps; returns the new method state,
+        params and optimiser state (moments of re-initialised weights reset)."""
         state = dict(state)
         for m, k in zip(self.methods, jax.random.split(key, max(len(self.methods), 1))):
             if m.after_update is not None:
-                state[m.name], params = m.after_update(state[m.name], params, k)
-        return state, params
+                state[m.name], params, opt_state = m.after_update(
+                    state[m.name], params, opt_state, state["recent"], k)
+        return state, params, opt_state

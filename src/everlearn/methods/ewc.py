@@ -30,7 +30,8 @@ import jax.numpy as jnp
 from pydantic import BaseModel, ConfigDict, Field, NonNegativeFloat, PositiveInt
 
 from everlearn.methods.base import (AgentView, Method, Params, clear_store, empty_store,
-                                   store_rows)
+                                   normalise_by_mean, row_weights, store_rows,
+                                   weighted_squared_distance, weighted_sum_over_rows)
 
 
 class EWCConfig(BaseModel):
@@ -53,34 +54,7 @@ class OnlineEWCConfig(EWCConfig):
     decay: Annotated[float, Field(ge=0.0, le=1.0)] = 1.0
 
 
-# -- statistics over the rows of a recent-rows store (`base.empty_store`) -----------------
-
-def row_weights(store: dict) -> jax.Array:
-    """1/size for each filled row, 0 for empty ones: a mean over what the store holds."""
-    capacity = store["rows"]["obs"].shape[0]
-    filled = jnp.arange(capacity) < store["size"]
-    return filled / jnp.maximum(store["size"], 1).astype(jnp.float32)
-
-
-# -- per-row statistics of gradients ---------------------------------------------------------
-
-def weighted_sum_over_rows(per_row, params: Params, rows, weights: jax.Array) -> Params:
-    """Σ_n weights[n] · per_row(params, rows[n]), a params-shaped tree. Per-row gradients come
-    from `vmap` in chunks, so memory holds one chunk of gradients, not one per row."""
-    count = weights.shape[0]
-    chunk = max(d for d in range(1, min(count, 64) + 1) if count % d == 0)
-    chunked = jax.tree.map(lambda x: x.reshape(count // chunk, chunk, *x.shape[1:]),
-                           (rows, weights))
-
-    def add_chunk(total, inputs):
-        chunk_rows, chunk_weights = inputs
-        values = jax.vmap(per_row, in_axes=(None, 0))(params, chunk_rows)
-        return jax.tree.map(
-            lambda t, v: t + jnp.tensordot(chunk_weights, v, axes=1), total, values), None
-
-    zeros = jax.tree.map(jnp.zeros_like, params)
-    return jax.lax.scan(add_chunk, zeros, chunked)[0]
-
+# -- the Fisher information -----------------------------------------------------------------
 
 def policy_fisher(view: AgentView, params: Params, obs: jax.Array, actions: jax.Array,
                   weights: jax.Array) -> Params:
@@ -108,23 +82,6 @@ def empirical_fisher(view: AgentView, params: Params, rows: dict, weights: jax.A
         return jax.tree.map(jnp.square, jax.grad(view.loss)(params, one_row))
 
     return weighted_sum_over_rows(squared_gradient, params, rows, weights)
-
-
-def normalise_by_mean(importance: Params) -> Params:
-    """Divide by the mean over every weight. Fisher (and MAS) magnitudes scale with the reward
-    scale, the agent and the source of the estimate; after this the mean importance is 1, so
-    `strength` means the same everywhere. The mean, not the max: the max is set by the single
-    most sensitive weight (often an output bias), which would squash all others towards 0."""
-    leaves = jax.tree.leaves(importance)
-    mean = sum(jnp.sum(x) for x in leaves) / sum(x.size for x in leaves)
-    return jax.tree.map(lambda x: x / jnp.maximum(mean, 1e-30), importance)
-
-
-def weighted_squared_distance(params: Params, anchor: Params, weights: Params) -> jax.Array:
-    """Σ_i weights_i (θ_i − anchor_i)²."""
-    leaves = jax.tree.leaves(jax.tree.map(lambda p, a, w: jnp.sum(w * (p - a) ** 2),
-                                          params, anchor, weights))
-    return sum(leaves, jnp.zeros(()))
 
 
 def task_fisher(config: EWCConfig, view: AgentView, params: Params, store: dict,

@@ -23,13 +23,8 @@ import jax.numpy as jnp
 from pydantic import BaseModel, ConfigDict, NonNegativeFloat, PositiveInt
 
 from everlearn.methods.base import (AgentView, Method, Params, clear_store, empty_store,
-                                   store_rows)
-from everlearn.methods.ewc import (
-    normalise_by_mean,
-    row_weights,
-    weighted_squared_distance,
-    weighted_sum_over_rows,
-)
+                                   normalise_by_mean, row_weights, store_rows,
+                                   weighted_squared_distance, weighted_sum_over_rows)
 
 
 class MASConfig(BaseModel):
@@ -42,7 +37,7 @@ class MASConfig(BaseModel):
     importance_samples: PositiveInt = 512
     # "sum": Ω ← Ω + Ω_task (the paper); "average": the running mean over finished tasks.
     accumulate: Literal["sum", "average"] = "sum"
-    # Divide each task's importance by its mean over all weights (as `ewc.normalise_by_mean`).
+    # Divide each task's importance by its mean over all weights (`base.normalise_by_mean`).
     normalise_importance: bool = True
 
 

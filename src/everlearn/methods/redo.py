@@ -1,20 +1,25 @@
 """ReDo: recycle dormant neurons (Sokar, Agarwal, Castro & Evci, 2023, "The Dormant Neuron
 Phenomenon in Deep Reinforcement Learning").
 
-Every `every_updates` agent updates (`after_update` runs once per `update` call), each hidden
-neuron of every network gets its score on the most recent `observations` training
-observations (kept in this method's state by `observe`): E|h_j(x)| divided by the layer's
-average (1/H) Σ_k E|h_k(x)|. Neurons scoring ≤ `tau` are dormant; each one gets fresh incoming
-weights (a QR-free draw at the layer's initial scale, see `surgery.py`) and a zero bias, and
-its outgoing weights are set to zero, so the network's outputs do not jump. Every other weight
-stays bit-identical.
+Every `every_updates` agent updates (`after_update` runs once per `update` call that took
+gradient steps), each hidden neuron of every network gets its score on the agent's latest
+training observations (the hooks' `recent` rows, see `base.py`): E|h_j(x)| divided by the
+layer's average (1/H) Σ_k E|h_k(x)|. Neurons scoring ≤ `tau` are dormant; each one gets fresh
+incoming weights (a QR-free draw at the layer's initial scale, see `surgery.py`) and a zero
+bias, and its outgoing weights are set to zero, so the network's outputs do not jump. As in
+the paper, the Adam moments of those incoming weights, bias and outgoing weights are zeroed
+(`view.reset_moments`). Every other weight and moment stays bit-identical.
 
-Simplification: the paper also resets the optimiser's moments of the recycled weights; a
-method here cannot reach the agent's optimiser state. For a truly dead ReLU neuron those
-moments are already near zero (its weights get no gradient), so this matters little at the
-default τ. DQN's target network is not touched; it picks up the change at its next update.
+Deliberate differences from the paper:
+- The period is in agent updates (`every_updates`), where the paper's is a fixed number of
+  training steps; the scores are measured on the latest training rows (at least 256, every
+  row of the last update) rather than on the training minibatch of that step.
+- Optax's Adam keeps one step count for all weights, so reset moments restart without a bias
+  correction of their own.
+- DQN's target network is not touched; it picks up the change at its next update.
 
-Works with PPO (actor and critic) and DQN (the Q-network); needs no task boundaries.
+Works with every agent (PPO's actor and critic, DQN's Q-network, SAC's and TD3's actor and
+critics); needs no task boundaries.
 """
 
 from __future__ import annotations
@@ -23,10 +28,12 @@ import jax
 import jax.numpy as jnp
 from pydantic import BaseModel, ConfigDict, NonNegativeFloat, PositiveInt
 
-from everlearn.evaluation.diagnostics import dormant_mask
-from everlearn.methods.base import AgentView, Method, empty_store, store_rows
-from everlearn.methods.surgery import (init_scales, reinit_units,
-                                       require_activations, stored_obs)
+# The module, not the name: diagnostics reads the hooks' store from `methods.base`, so a
+# name imported here would not exist yet when diagnostics is imported first.
+from everlearn.evaluation import diagnostics
+from everlearn.methods.base import AgentView, Method, filled_rows
+from everlearn.methods.surgery import (init_scales, reinit_moments_mask, reinit_units,
+                                       require_activations)
 
 
 class ReDoConfig(BaseModel):
@@ -34,37 +41,35 @@ class ReDoConfig(BaseModel):
 
     tau: NonNegativeFloat = 0.025  # the paper's threshold for its value-based agents
     every_updates: PositiveInt = 10  # agent updates between two recyclings
-    observations: PositiveInt = 256  # recent observations the scores are measured on
 
 
 def make_redo(config: ReDoConfig, view: AgentView) -> Method:
     require_activations(view, "redo")
 
     def init(key, params):
-        return {"recent": empty_store(view, config.observations, keys=("obs",)),
-                "scales": init_scales(params, view.networks),
+        return {"scales": init_scales(params, view.networks),
                 "updates": jnp.zeros((), jnp.int32),
                 "recycled": jnp.zeros((), jnp.int32)}  # neurons recycled so far (a record)
 
-    def observe(state, data, task, key):
-        return {**state, "recent": store_rows(state["recent"], data)}
-
-    def recycle(state, params, key):
-        layers = view.activations(params, stored_obs(state["recent"]))
-        params = dict(params)
+    def recycle(state, params, opt_state, recent, key):
+        layers = view.activations(params, filled_rows(recent)["obs"])
+        params, masks = dict(params), {}
         recycled = jnp.zeros((), jnp.int32)
         for network, k in zip(view.networks, jax.random.split(key, len(view.networks))):
-            masks = dormant_mask(layers[network], config.tau)
-            params[network] = reinit_units(k, params[network], masks, state["scales"][network])
-            recycled += sum(jnp.sum(mask, dtype=jnp.int32) for mask in masks)
-        return params, recycled
+            masks[network] = diagnostics.dormant_mask(layers[network], config.tau)
+            params[network] = reinit_units(k, params[network], masks[network],
+                                           state["scales"][network])
+            recycled += sum(jnp.sum(mask, dtype=jnp.int32) for mask in masks[network])
+        opt_state = view.reset_moments(opt_state, reinit_moments_mask(params, masks))
+        return params, opt_state, recycled
 
-    def after_update(state, params, key):
+    def after_update(state, params, opt_state, recent, key):
         updates = state["updates"] + 1
-        due = (updates % config.every_updates == 0) & (state["recent"]["size"] > 0)
-        params, recycled = jax.lax.cond(
-            due, lambda p: recycle(state, p, key),
-            lambda p: (p, jnp.zeros((), jnp.int32)), params)
-        return {**state, "updates": updates, "recycled": state["recycled"] + recycled}, params
+        due = (updates % config.every_updates == 0) & (recent["size"] > 0)
+        params, opt_state, recycled = jax.lax.cond(
+            due, lambda p, o: recycle(state, p, o, recent, key),
+            lambda p, o: (p, o, jnp.zeros((), jnp.int32)), params, opt_state)
+        return ({**state, "updates": updates, "recycled": state["recycled"] + recycled},
+                params, opt_state)
 
-    return Method("redo", init=init, observe=observe, after_update=after_update)
+    return Method("redo", init=init, after_update=after_update)

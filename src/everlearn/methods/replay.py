@@ -50,7 +50,8 @@ class ReplayConfig(BaseModel):
     @field_validator("strategy", mode="before")
     @classmethod
     def _strategy_names_its_entry(cls, value):
-        if value in ENTRY_OF_STRATEGY and value != cls.model_fields["strategy"].default:
+        if (isinstance(value, str) and value in ENTRY_OF_STRATEGY
+                and value != cls.model_fields["strategy"].default):
             raise ValueError(f"for strategy '{value}' use the method "
                              f"'{ENTRY_OF_STRATEGY[value]}'")
         return value

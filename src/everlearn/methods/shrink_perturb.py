@@ -20,8 +20,14 @@ Two registry entries share this code:
   updates) and σ = 0.01; without learning the weights settle at ≈ σ/√(1 − λ²) ≈ 7% of their
   initial scale.
 
-Works with PPO (actor and critic) and DQN (the Q-network; its target network is not touched and
-picks up the change at its next update). The agent's optimiser moments are kept.
+The agent's optimiser moments are kept, by decision: the paper defines shrink-and-perturb as a
+transform of the parameters alone and says nothing of optimiser state, and unlike a
+re-initialised neuron no weight starts afresh — every weight is scaled and nudged, so its
+gradient statistics stay those of a nearby point. (Dohare et al.'s continual use, noise added
+after every step with L2, also keeps Adam's state.)
+
+Works with every agent (PPO's actor and critic, DQN's Q-network, SAC's and TD3's actor and
+critics; target networks are not touched and follow at their next update).
 """
 
 from __future__ import annotations
@@ -48,7 +54,8 @@ class ShrinkPerturbConfig(BaseModel):
     @field_validator("at", mode="before")
     @classmethod
     def _at_names_its_entry(cls, value):
-        if value in ENTRY_OF_SCHEDULE and value != cls.model_fields["at"].default:
+        if (isinstance(value, str) and value in ENTRY_OF_SCHEDULE
+                and value != cls.model_fields["at"].default):
             raise ValueError(f"for at='{value}' use the method '{ENTRY_OF_SCHEDULE[value]}'")
         return value
 
@@ -85,11 +92,11 @@ def make_shrink_perturb(config: ShrinkPerturbConfig, view: AgentView) -> Method:
     def on_task_start(state, params, task, key):
         return state, apply(state, params, key)
 
-    def after_update(state, params, key):
+    def after_update(state, params, opt_state, recent, key):
         updates = state["updates"] + 1
         due = updates % config.every_updates == 0
         params = jax.lax.cond(due, lambda p: apply(state, p, key), lambda p: p, params)
-        return {**state, "updates": updates}, params
+        return {**state, "updates": updates}, params, opt_state  # moments kept: see above
 
     name = ENTRY_OF_SCHEDULE[config.at]
     if config.at == "task_start":

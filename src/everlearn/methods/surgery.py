@@ -1,6 +1,6 @@
 """Weight surgery on the agents' MLPs, shared by the plasticity methods (`redo`,
 `shrink_perturb`, `continual_backprop`); the dormant-neuron score is in
-`everlearn.evaluation.diagnostics`.
+`everlearn.evaluation.diagnostics`, the rows the scores are measured on in `base.filled_rows`.
 
 Layout of a network's params (`everlearn.agents.common.MLP`): `params[network]["params"]` holds
 `Dense_0 … Dense_L`; hidden layer k (0-based, the k-th entry of `AgentView.activations`) has its
@@ -47,16 +47,6 @@ def require_activations(view: AgentView, method: str) -> None:
     if view.activations is None:
         raise ValueError(f"{method}: agent '{view.agent}' does not expose its hidden-layer "
                          "activations (AgentView.activations); pick another method")
-
-
-# -- the observations the scores are measured on -------------------------------------------
-
-def stored_obs(store: dict) -> jax.Array:
-    """The observations of a recent-rows store (`base.empty_store`), a fixed [capacity, d]
-    array for jit: until the store is full its first `size` rows are repeated to fill it."""
-    capacity = store["rows"]["obs"].shape[0]
-    index = jnp.arange(capacity) % jnp.maximum(store["size"], 1)
-    return store["rows"]["obs"][index]
 
 
 # -- fresh initialisation ------------------------------------------------------------------
@@ -119,3 +109,21 @@ def reinit_units(key: jax.Array, network_params: Params, masks: list[jax.Array],
         kernel = layers[outgoing]["kernel"]
         layers[outgoing]["kernel"] = jnp.where(mask[:, None], 0.0, kernel).astype(kernel.dtype)
     return _with_layers(network_params, layers)
+
+
+def reinit_moments_mask(params: Params, masks: dict[str, list[jax.Array]]) -> Params:
+    """A bool tree shaped like `params`, True at the weights `reinit_units` re-initialises for
+    the hidden-neuron `masks` of each network in `masks` (incoming kernel columns, biases,
+    outgoing kernel rows): where `view.reset_moments` zeroes the optimiser's moments. The next
+    layer's bias and everything outside `masks`' networks stay False."""
+    tree = jax.tree.map(lambda leaf: jnp.zeros(leaf.shape, jnp.bool_), params)
+    for network, network_masks in masks.items():
+        layers = dict(tree[network]["params"])
+        for (incoming, outgoing), mask in zip(hidden_layers(params[network]), network_masks):
+            kernel_in, kernel_out = layers[incoming]["kernel"], layers[outgoing]["kernel"]
+            layers[incoming] = {**layers[incoming],
+                                "kernel": kernel_in | mask[None, :],
+                                "bias": layers[incoming]["bias"] | mask}
+            layers[outgoing] = {**layers[outgoing], "kernel": kernel_out | mask[:, None]}
+        tree[network] = {**tree[network], "params": layers}
+    return tree

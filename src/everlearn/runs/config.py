@@ -210,6 +210,17 @@ def _non_finite(tree: dict, prefix: str = "") -> tuple[str, float] | None:
     return None
 
 
+def _refuse_booleans(data: dict, model: BaseModel, prefix: str = "") -> None:
+    """pydantic reads true as 1 for a number; a true/false given for a number is a mistake."""
+    for key, value in data.items():
+        field = getattr(model, key, None)
+        if isinstance(value, dict) and isinstance(field, BaseModel):
+            _refuse_booleans(value, field, f"{prefix}{key}.")
+        elif isinstance(value, bool) and not isinstance(field, bool) and field is not None:
+            raise ConfigError(f"config key '{prefix}{key}' = {str(value).lower()}: must be "
+                              "a number, not true/false")
+
+
 def _refuse_absent_sections(config: _RunConfigFields, data: dict, source: str) -> None:
     """Settings of an agent or method the run does not use would be silently ignored."""
     def key(name: str) -> str:
@@ -273,6 +284,7 @@ def build_config(
         config = RunConfig.model_validate(data)
     except ValidationError as e:
         raise ConfigError(_format(e)) from None
+    _refuse_booleans(data, config)
     found = _non_finite(config.model_dump(mode="python"))
     if found:
         raise ConfigError(f"config key '{found[0]}' = {found[1]}: must be a finite number")

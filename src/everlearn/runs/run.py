@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import yaml
 from rich.console import Console
@@ -137,6 +138,9 @@ def _check_budget(plan: RunPlan, steps_per_task: int) -> None:
     """An evaluation needs at least one agent update before it, and the loops count env steps
     per seed in int32."""
     config, update = plan.config, plan.trainer.agent.steps_per_update
+    if update > STEPS_MAX:
+        raise ConfigError(f"one {config.agent} update takes {update:,} env steps, more than a "
+                          f"run counts ({STEPS_MAX:,}); lower {config.agent}.num_envs")
     if steps_per_task < update * config.evals_per_task:
         raise ConfigError(
             f"steps_per_task {steps_per_task:,} over evals_per_task {config.evals_per_task:,} "
@@ -148,6 +152,37 @@ def _check_budget(plan: RunPlan, steps_per_task: int) -> None:
     if total > STEPS_MAX:
         raise ConfigError(f"the run would take {total:,} env steps per seed; the loops count "
                           f"in int32, at most {STEPS_MAX:,}: lower steps_per_task")
+
+
+def _available_memory() -> int | None:
+    """Bytes of memory the run may take: free device memory on an accelerator, the host's
+    available memory on CPU (None where neither is known)."""
+    stats = jax.devices()[0].memory_stats() if jax.default_backend() != "cpu" else None
+    if stats and "bytes_limit" in stats:
+        return stats["bytes_limit"] - stats.get("bytes_in_use", 0)
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return None
+
+
+def check_memory(plan: RunPlan) -> None:
+    """Refuse a run whose state (networks, optimiser, replay buffer) cannot fit, before it is
+    allocated: a replay buffer of a billion rows is otherwise an out-of-memory crash."""
+    one_seed = jax.eval_shape(plan.trainer._init, jax.ShapeDtypeStruct((), jnp.uint32))
+    per_seed = sum(x.size * x.dtype.itemsize for x in jax.tree.leaves(one_seed))
+    needed, available = per_seed * len(plan.config.seeds), _available_memory()
+    if available is not None and needed > available:
+        agent = plan.config.agent
+        hint = (f"lower {agent}.buffer_size or the number of seeds"
+                if hasattr(plan.config.agent_config(), "buffer_size")
+                else "use fewer seeds or smaller networks")
+        raise ConfigError(f"the run's state needs {needed / 2**30:,.1f} GiB "
+                          f"({per_seed / 2**30:,.2f} GiB per seed), more than the "
+                          f"{available / 2**30:,.1f} GiB available; {hint}")
 
 
 def budget_note(plan: RunPlan) -> str | None:
@@ -241,6 +276,7 @@ def start_run(config: RunConfig, run_dir: Path | None = None, *, quiet: bool = F
     """Validate everything, create the run directory, and run to the end (or `stop_after`
     segments, which leaves the directory as a kill after that checkpoint would)."""
     plan = make_plan(config)  # fails before anything is written
+    check_memory(plan)
     run_dir = Path(run_dir) if run_dir else default_run_dir(config)
     if run_dir.exists() and not run_dir.is_dir():
         raise ConfigError(f"--out '{run_dir}' is a file; give a directory path")

@@ -1,0 +1,66 @@
+"""What a config value may be, written from what each key means (a learning rate is positive,
+a discount lies in (0, 1], a count is a whole number of at least one), not read from
+everlearn's validators: fuzzing checks the validators against it
+(tests/runs/test_cli_properties.py, benchmarks/reliability.py)."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+COUNTS = {"num_envs", "num_steps", "num_epochs", "num_minibatches", "batch_size", "buffer_size",
+          "train_every", "gradient_steps", "target_update_every", "exploration_steps",
+          "policy_delay", "evals_per_task", "eval_episodes", "checkpoint_every",
+          "steps_per_task", "memory_per_task", "reference_batch", "states_per_task",
+          "fisher_samples", "importance_samples", "capacity", "every_updates", "elephant_d"}
+NON_NEGATIVE_COUNTS = {"learning_starts", "maturity_threshold"}
+POSITIVE = {"learning_rate", "clip_eps", "max_grad_norm", "init_alpha", "utd_ratio",
+            "elephant_a"}
+NON_NEGATIVE = {"ent_coef", "vf_coef", "exploration_noise", "target_noise", "target_noise_clip",
+                "strength", "policy_coef", "value_coef", "noise", "tau"}
+UNIT_INTERVAL = {"epsilon_start", "epsilon_end", "gae_lambda", "replay_fraction", "decay",
+                 "shrink", "replacement_rate"}
+OPEN_UNIT = {"gamma": (0.0, 1.0, False, True), "target_tau": (0.0, 1.0, False, True),
+             "keep_fraction": (0.0, 1.0, False, True), "utility_decay": (0.0, 1.0, True, False)}
+# Polyak steps of the continuous agents: `tau` of sac/td3 is a step in (0, 1], of redo a
+# threshold (>= 0); told apart by section.
+POLYAK_SECTIONS = {"sac", "td3"}
+
+
+def _number(value: Any) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    return float(value)
+
+
+def allowed(key: str, value: Any) -> bool | None:
+    """Whether `value` is a valid value of dotted config key `key`; None: a key this oracle
+    does not judge (text choices, lists, switches), where only the validators decide."""
+    section, _, name = key.rpartition(".")
+    if name == "hidden_sizes":
+        return (isinstance(value, list) and len(value) >= 1
+                and all(_number(v) is not None and v == int(v) and v >= 1 for v in value))
+    if name == "target_entropy":  # None: the agent's default; else any finite number
+        return value is None or (_number(value) is not None and math.isfinite(value))
+    judged = (COUNTS | NON_NEGATIVE_COUNTS | POSITIVE | NON_NEGATIVE | UNIT_INTERVAL
+              | set(OPEN_UNIT))
+    if name not in judged:
+        return None
+    number = _number(value)
+    if number is None or not math.isfinite(number):
+        return False
+    if name in COUNTS:
+        return number == int(number) and number >= 1
+    if name in NON_NEGATIVE_COUNTS:
+        return number == int(number) and number >= 0
+    if name == "tau" and section in POLYAK_SECTIONS:
+        return 0.0 < number <= 1.0
+    if name in POSITIVE:
+        return number > 0
+    if name in NON_NEGATIVE:
+        return number >= 0
+    if name in UNIT_INTERVAL:
+        return 0.0 <= number <= 1.0
+    low, high, low_in, high_in = OPEN_UNIT[name]
+    return (low <= number if low_in else low < number) and (
+        number <= high if high_in else number < high)
