@@ -2,25 +2,56 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
+from typer.core import TyperGroup
 from rich.console import Console
 from rich.table import Table
 
-app = typer.Typer(add_completion=False, no_args_is_help=True,
-                  help="Continual reinforcement learning: run agents through changing tasks.")
 err = Console(stderr=True)
+
+
+class _OneLineErrors(TyperGroup):
+    """Usage errors (an unknown option, an option without its value, a bad path) in one line,
+    as every other error: Click would draw a box of several lines."""
+
+    def main(self, *args, standalone_mode: bool = True, **kwargs):
+        if not standalone_mode:
+            return super().main(*args, standalone_mode=False, **kwargs)
+        try:
+            code = super().main(*args, standalone_mode=False, **kwargs)
+        except typer.Abort:
+            sys.exit(1)
+        except Exception as e:
+            # Click's usage errors, known by their interface (Typer vendors its own Click).
+            if not (hasattr(e, "format_message") and hasattr(e, "exit_code")):
+                raise
+            if type(e).__name__ == "NoArgsIsHelpError":  # `everlearn` alone: the help
+                e.show()
+            else:
+                _print_error(f"{e.format_message()} (see --help)")
+            sys.exit(e.exit_code)
+        sys.exit(code or 0)
+
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, cls=_OneLineErrors,
+                  help="Continual reinforcement learning: run agents through changing tasks.")
+
+
+def _print_error(message: str) -> None:
+    from rich.markup import escape  # user input may hold [brackets] and newlines
+
+    line = escape(message.replace("\r", "\\r").replace("\n", "\\n"))
+    err.print(f"[bold red]error:[/] {line}", highlight=False, soft_wrap=True)
 
 
 def _fail(message: str, exit_code: int = 2) -> None:
     """One line on stderr, then exit: 2 for bad input, 1 for a run that stopped, 130 for an
     interrupt."""
-    from rich.markup import escape  # user input may hold [brackets] and newlines
-
-    line = escape(message.replace("\r", "\\r").replace("\n", "\\n"))
-    err.print(f"[bold red]error:[/] {line}", highlight=False, soft_wrap=True)
+    _print_error(message)
     raise typer.Exit(exit_code)
 
 
