@@ -36,7 +36,7 @@ from machine import results_header
 
 ROOT = Path(__file__).resolve().parent
 sys.path.insert(0, str(ROOT.parent / "tests" / "runs"))
-from config_oracle import allowed  # noqa: E402
+from config_oracle import allowed, settable_keys  # noqa: E402
 
 DEFAULT_OUT = ROOT / "results" / "reliability.md"
 # A small run of 16 segments (4 tasks x 4 evaluations), checkpoints every 2 evaluations.
@@ -49,6 +49,23 @@ EVERLEARN = [sys.executable, "-m", "everlearn.cli"]
 
 def everlearn(*args: str, timeout: float = 600) -> subprocess.CompletedProcess:
     return subprocess.run([*EVERLEARN, *args], capture_output=True, text=True, timeout=timeout)
+
+
+def in_process(*args: str) -> subprocess.CompletedProcess:
+    """The command run in this process: resumes share one compiled program, so the campaign
+    pays XLA's compile time once, not once per case (the kills are real processes)."""
+    from typer.testing import CliRunner
+
+    from everlearn.cli import app
+
+    result = CliRunner().invoke(app, list(args))
+    if result.exception is not None and not isinstance(result.exception, SystemExit):
+        import traceback
+
+        output = "Traceback\n" + "".join(traceback.format_exception(result.exception))
+    else:
+        output = result.output
+    return subprocess.CompletedProcess(args, result.exit_code, "", output)
 
 
 def outcome(run_dir: Path) -> tuple[dict, list[dict]]:
@@ -93,9 +110,9 @@ def kills(count: int, rng: random.Random, work: Path) -> tuple[list[str], dict]:
         proc.wait()
         phase = phase_at_kill(run_dir)
         if (run_dir / "config.yaml").is_file():
-            finish = everlearn("resume", str(run_dir))
+            finish = in_process("resume", str(run_dir))
         else:  # killed before it wrote its config: the user runs it again
-            finish = everlearn("run", *RUN, "--out", str(run_dir))
+            finish = in_process("run", *RUN, "--out", str(run_dir))
         if finish.returncode != 0:
             verdict = f"FAILED: {finish.stderr.strip().splitlines()[-1:]}"
             tally["failed"] += 1
@@ -187,12 +204,13 @@ def corruption(work: Path) -> list[tuple[str, str, str]]:
             holder.stdout.readline()
         else:
             damage(run_dir)
-        result = everlearn("resume", str(run_dir))
+        result = in_process("resume", str(run_dir))
         if holder is not None:
             holder.kill()
             holder.wait()
         message = " ".join((result.stderr.strip().splitlines() or [""])[-1:])
-        lines = [line for line in result.stderr.splitlines() if line.strip()]
+        lines = [line for line in result.stderr.splitlines()
+                 if line.strip() and not line.startswith(("resuming", "report:"))]
         if result.returncode == 0:
             verdict = ("recovered, same result" if outcome(run_dir) == expected
                        else "SILENT: different result")
@@ -210,20 +228,11 @@ def corruption(work: Path) -> list[tuple[str, str, str]]:
 # -- fuzzed configs -----------------------------------------------------------------------------
 
 def fuzz(count: int, rng: random.Random) -> tuple[Counter, list[str]]:
-    from pydantic import BaseModel
     from typer.testing import CliRunner
 
     from everlearn.cli import app
-    from everlearn.runs.config import RunConfig
 
-    keys = []
-    for name, value in RunConfig():
-        if isinstance(value, BaseModel):
-            needs = (["--agent", name] if name in ("ppo", "dqn", "sac", "td3")
-                     else ["--method", name])
-            keys += [(f"{name}.{key}", needs) for key in type(value).model_fields]
-        elif name not in ("scenario", "agent", "backend", "methods"):
-            keys.append((name, []))
+    keys = settable_keys()
     edges = [0, 1, -1, 2, 0.5, 1.5, -0.5, 1e-12, 0.999, 1.0001, 2**31, 2**32, 10**15, 256,
              ".nan", ".inf", "-.inf", "true", "false", "null", "[]", "[0]", "[64, 64]",
              "[1, x", "{a: 1}", "abc", "''", "0-3", "3e-4", "-3e-4", "1e400"]

@@ -28,6 +28,14 @@ POLYAK_SECTIONS = {"sac", "td3"}
 
 
 def _number(value: Any) -> float | None:
+    """The number a value stands for. YAML 1.1 reads `3e-4` (no dot) as text, so text that
+    Python reads as a number counts as that number (what `--set ppo.learning_rate=3e-4`
+    means)."""
+    if isinstance(value, str):
+        try:
+            return float(value)
+        except ValueError:
+            return None
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         return None
     return float(value)
@@ -39,9 +47,10 @@ def allowed(key: str, value: Any) -> bool | None:
     section, _, name = key.rpartition(".")
     if name == "hidden_sizes":
         return (isinstance(value, list) and len(value) >= 1
-                and all(_number(v) is not None and v == int(v) and v >= 1 for v in value))
+                and all(_number(v) is not None and _number(v) == int(_number(v)) >= 1
+                        for v in value))
     if name == "target_entropy":  # None: the agent's default; else any finite number
-        return value is None or (_number(value) is not None and math.isfinite(value))
+        return value is None or (_number(value) is not None and math.isfinite(_number(value)))
     judged = (COUNTS | NON_NEGATIVE_COUNTS | POSITIVE | NON_NEGATIVE | UNIT_INTERVAL
               | set(OPEN_UNIT))
     if name not in judged:
@@ -64,3 +73,21 @@ def allowed(key: str, value: Any) -> bool | None:
     low, high, low_in, high_in = OPEN_UNIT[name]
     return (low <= number if low_in else low < number) and (
         number <= high if high_in else number < high)
+
+
+def settable_keys() -> list[tuple[str, list[str]]]:
+    """Every key `--set` takes (the run's, and each agent's and method's section), with the
+    options a run needs for the key to be its own (`--agent NAME`, `--method NAME`)."""
+    from pydantic import BaseModel
+
+    from everlearn.agents import AGENTS
+    from everlearn.runs.config import RunConfig
+
+    keys: list[tuple[str, list[str]]] = []
+    for name, value in RunConfig():
+        if isinstance(value, BaseModel):
+            needs = ["--agent", name] if name in AGENTS else ["--method", name]
+            keys += [(f"{name}.{key}", needs) for key in type(value).model_fields]
+        elif name not in ("scenario", "agent", "backend", "methods"):
+            keys.append((name, []))
+    return keys

@@ -10,24 +10,12 @@ import math
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from pydantic import BaseModel
 from typer.testing import CliRunner
 
-from config_oracle import allowed
+from config_oracle import allowed, settable_keys
 from everlearn.cli import app
-from everlearn.runs.config import RunConfig
 
-# Every key of the run and of the agents' and methods' sections, with the agent or method a
-# --set of it needs in the run.
-DEFAULTS = RunConfig()
-KEYS: list[tuple[str, list[str]]] = []
-for _name, _value in DEFAULTS:
-    if isinstance(_value, BaseModel):
-        needs = (["--agent", _name] if _name in ("ppo", "dqn", "sac", "td3")
-                 else ["--method", _name])
-        KEYS += [(f"{_name}.{key}", needs) for key in type(_value).model_fields]
-    elif _name not in ("scenario", "agent", "backend", "methods"):
-        KEYS.append((_name, []))
+KEYS = settable_keys()
 
 # Values around the edges of every kind of range, and junk.
 NUMBERS = st.one_of(
@@ -74,9 +62,8 @@ def test_any_set_value_is_accepted_validly_or_refused_in_one_line(key_needs, val
         assert result.output.startswith("error: ") and result.output.count("\n") == 1, \
             (args, result.output)
     else:  # accepted: then the value is one the key may take (or one the oracle can't judge)
-        from everlearn.runs.config import build_config
-
         import yaml
+
         parsed = yaml.safe_load(_yaml(value)) if "=" not in _yaml(value) else value
         assert allowed(key, parsed) is not False, (args, "accepted an invalid value")
 

@@ -121,6 +121,7 @@ def test_an_exception_in_a_users_env_names_env_task_and_step_and_the_run_resumes
     assert "'everlearn resume" in message and "\n" not in message
     assert "sensor offline" in (tmp_path / "run" / "error.log").read_text().split("\n", 2)[2]
     resume_run(tmp_path / "run", quiet=True)  # the env is fixed: resume finishes the run
+    assert not (tmp_path / "run" / "error.log").exists()  # made good
     whole = start_run(config, tmp_path / "whole", quiet=True)
     assert _eval_indices(tmp_path / "run") == list(range(5))
     summaries = [json.loads((d / "summary.json").read_text())["per_seed"]

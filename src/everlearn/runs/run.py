@@ -142,12 +142,13 @@ def _check_budget(plan: RunPlan, steps_per_task: int) -> None:
         raise ConfigError(f"one {config.agent} update takes {update:,} env steps, more than a "
                           f"run counts ({STEPS_MAX:,}); lower {config.agent}.num_envs")
     if steps_per_task < update * config.evals_per_task:
+        fewer = (f" or evals_per_task <= {steps_per_task // update:,}"
+                 if steps_per_task >= update else "")
         raise ConfigError(
             f"steps_per_task {steps_per_task:,} over evals_per_task {config.evals_per_task:,} "
             f"leaves {steps_per_task / config.evals_per_task:,.4g} env steps per evaluation, "
             f"less than one {config.agent} update ({update:,} env steps); set steps_per_task "
-            f">= {update * config.evals_per_task:,} or evals_per_task <= "
-            f"{max(1, steps_per_task // update):,}")
+            f">= {update * config.evals_per_task:,}{fewer}")
     total = plan.total_segments * plan.segment_steps
     if total > STEPS_MAX:
         raise ConfigError(f"the run would take {total:,} env steps per seed; the loops count "
@@ -643,6 +644,7 @@ def _execute(plan: RunPlan, run_dir: Path, state: Any, start: int, *, quiet: boo
             raise stopped(f"interrupted during {phase}", resume, exit_code=130) from None
 
     write_summary(run_dir, plan, reference, wall_time_s=time.perf_counter() - t_start)
+    (run_dir / "error.log").unlink(missing_ok=True)  # a stop that resume has since made good
     from everlearn.report import write_report
 
     report = write_report(run_dir)
