@@ -9,7 +9,8 @@ import jax
 import numpy as np
 import pytest
 
-from everlearn.runs.checkpoint import atomic_write, load_checkpoint, save_checkpoint
+from everlearn.files import atomic_write
+from everlearn.runs.checkpoint import load_checkpoint, save_checkpoint
 
 
 def make_state(scale: float = 1.0) -> dict:

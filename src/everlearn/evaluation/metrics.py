@@ -15,11 +15,15 @@ def clip01(p: np.ndarray) -> np.ndarray:
     return np.clip(np.asarray(p, dtype=np.float64), 0.0, 1.0)
 
 
+def task_end_evals(num_tasks: int, evals_per_task: int) -> list[int]:
+    """The evaluation (curve row) at the end of each task: the rows of the performance matrix."""
+    return [(k + 1) * evals_per_task for k in range(num_tasks)]
+
+
 def performance_matrix(curve: np.ndarray, evals_per_task: int) -> np.ndarray:
     """R[k, i]: performance on task i after training on task k (rows at task ends)."""
     curve = np.asarray(curve)
-    num_tasks = curve.shape[1]
-    return curve[[(k + 1) * evals_per_task for k in range(num_tasks)]]
+    return curve[..., task_end_evals(curve.shape[-1], evals_per_task), :]
 
 
 def average_performance(matrix: np.ndarray) -> float:

@@ -11,7 +11,6 @@ import base64
 import html
 import io
 import json
-import os
 import warnings
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -24,6 +23,9 @@ import numpy as np
 from matplotlib import colormaps
 from matplotlib.figure import Figure
 from matplotlib.ticker import EngFormatter, MaxNLocator
+
+from everlearn.evaluation.metrics import task_end_evals
+from everlearn.files import atomic_write
 
 __all__ = ["write_report"]
 
@@ -135,12 +137,12 @@ def _performance_matrix(data: RunData) -> np.ndarray | None:
     n, per_task = len(data.task_names), data.evals_per_task
     if not data.evals or not per_task or n == 0:
         return None
-    # Same rows as the summary would use: the evaluation at the end of each task.
+    # The summary's rows: the evaluation at the end of each task (those that have ended).
     by_index = {e["eval_index"]: e for e in data.evals}
     seeds = len(data.evals[0]["normalised"])
     matrix = np.full((seeds, n, n), np.nan)
-    for k in range(n):
-        record = by_index.get((k + 1) * per_task)
+    for k, end in enumerate(task_end_evals(n, per_task)):
+        record = by_index.get(end)
         if record is not None:
             matrix[:, k, :] = np.clip(np.asarray(record["normalised"], dtype=np.float64), 0, 1)
     return None if np.isnan(matrix).all() else matrix
@@ -331,20 +333,6 @@ def _png_bytes(fig: Figure) -> bytes:
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=FIGURE_DPI, facecolor="white")
     return buffer.getvalue()
-
-
-def _atomic_write(path: Path, data: bytes) -> None:
-    """Write next to the target then rename, so a reader never sees a half-written file."""
-    # A plain open (not mkstemp, which makes 0600 files) so the report gets the umask's mode
-    # and can be served or shared like any other file; the pid keeps concurrent writers apart.
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        with open(tmp, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
 
 
 def _fmt(value: Any) -> str:
@@ -565,10 +553,10 @@ def write_report(run_dir: Path) -> Path:
     embedded: dict[str, tuple[str, int]] = {}
     for name, fig in figures.items():
         png = _png_bytes(fig)
-        _atomic_write(figure_dir / f"{name}.png", png)
+        atomic_write(figure_dir / f"{name}.png", png)
         uri = "data:image/png;base64," + base64.b64encode(png).decode("ascii")
         embedded[name] = (uri, round(fig.get_figwidth() * DISPLAY_PX_PER_INCH))
 
     path = run_dir / "report.html"
-    _atomic_write(path, _render(data, embedded).encode("utf-8"))
+    atomic_write(path, _render(data, embedded).encode("utf-8"))
     return path

@@ -11,20 +11,12 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from pathlib import Path
 from typing import Any
 
 from flax import serialization
 
-
-def atomic_write(path: Path, data: bytes | str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "wb") as f:
-        f.write(data.encode() if isinstance(data, str) else data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+from everlearn.files import atomic_write
 
 
 def save_checkpoint(directory: Path, state: Any, meta: dict[str, Any], keep: bool) -> Path:

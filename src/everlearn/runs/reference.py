@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from everlearn import __version__
-from everlearn.runs.checkpoint import atomic_write
+from everlearn.files import atomic_write
 
 
 def cache_dir() -> Path:

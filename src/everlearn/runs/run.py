@@ -39,11 +39,12 @@ from everlearn import __version__
 from everlearn.agents import AGENTS, EnvSpec, make_agent
 from everlearn.envs.layout import Layout, scenario_layout
 from everlearn.envs.sources import EnvSpaces, env_identity, gymnax_id, task_spaces
-from everlearn.evaluation.metrics import interquartile_mean_ci, summarise_seed, task_auc
+from everlearn.evaluation.metrics import (clip01, interquartile_mean_ci, performance_matrix,
+                                         summarise_seed, task_auc, task_end_evals)
+from everlearn.files import atomic_write
 from everlearn.methods import METHODS, method_builders
-from everlearn.runs.checkpoint import (NoCheckpoint, atomic_write, load_checkpoint,
-                                       save_checkpoint)
 from everlearn.ranges import STEPS_MAX
+from everlearn.runs.checkpoint import NoCheckpoint, load_checkpoint, save_checkpoint
 from everlearn.runs.config import ConfigError, RunConfig, build_config
 from everlearn.runs.failures import EnvFailed, RunStopped, divergence, write_error_log
 from everlearn.runs.functional import FunctionalTrainer
@@ -684,7 +685,7 @@ def write_summary(run_dir: Path, plan: RunPlan, reference: np.ndarray | None,
     metrics = list(per_seed_rows[0])
     per_seed = {m: [row[m] for row in per_seed_rows] for m in metrics}
     E = config.evals_per_task
-    matrix = np.clip(curves[:, [(k + 1) * E for k in range(scenario.num_tasks)], :], 0, 1)
+    matrix = clip01(performance_matrix(curves, E))  # [seed, k, i]
     summary = {
         "scenario": scenario.name,
         "agent": config.agent,
@@ -692,7 +693,8 @@ def write_summary(run_dir: Path, plan: RunPlan, reference: np.ndarray | None,
         "seeds": config.seeds,
         "tasks": [t.name for t in scenario.tasks],
         "eval_steps": steps,
-        "task_boundaries": [(k + 1) * E * plan.segment_steps for k in range(scenario.num_tasks)],
+        "task_boundaries": [end * plan.segment_steps
+                            for end in task_end_evals(scenario.num_tasks, E)],
         "per_seed": per_seed,
         "aggregate": {m: interquartile_mean_ci(np.asarray(v)) for m, v in per_seed.items()},
         "performance_matrix": matrix.tolist(),

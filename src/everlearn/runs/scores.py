@@ -21,7 +21,7 @@ import numpy as np
 
 from everlearn import __version__
 from everlearn.envs.gymnasium_context import make_task_env
-from everlearn.runs.checkpoint import atomic_write
+from everlearn.files import atomic_write
 from everlearn.runs.reference import cache_dir, task_identity
 
 RANDOM_EPISODES = {"jax": 100, "gymnasium": 30}
