@@ -279,11 +279,11 @@ def store_and_learn(state: Any, batch: Transition, key: jax.Array, hooks: Any,
     `train`'s metrics)."""
     n = batch.reward.size
     flat = jax.tree.map(lambda x: x.reshape(n, *x.shape[2:]), batch)
-    method_state = hooks.observe(  # hook: observe
+    method_state = hooks.observe(  # hook: observe (params: those that acted on `batch`)
         state.methods,
         {"obs": flat.obs, "action": flat.action, "reward": flat.reward,
          "terminated": flat.terminated, "next_obs": flat.next_obs},
-        jax.random.fold_in(key, 1))
+        state.params, jax.random.fold_in(key, 1))
     state = state.replace(buffer=state.buffer.add(batch), env_steps=state.env_steps + n,
                           methods=method_state)
 

@@ -173,7 +173,8 @@ def make_ppo(config: PPOConfig, spec: EnvSpec,
             "advantage": adv, "return": returns,
         }
         flat = jax.tree.map(lambda x: x.reshape(batch_size, *x.shape[2:]), flat)
-        method_state = hooks.observe(state.methods, flat, k_observe)  # hook: observe
+        # hook: observe (with the params that collected the rollout: the acting policy's outputs)
+        method_state = hooks.observe(state.methods, flat, state.params, k_observe)
 
         def minibatch_step(carry, inputs):
             params, opt_state = carry

@@ -16,7 +16,8 @@ from pydantic import BaseModel
 
 from everlearn.methods.agem import AGEMConfig, make_agem
 from everlearn.methods.base import AgentView, Hooks, Method
-from everlearn.methods.bc_replay import BCReplayConfig, make_bc_replay
+from everlearn.methods.bc_replay import (BCReplayConfig, BCReplayEndOfTaskConfig,
+                                         make_bc_replay, make_bc_replay_end_of_task)
 from everlearn.methods.continual_backprop import (ContinualBackpropConfig,
                                                   make_continual_backprop)
 from everlearn.methods.ewc import EWCConfig, OnlineEWCConfig, make_ewc, make_online_ewc
@@ -50,9 +51,11 @@ METHODS: dict[str, MethodEntry] = {
     "replay_balanced": MethodEntry(BalancedReplayConfig, make_replay, "replay with an equal "
                                    "share of the memory per task", agents=("dqn", "sac", "td3"),
                                    needs_boundaries=True),
-    "bc_replay": MethodEntry(BCReplayConfig, make_bc_replay, "distil each finished task's "
-                             "policy on its stored states (behaviour cloning)",
-                             needs_boundaries=True),
+    "bc_replay": MethodEntry(BCReplayConfig, make_bc_replay, "clone the acting policy's "
+                             "stored outputs on a reservoir of past states (CLEAR)"),
+    "bc_replay_end_of_task": MethodEntry(BCReplayEndOfTaskConfig, make_bc_replay_end_of_task,
+                                         "distil each finished task's end-of-task policy on "
+                                         "its stored states", needs_boundaries=True),
     "ewc": MethodEntry(EWCConfig, make_ewc, "pull weights towards each finished task's "
                        "values, weighted by that task's Fisher", needs_boundaries=True),
     "online_ewc": MethodEntry(OnlineEWCConfig, make_online_ewc, "pull weights towards the "

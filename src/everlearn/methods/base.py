@@ -8,10 +8,16 @@ Hooks (every one optional; the defaults do nothing):
   `-> (state, params)`: only where the scenario shows its task boundaries.
 - `observe(state, data, task, key) -> state`: sees the data of every `update` call in the
   agent's minibatch format (flat arrays with at least "obs"; PPO adds "action", "log_prob",
-  "advantage", "return"; DQN "action", "reward", "terminated", "next_obs"). Replay stores and
-  episodic memories fill up here. (An addition to DESIGN.md's list: storing what arrives and
-  changing what is trained on are different moments for an off-policy agent.)
-- `transform_batch(state, minibatch, key) -> minibatch`: replay mixing.
+  "advantage", "return"; DQN "action", "reward", "terminated", "next_obs"), plus
+  `data["behaviour"]`: the acting policy's outputs on each row's observation at collection
+  time, in `view.outputs`'s format (PPO logits and value, DQN Q-values, SAC/TD3 action) — the
+  outputs of the params `update` starts with, which are the params that acted on its data (an
+  agent's params change only in `update` and at task boundaries, which fall between updates).
+  Replay stores and episodic memories fill up here. (An addition to DESIGN.md's list: storing
+  what arrives and changing what is trained on are different moments for an off-policy agent.)
+- `transform_batch(state, minibatch, key) -> minibatch`: replay mixing; called once per
+  gradient step with a fresh key. A method may also add an entry under its own name for its
+  `extra_loss` to read (`bc_replay`: replayed rows drawn fresh for each gradient step).
 - `extra_loss(state, params, minibatch) -> scalar`: added to the agent's loss (EWC, L2-init,
   distillation).
 - `gradient_transformation`: an Optax link applied to the raw gradients before the agent's
@@ -292,9 +298,13 @@ class Hooks:
                                              started, key)
         return agent_state.replace(params=params, methods=methods)
 
-    def observe(self, state: dict, data: dict, key: jax.Array) -> dict:
+    def observe(self, state: dict, data: dict, params: Params, key: jax.Array) -> dict:
+        """`params`: those that acted on `data` (the params `update` starts with)."""
         state = dict(state)
         state["recent"] = store_rows(state["recent"], data)
+        # The acting policy's outputs at collection time (dead code, removed by XLA, unless a
+        # method reads them).
+        data = {**data, "behaviour": self.view.outputs(params, data["obs"])}
         for m, k in zip(self.methods, jax.random.split(key, max(len(self.methods), 1))):
             state[m.name] = m.observe(state[m.name], data, state["task"], k)
         return state
