@@ -287,3 +287,41 @@ def test_a_config_file_may_hold_settings_of_agents_the_run_does_not_use(tmp_path
     shared = tmp_path / "shared.yaml"
     shared.write_text("ppo:\n  learning_rate: 0.01\ndqn:\n  learning_rate: 0.002\n")
     assert build_config(shared, {"agent": "dqn"}).dqn.learning_rate == 0.002
+
+
+@pytest.mark.parametrize("sets, named", [
+    # Used to run 256 steps per task silently, and 447k steps on task 1 (issue 15).
+    (["steps_per_task=1"], "steps_per_task 1 over evals_per_task 10 leaves 0.1 env steps per "
+                           "evaluation, less than one ppo update (256 env steps); set "
+                           "steps_per_task >= 2,560"),
+    (["evals_per_task=100000", "steps_per_task=2000"], "or evals_per_task <= 7"),
+    (["steps_per_task=2147483647", "evals_per_task=1"], "the loops count in int32"),
+])
+def test_a_budget_below_one_update_per_evaluation_is_refused(sets, named):
+    from everlearn.runs.run import make_plan
+
+    with pytest.raises(ConfigError) as e:
+        make_plan(build_config(sets=sets))
+    assert named in str(e.value)
+
+
+def test_a_budget_that_is_not_whole_updates_says_how_it_rounds():
+    from everlearn.runs.run import budget_note, make_plan
+
+    note = budget_note(make_plan(build_config(sets=["steps_per_task=20000"])))
+    assert note == ("note: steps_per_task 20,000 runs as 20,480: 10 evaluations, each after 8 "
+                    "ppo updates of 256 env steps")
+    assert budget_note(make_plan(build_config(sets=["steps_per_task=25600"]))) is None
+
+
+def test_out_at_a_file_and_an_oversized_replay_buffer_are_one_line(tmp_path: Path):
+    """`--out` at a file was a NotADirectoryError traceback; a buffer of a billion rows would
+    be an out-of-memory crash after the run started."""
+    a_file = tmp_path / "taken"
+    a_file.write_text("")
+    result = CliRunner().invoke(app, ["run", "--out", str(a_file)])
+    assert result.exit_code == 2 and result.output.count("\n") == 1
+    assert f"--out '{a_file}' is a file" in result.output
+    result = CliRunner().invoke(app, ["run", "--scenario", "pendulum-contexts", "--agent", "sac",
+                                      "--set", "sac.buffer_size=20000000000", "--dry-run"])
+    assert result.exit_code == 2 and "lower sac.buffer_size" in result.output

@@ -152,3 +152,13 @@ def test_ctrl_c_and_sigterm_checkpoint_the_finished_segments_and_exit_cleanly(
     whole = start_run(config, tmp_path / "whole", quiet=True)
     a, b = (json.loads((d / "summary.json").read_text())["per_seed"] for d in (run_dir, whole))
     assert a == b
+
+
+def test_a_damaged_run_json_is_named_in_one_line(tmp_path):
+    """It was `Expecting ',' delimiter: line 1 column 710`, naming no file."""
+    from everlearn.runs.config import ConfigError
+
+    run_dir = start_run(_config(), tmp_path / "run", quiet=True, stop_after=1)
+    (run_dir / "run.json").write_text('{"everlearn_version": 1,,')
+    with pytest.raises(ConfigError, match=f"'{run_dir / 'run.json'}' is damaged"):
+        resume_run(run_dir, quiet=True)
