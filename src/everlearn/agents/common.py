@@ -303,6 +303,24 @@ def store_and_learn(state: Any, batch: Transition, key: jax.Array, hooks: Any,
     return state, jax.tree.map(jnp.mean, info)
 
 
+def restarting_boundary(hooks: Any, explore_each_task: bool | None):
+    """`Agent.task_boundary` of an off-policy agent: the methods' `on_task_end` /
+    `on_task_start` hooks, then — unless `explore_each_task` is False — its exploration
+    restarts: `explore_from` <- `env_steps`, so DQN's epsilon schedule and SAC/TD3's random
+    warm-up count env steps from the task's start, as a single-task reference's do. Only
+    exploration restarts: the replay buffer is kept, and gradient steps go on (their
+    `learning_starts` gate reads the buffer's size). None counts as on: a run calls this only
+    where the scenario shows its boundaries."""
+
+    def task_boundary(state: Any, ended: jax.Array, started: jax.Array, key: jax.Array) -> Any:
+        state = hooks.agent_task_boundary(state, ended, started, key)
+        if explore_each_task is False:
+            return state
+        return state.replace(explore_from=state.env_steps)
+
+    return task_boundary
+
+
 # -- continuous control (SAC, TD3) --------------------------------------------------------------
 
 def twin_q(q_net: nn.Module, params: dict, obs: jax.Array,

@@ -5,8 +5,9 @@ buffer (part of the agent state), and — once the buffer holds `learning_starts
 takes `gradient_steps` minibatch steps in one `lax.scan`. The target network follows
 `params["q"]` every `target_update_every` gradient steps (a hard copy, or Polyak averaging with
 `target_tau` < 1). Exploration is epsilon-greedy with epsilon decaying linearly over the first
-`exploration_steps` env steps. Continual-learning methods (`everlearn.methods`) hook into
-`update` at the points marked.
+`exploration_steps` env steps — of each task with `explore_each_task` (the schedule restarts at
+every task boundary; the replay buffer and the learning stay), else of the whole run.
+Continual-learning methods (`everlearn.methods`) hook into `update` at the points marked.
 """
 
 from __future__ import annotations
@@ -21,8 +22,8 @@ from flax import struct
 from pydantic import BaseModel, ConfigDict, PositiveFloat, PositiveInt
 
 from everlearn.agents.common import (MLP, Agent, EnvSpec, ReplayBuffer, Transition, polyak,
-                                     replay_row, store_and_learn, torso_options,
-                                     uniform_actions)
+                                     replay_row, restarting_boundary, store_and_learn,
+                                     torso_options, uniform_actions)
 from everlearn.methods.base import AgentView, Hooks, Method
 from everlearn.ranges import (Count, Discount, Fraction, HiddenSizes, LearningRate,
                               NonNegativeCount, PolyakStep, Positive)
@@ -48,6 +49,9 @@ class DQNConfig(BaseModel):
     exploration_steps: Count = 10_000
     epsilon_start: Fraction = 1.0
     epsilon_end: Fraction = 0.04
+    # Restart the epsilon schedule at each task boundary. None: on where the scenario shows
+    # its boundaries (the run resolves it), off where it hides them.
+    explore_each_task: bool | None = None
     max_grad_norm: Positive = 10.0
     double: bool = True
     loss: Literal["mse", "huber"] = "mse"
@@ -66,6 +70,7 @@ class DQNState:
     opt_state: optax.OptState
     buffer: ReplayBuffer
     env_steps: jax.Array
+    explore_from: jax.Array  # env_steps where the epsilon schedule (re)started
     gradient_steps: jax.Array
     methods: dict[str, Any]  # the continual-learning methods' state (`Hooks`)
 
@@ -104,12 +109,14 @@ def make_dqn(config: DQNConfig, spec: EnvSpec,
             opt_state=optimiser.init(params),
             buffer=ReplayBuffer.create(config.buffer_size, spec.obs_dim),
             env_steps=jnp.zeros((), jnp.int32),
+            explore_from=jnp.zeros((), jnp.int32),
             gradient_steps=jnp.zeros((), jnp.int32),
             methods=hooks.init(jax.random.fold_in(key, 1), params),
         )
 
-    def epsilon(env_steps: jax.Array) -> jax.Array:
-        fraction = jnp.clip(env_steps / config.exploration_steps, 0.0, 1.0)
+    def epsilon(state: DQNState) -> jax.Array:
+        steps = state.env_steps - state.explore_from  # of this task, with explore_each_task
+        fraction = jnp.clip(steps / config.exploration_steps, 0.0, 1.0)
         return config.epsilon_start + fraction * (config.epsilon_end - config.epsilon_start)
 
     def greedy_action(state: DQNState, obs: jax.Array) -> jax.Array:
@@ -117,7 +124,7 @@ def make_dqn(config: DQNConfig, spec: EnvSpec,
 
     def act(state: DQNState, obs: jax.Array, key: jax.Array):
         k_explore, k_random = jax.random.split(key)
-        explore = jax.random.uniform(k_explore, (obs.shape[0],)) < epsilon(state.env_steps)
+        explore = jax.random.uniform(k_explore, (obs.shape[0],)) < epsilon(state)
         random_action = uniform_actions(k_random, spec, obs)  # among the task's own actions
         return jnp.where(explore, random_action, greedy_action(state, obs)), {}
 
@@ -169,7 +176,7 @@ def make_dqn(config: DQNConfig, spec: EnvSpec,
     def update(state: DQNState, batch: Transition, key: jax.Array):
         # hooks: observe, then (after the gradient steps) after_update
         state, info = store_and_learn(state, batch, key, hooks, config.learning_starts, train)
-        return state, {**info, "epsilon": epsilon(state.env_steps)}
+        return state, {**info, "epsilon": epsilon(state)}
 
     return Agent("dqn", config.num_envs, config.train_every, init, act, greedy_action, update,
-                 hooks.agent_task_boundary, view)
+                 restarting_boundary(hooks, config.explore_each_task), view)

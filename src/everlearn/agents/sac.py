@@ -8,10 +8,12 @@ learned so that the policy's entropy stays near `target_entropy` (−action size
 Each `update` call receives `train_every` steps from each env, stores them in the replay buffer
 (part of the agent state) and — once it holds `learning_starts` transitions — takes
 `utd_ratio` gradient steps per env step, fused into one `lax.scan`. Until then the agent acts
-uniformly at random, as Stable-Baselines3 does. One gradient step is one loss over all three
-networks: the critics' soft Bellman error plus the actor's objective, in which the critics are
-held fixed (`stop_gradient`), so one optimiser step serves both, and the continual-learning
-methods (`everlearn.methods`) hook in once, at the points marked.
+uniformly at random, as Stable-Baselines3 does; with `explore_each_task` it acts at random
+again for the first `learning_starts` steps of every later task (learning goes on meanwhile).
+One gradient step is one loss over all three networks: the critics' soft Bellman error plus
+the actor's objective, in which the critics are held fixed (`stop_gradient`), so one optimiser
+step serves both, and the continual-learning methods (`everlearn.methods`) hook in once, at
+the points marked.
 """
 
 from __future__ import annotations
@@ -27,7 +29,8 @@ from pydantic import BaseModel, ConfigDict, NonNegativeInt, PositiveFloat, Posit
 
 from everlearn.agents.common import (MLP, Agent, EnvSpec, ReplayBuffer, Transition,
                                      gradient_steps_per_update, polyak, random_actions,
-                                     replay_row, store_and_learn, twin_q)
+                                     replay_row, restarting_boundary, store_and_learn,
+                                     twin_q)
 from everlearn.methods.base import AgentView, Hooks, Method
 from everlearn.ranges import Discount, HiddenSizes, PolyakStep
 
@@ -46,6 +49,9 @@ class SACConfig(BaseModel):
     buffer_size: PositiveInt = 1_000_000
     batch_size: PositiveInt = 256
     learning_starts: NonNegativeInt = 1_000
+    # Act at random for the first `learning_starts` env steps of each task, not only of the
+    # run. None: on where the scenario shows its task boundaries (the run resolves it).
+    explore_each_task: bool | None = None
     learning_rate: PositiveFloat = 3e-4
     gamma: Discount = 0.99
     tau: PolyakStep = 0.005  # Polyak step of the target critics per gradient step
@@ -67,6 +73,7 @@ class SACState:
     alpha_opt_state: optax.OptState
     buffer: ReplayBuffer
     env_steps: jax.Array
+    explore_from: jax.Array  # env_steps where the random warm-up (re)started
     gradient_steps: jax.Array
     methods: dict[str, Any]  # the continual-learning methods' state (`Hooks`)
 
@@ -167,6 +174,7 @@ def make_sac(config: SACConfig, spec: EnvSpec,
             buffer=ReplayBuffer.create(config.buffer_size, spec.obs_dim, (action_dim,),
                                        jnp.float32),
             env_steps=jnp.zeros((), jnp.int32),
+            explore_from=jnp.zeros((), jnp.int32),
             gradient_steps=jnp.zeros((), jnp.int32),
             methods=hooks.init(k_methods, params),
         )
@@ -177,7 +185,8 @@ def make_sac(config: SACConfig, spec: EnvSpec,
     def act(state: SACState, obs: jax.Array, key: jax.Array):
         k_policy, k_random = jax.random.split(key)
         action = sample(state.params["actor"], obs, k_policy)[0]
-        warming_up = state.env_steps < config.learning_starts
+        # at random for `learning_starts` steps of the run, or of each task (explore_each_task)
+        warming_up = state.env_steps - state.explore_from < config.learning_starts
         return jnp.where(warming_up, random_actions(k_random, action.shape), action), {}
 
     def total_loss(params, target_params, alpha, mb, key, method_state):
@@ -222,4 +231,4 @@ def make_sac(config: SACConfig, spec: EnvSpec,
         return store_and_learn(state, batch, key, hooks, config.learning_starts, train)
 
     return Agent("sac", config.num_envs, config.train_every, init, act, greedy_action, update,
-                 hooks.agent_task_boundary, view)
+                 restarting_boundary(hooks, config.explore_each_task), view)

@@ -10,9 +10,11 @@ noise of scale `exploration_noise` to the actor's action.
 Each `update` call receives `train_every` steps from each env, stores them in the replay buffer
 (part of the agent state) and — once it holds `learning_starts` transitions — takes
 `utd_ratio` gradient steps per env step, fused into one `lax.scan`; until then the agent acts
-uniformly at random. One gradient step is one loss over all three networks (the critics held
-fixed in the actor's term); the delay is an Optax mask on the actor's part of the update, so
-the continual-learning methods (`everlearn.methods`) hook in once, at the points marked.
+uniformly at random — with `explore_each_task`, also for the first `learning_starts` steps of
+every later task (learning goes on meanwhile). One gradient step is one loss over all three
+networks (the critics held fixed in the actor's term); the delay is an Optax mask on the
+actor's part of the update, so the continual-learning methods (`everlearn.methods`) hook in
+once, at the points marked.
 """
 
 from __future__ import annotations
@@ -28,7 +30,8 @@ from pydantic import BaseModel, ConfigDict, NonNegativeInt, PositiveFloat, Posit
 
 from everlearn.agents.common import (MLP, Agent, EnvSpec, ReplayBuffer, Transition,
                                      gradient_steps_per_update, polyak, random_actions,
-                                     replay_row, store_and_learn, twin_q)
+                                     replay_row, restarting_boundary, store_and_learn,
+                                     twin_q)
 from everlearn.methods.base import AgentView, Hooks, Method
 from everlearn.ranges import Discount, HiddenSizes, NonNegative, PolyakStep
 
@@ -46,6 +49,9 @@ class TD3Config(BaseModel):
     buffer_size: PositiveInt = 1_000_000
     batch_size: PositiveInt = 256
     learning_starts: NonNegativeInt = 1_000
+    # Act at random for the first `learning_starts` env steps of each task, not only of the
+    # run. None: on where the scenario shows its task boundaries (the run resolves it).
+    explore_each_task: bool | None = None
     learning_rate: PositiveFloat = 1e-3
     gamma: Discount = 0.99
     tau: PolyakStep = 0.005  # Polyak step of every target network at each delayed update
@@ -67,6 +73,7 @@ class TD3State:
     opt_state: optax.OptState
     buffer: ReplayBuffer
     env_steps: jax.Array
+    explore_from: jax.Array  # env_steps where the random warm-up (re)started
     gradient_steps: jax.Array
     methods: dict[str, Any]  # the continual-learning methods' state (`Hooks`)
 
@@ -146,6 +153,7 @@ def make_td3(config: TD3Config, spec: EnvSpec,
             buffer=ReplayBuffer.create(config.buffer_size, spec.obs_dim, (action_dim,),
                                        jnp.float32),
             env_steps=jnp.zeros((), jnp.int32),
+            explore_from=jnp.zeros((), jnp.int32),
             gradient_steps=jnp.zeros((), jnp.int32),
             methods=hooks.init(k_methods, params),
         )
@@ -158,7 +166,8 @@ def make_td3(config: TD3Config, spec: EnvSpec,
         action = policy(state.params["actor"], obs)
         action = jnp.clip(action + config.exploration_noise
                           * jax.random.normal(k_noise, action.shape), -1.0, 1.0)
-        warming_up = state.env_steps < config.learning_starts
+        # at random for `learning_starts` steps of the run, or of each task (explore_each_task)
+        warming_up = state.env_steps - state.explore_from < config.learning_starts
         return jnp.where(warming_up, random_actions(k_random, action.shape), action), {}
 
     def total_loss(params, target_params, mb, key, method_state):
@@ -196,4 +205,4 @@ def make_td3(config: TD3Config, spec: EnvSpec,
         return store_and_learn(state, batch, key, hooks, config.learning_starts, train)
 
     return Agent("td3", config.num_envs, config.train_every, init, act, greedy_action, update,
-                 hooks.agent_task_boundary, view)
+                 restarting_boundary(hooks, config.explore_each_task), view)

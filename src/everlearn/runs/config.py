@@ -135,8 +135,32 @@ class _RunConfigFields(BaseModel):
             self.backend = "jax" if functional else "gymnasium"
         return self
 
+    @model_validator(mode="after")
+    def _explore_each_task(self):
+        """The agent's `explore_each_task` (DQN, SAC, TD3), resolved so that config.yaml
+        records it: None is on where the scenario shows its task boundaries, off where it
+        hides them (nothing can restart at a boundary no one sees)."""
+        section = self.agent_config()
+        if "explore_each_task" not in type(section).model_fields:
+            return self
+        from everlearn.scenarios import get_scenario
+
+        scenario = get_scenario(self.scenario)
+        if section.explore_each_task and not scenario.boundaries_visible:
+            raise ValueError(f"{self.agent}.explore_each_task needs task boundaries, which "
+                             f"scenario '{scenario.name}' hides; set it false or pick a "
+                             "scenario that shows them")
+        if section.explore_each_task is None:
+            setattr(self, self.agent, section.model_copy(
+                update={"explore_each_task": scenario.boundaries_visible}))
+        return self
+
     def agent_config(self) -> BaseModel:
         return getattr(self, self.agent)
+
+    def explores_each_task(self) -> bool:
+        """Whether the agent's exploration restarts at each task boundary."""
+        return bool(getattr(self.agent_config(), "explore_each_task", False))
 
     def method_configs(self) -> dict[str, BaseModel]:
         return {name: getattr(self, name) for name in self.methods}

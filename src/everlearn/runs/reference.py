@@ -1,9 +1,10 @@
 """Single-task reference runs for forward transfer, cached across runs.
 
 For each task, a fresh agent (same seeds) trains on that task alone for the same budget with
-the same evaluation grid; its curve on that task gives AUC_i^ref. The trainer of the main run
-is reused, so no program is compiled twice. Raw returns are cached under
-`$EVERLEARN_CACHE` (default `~/.cache/everlearn`) keyed by everything they depend on, and
+the same evaluation grid; its curve on that task gives AUC_i^ref. It explores from the start of
+its task, as a continual run's agent does on every task with `explore_each_task`. The
+trainer of the main run is reused, so no program is compiled twice. Raw returns are cached
+under `$EVERLEARN_CACHE` (default `~/.cache/everlearn`) keyed by everything they depend on, and
 normalised on use: a changed normalisation score never meets a stale normalised curve.
 """
 
@@ -35,12 +36,15 @@ def task_identity(task: Any) -> dict[str, Any]:
 
 
 def reference_key(config: Any, scenario: Any, segment_steps: int) -> str:
+    agent_config = config.agent_config().model_dump(mode="json")
+    # A single-task run meets no task boundary: restarting exploration at one changes nothing.
+    agent_config.pop("explore_each_task", None)
     payload = {
         "version": __version__,
         "returns": "raw",
         "tasks": [task_identity(t) for t in scenario.tasks],
         "agent": config.agent,
-        "agent_config": config.agent_config().model_dump(mode="json"),
+        "agent_config": agent_config,
         "backend": config.backend,
         "seeds": config.seeds,
         "evals_per_task": config.evals_per_task,

@@ -460,8 +460,14 @@ def _refuse_edited_config(run_dir: Path, started: dict, now: dict) -> None:
         return out
 
     before, after = flat(started), flat(now)
+    keys = [key for key in sorted(before.keys() | after.keys())
+            if before.get(key) != after.get(key)]
+    if keys and all(key not in before for key in keys):  # settings this everlearn added since
+        raise ConfigError(f"'{run_dir}' was started by an earlier everlearn, without the settings "
+                          f"{', '.join(keys)}; finish it with the version that started it, or "
+                          "start it again with 'everlearn run'")
     changed = [f"{key}: {before.get(key, '(absent)')} -> {after.get(key, '(absent)')}"
-               for key in sorted(before.keys() | after.keys()) if before.get(key) != after.get(key)]
+               for key in keys]
     if changed:
         raise ConfigError(f"'{run_dir / 'config.yaml'}' was edited after the run started "
                           f"({'; '.join(changed)}); restore it, or start a new run with the "
@@ -612,8 +618,10 @@ def _execute(plan: RunPlan, run_dir: Path, state: Any, start: int, *, quiet: boo
                 last = log_eval(segment, state, trainer.evaluate(state, seeds, segment),
                                 train_metrics)
                 task_ends = segment % config.evals_per_task == 0 and task + 1 < scenario.num_tasks
-                if task_ends and config.methods and scenario.boundaries_visible:
-                    state = trainer.task_boundary(state, task, task + 1)  # methods' task hooks
+                if task_ends and scenario.boundaries_visible and (config.methods
+                                                                  or config.explores_each_task()):
+                    # the methods' task hooks, and the exploration restart (explore_each_task)
+                    state = trainer.task_boundary(state, task, task + 1)
                 finished = (segment, state)
                 if segment % config.evals_per_task == 0 or segment % config.checkpoint_every == 0:
                     checkpoint(segment, state)
