@@ -401,7 +401,7 @@ def load_config(run_dir: Path) -> RunConfig:
     try:
         return build_config(path)  # YAML and validation errors: one line naming the file
     except ConfigError as e:
-        raise ConfigError(f"{path}: {e}") from None
+        raise ConfigError(str(e) if str(path) in str(e) else f"{path}: {e}") from None
 
 
 def resume_run(run_dir: Path, *, quiet: bool = False, stop_after: int | None = None) -> Path:
