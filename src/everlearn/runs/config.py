@@ -268,8 +268,10 @@ def _read_config_file(config_file: Path) -> dict[str, Any]:
     if path.is_dir():
         raise ConfigError(f"config file '{path}' is a directory; give a YAML file "
                           f"(e.g. '{path / 'config.yaml'}')")
-    if not path.is_file():
+    if not path.exists():
         raise ConfigError(f"config file '{path}' does not exist")
+    if not path.is_file():
+        raise ConfigError(f"config file '{path}' is not a regular file; give a YAML file")
     try:
         loaded = yaml.safe_load(path.read_text(encoding="utf-8"))
     except UnicodeDecodeError:
