@@ -23,7 +23,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from machine import invocation, results_header
+from machine import COMMIT_AT_START, invocation, results_header
 
 from everlearn.methods import METHODS
 from everlearn.runs.config import build_config
@@ -75,7 +75,7 @@ def markdown(rows: list[dict], args, wall_s: float) -> str:
     if args.append and args.out.is_file():  # keep the first invocation's header, say what ran
         previous = args.out.read_text().splitlines()
         head = previous[:next(i for i, line in enumerate(previous) if line.startswith("- Seeds"))]
-        head.append(f"- Rows added by: {invocation(wall_s)}")
+        head.append(f"- Rows added by: {invocation(wall_s)} at commit {COMMIT_AT_START}")
     else:
         head = results_header("Continual-learning methods with PPO (everlearn)", wall_s)
     lines = [
