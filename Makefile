@@ -16,10 +16,10 @@ $(BIN)/.installed: pyproject.toml
 run: $(BIN)/.installed
 	$(BIN)/everlearn run --scenario cartpole-contexts --agent ppo --seeds 0-4 --reference
 
-# Two learning tests run a second time on one XLA device: a 1-core machine compiles other code
-# (the seed axis is not split), and the bars must hold there too. PPO (functional path) and TD3
-# (the bar nearest its measured distribution); all four pass there (their docstrings), in 171 s.
-LEARNING_TESTS := tests/agents/test_learning.py::test_ppo_learns_cartpole_within_50k_steps "tests/agents/test_continuous.py::test_learns_pendulum_within_12k_steps[td3]"
+# A learning test runs a second time on one XLA device: a 1-core machine compiles other code
+# (the seed axis is not split), and the bars must hold there too. TD3 (functional path, the bar
+# nearest its measured distribution); all four pass there (their docstrings), in 171 s.
+LEARNING_TESTS := "tests/agents/test_continuous.py::test_learns_pendulum_within_12k_steps[td3]"
 
 test: $(BIN)/.installed
 	$(BIN)/python -m pytest -q
