@@ -51,6 +51,8 @@ def allowed(key: str, value: Any) -> bool | None:
                         for v in value))
     if name == "target_entropy":  # None: the agent's default; else any finite number
         return value is None or (_number(value) is not None and math.isfinite(_number(value)))
+    if key == "steps_per_task" and value is None:  # None: the scenario's own budget
+        return True
     judged = (COUNTS | NON_NEGATIVE_COUNTS | POSITIVE | NON_NEGATIVE | UNIT_INTERVAL
               | set(OPEN_UNIT))
     if name not in judged:

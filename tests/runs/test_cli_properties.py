@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from typer.testing import CliRunner
 
@@ -46,9 +46,13 @@ def _yaml(value) -> str:
 SCENARIO = {"sac": "pendulum-contexts", "td3": "pendulum-contexts"}
 
 
-@settings(max_examples=150, deadline=None, derandomize=False,
+@settings(max_examples=150, deadline=None, derandomize=True,
           suppress_health_check=[HealthCheck.too_slow])
 @given(st.sampled_from(KEYS), VALUES, st.sampled_from(["ppo", "dqn", "sac", "td3"]))
+# Derandomised so that CI sees the same examples on every machine (the random campaign is
+# benchmarks/reliability.py). Found by a random CI run: `steps_per_task=null` is the
+# scenario's own budget, a valid value.
+@example(("steps_per_task", []), None, "ppo")
 def test_any_set_value_is_accepted_validly_or_refused_in_one_line(key_needs, value, agent):
     key, needs = key_needs
     if needs[:1] == ["--agent"]:
@@ -68,7 +72,7 @@ def test_any_set_value_is_accepted_validly_or_refused_in_one_line(key_needs, val
         assert allowed(key, parsed) is not False, (args, "accepted an invalid value")
 
 
-@settings(max_examples=60, deadline=None)
+@settings(max_examples=60, deadline=None, derandomize=True)
 @given(st.lists(st.sampled_from(["--seeds", "--scenario", "--agent", "--backend", "--method",
                                  "--config", "--out"]), min_size=1, max_size=3),
        st.lists(st.one_of(st.text(max_size=10), st.sampled_from(
