@@ -8,6 +8,10 @@ BIN := $(VENV)/bin
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
+	@# A venv made before the mujoco==3.3.0 pin holds MuJoCo 4, split into mujoco-core and
+	@# mujoco-studio; installing 3.3.0 over it leaves those two behind and breaks `import mujoco`.
+	if $(BIN)/python -m pip show -q mujoco-core >/dev/null 2>&1; then \
+		$(BIN)/python -m pip uninstall -q -y mujoco mujoco-core mujoco-studio; fi
 	$(BIN)/python -m pip install -q -e '.[test]'
 	touch $@
 

@@ -7,6 +7,7 @@ import pytest
 
 from everlearn.evaluation.metrics import (
     average_performance,
+    continual_world_metrics,
     backward_transfer,
     clip01,
     forgetting,
@@ -189,3 +190,67 @@ def test_iqm_constant_values():
     out = interquartile_mean_ci(np.full(5, 0.3), reps=100, seed=0)
     assert out["iqm"] == pytest.approx(0.3)
     assert out["ci_low"] == pytest.approx(0.3) and out["ci_high"] == pytest.approx(0.3)
+
+
+# Continual World's convention (`continual_world_metrics`), on the same hand-made numbers.
+def test_continual_world_on_two_tasks_hand_computed():
+    # E = 2, so the final window is 2 evaluations. End: rows 3-4 -> task 0 (0.5 + 0.4) / 2 =
+    # 0.45, task 1 (0.7 + 0.9) / 2 = 0.8, performance 0.625. At their own ends: task 0 rows 1-2
+    # -> 0.4, task 1 rows 3-4 -> 0.8; forgetting over both tasks ((0.4 - 0.45) + 0) / 2.
+    # AUCs while training (rows 1-2, 3-4): 0.4, 0.8; references (rows 1-2): 0.3, 0.9;
+    # FT = ((0.4 - 0.3) / 0.7 + (0.8 - 0.9) / 0.1) / 2 = (1/7 - 1) / 2.
+    out = continual_world_metrics(CURVE[None], 2, REF[None])
+    assert out["per_seed"]["average_performance"] == pytest.approx([0.625])
+    assert out["per_seed"]["forgetting"] == pytest.approx([-0.025])
+    assert out["aggregate"]["forward_transfer"]["mean"] == pytest.approx((1 / 7 - 1) / 2)
+    assert out["final_evals"] == 2 and out["confidence"] == 0.9
+
+
+def test_continual_world_forgetting_counts_the_last_task_and_everlearn_does_not():
+    # Two tasks, E = 1: task 0 reaches 0.8 and falls to 0.2; task 1 ends at 1.0.
+    curve = np.array([[0.0, 0.0], [0.8, 0.0], [0.2, 1.0]])
+    cw = continual_world_metrics(curve[None], 1, None)
+    assert cw["per_seed"]["forgetting"] == pytest.approx([0.3])  # (0.6 + 0) / 2
+    assert summarise_seed(curve, 1, None)["forgetting"] == pytest.approx(0.6)  # task 0 only
+
+
+def test_continual_world_final_performance_averages_the_last_five_evaluations():
+    # One task, E = 6: the last 5 rows (not row 1) make the end performance.
+    curve = np.array([[0.0], [0.1], [0.2], [0.4], [0.6], [0.8], [1.0]])
+    out = continual_world_metrics(curve[None], 6, None)
+    assert out["final_evals"] == 5
+    assert out["per_seed"]["average_performance"] == pytest.approx([0.6])
+    assert summarise_seed(curve, 6, None)["average_performance"] == pytest.approx(1.0)
+
+
+def test_continual_world_on_one_task_hand_computed():
+    # E = 3, window 3: performance mean(0.5, 0.7, 0.9) = 0.7, forgetting exactly 0;
+    # AUC 0.7 against the reference's 0.4 -> FT = 0.3 / 0.6.
+    curve = np.array([[0.0], [0.5], [0.7], [0.9]])
+    ref = np.array([[[0.0, 0.2, 0.4, 0.6]]])
+    out = continual_world_metrics(curve[None], 3, ref)
+    assert out["per_seed"]["average_performance"] == pytest.approx([0.7])
+    assert out["per_seed"]["forgetting"] == [0.0]
+    assert out["aggregate"]["forward_transfer"]["mean"] == pytest.approx(0.5)
+
+
+def test_continual_world_forward_transfer_averages_seeds_before_normalising():
+    # One task, E = 1. Run seeds' AUCs 0.2 and 0.6 (mean 0.4); references' 0.1 and 0.5
+    # (mean 0.3): CW gives (0.4 - 0.3) / 0.7 = 1/7, where the mean of per-seed ratios would be
+    # ((0.1 / 0.9) + (0.1 / 0.5)) / 2 = 0.1556.
+    curves = np.array([[[0.0], [0.2]], [[0.0], [0.6]]])
+    refs = np.array([[[0.0, 0.1]], [[0.0, 0.5]]])
+    ft = continual_world_metrics(curves, 1, refs)["aggregate"]["forward_transfer"]
+    assert ft["mean"] == pytest.approx(1 / 7)
+    assert ft["mean"] != pytest.approx((0.1 / 0.9 + 0.1 / 0.5) / 2)
+    assert ft["ci_low"] <= ft["mean"] <= ft["ci_high"]
+
+
+def test_continual_world_ci_brackets_the_mean_and_narrows_with_agreeing_seeds():
+    rng = np.random.default_rng(0)
+    curves = rng.uniform(0, 1, size=(10, 5, 2))
+    agg = continual_world_metrics(curves, 2, None)["aggregate"]["average_performance"]
+    assert agg["ci_low"] < agg["mean"] < agg["ci_high"]
+    same = np.repeat(curves[:1], 10, axis=0)
+    agg = continual_world_metrics(same, 2, None)["aggregate"]["average_performance"]
+    assert agg["ci_low"] == pytest.approx(agg["mean"]) == pytest.approx(agg["ci_high"])

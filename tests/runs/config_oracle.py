@@ -22,6 +22,8 @@ UNIT_INTERVAL = {"epsilon_start", "epsilon_end", "gae_lambda", "replay_fraction"
                  "shrink", "replacement_rate"}
 OPEN_UNIT = {"gamma": (0.0, 1.0, False, True), "target_tau": (0.0, 1.0, False, True),
              "keep_fraction": (0.0, 1.0, False, True), "utility_decay": (0.0, 1.0, True, False)}
+# Keys where null means "work it out": the scenario's budget, PackNet's equal split.
+NONE_IS_DEFAULT = {"steps_per_task", "keep_fraction"}
 # Polyak steps of the continuous agents: `tau` of sac/td3 is a step in (0, 1], of redo a
 # threshold (>= 0); told apart by section.
 POLYAK_SECTIONS = {"sac", "td3"}
@@ -51,7 +53,7 @@ def allowed(key: str, value: Any) -> bool | None:
                         for v in value))
     if name == "target_entropy":  # None: the agent's default; else any finite number
         return value is None or (_number(value) is not None and math.isfinite(_number(value)))
-    if key == "steps_per_task" and value is None:  # None: the scenario's own budget
+    if value is None and name in NONE_IS_DEFAULT:
         return True
     judged = (COUNTS | NON_NEGATIVE_COUNTS | POSITIVE | NON_NEGATIVE | UNIT_INTERVAL
               | set(OPEN_UNIT))

@@ -78,6 +78,8 @@ class Agent(NamedTuple):
     - `task_boundary(state, ended, started, key) -> state`: the scenario moved from task
       `ended` to task `started` (called only where it shows boundaries); runs the methods'
       `on_task_end` / `on_task_start` hooks.
+    - `for_task(state, task) -> state`: the state that acts on task `task` in evaluation (the
+      methods' per-task views of the params, e.g. PackNet's; else `state` itself).
     Every agent's state has a `methods` dict (see `everlearn.methods.base.Hooks`).
     """
 
@@ -90,6 +92,7 @@ class Agent(NamedTuple):
     update: Callable[[Any, "Transition", jax.Array], tuple[Any, dict[str, jax.Array]]]
     task_boundary: Callable[[Any, jax.Array, jax.Array, jax.Array], Any]
     view: Any = None  # the `AgentView` methods and diagnostics see (everlearn.methods.base)
+    for_task: Callable[[Any, jax.Array], Any] = lambda state, task: state
 
     @property
     def steps_per_update(self) -> int:

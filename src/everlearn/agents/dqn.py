@@ -91,7 +91,8 @@ def make_dqn(config: DQNConfig, spec: EnvSpec,
                      outputs=lambda params, obs: {"q": q_net.apply(params["q"], obs)},
                      policy_logits=lambda params, obs: q_net.apply(params["q"], obs),
                      loss=plain_loss, networks=("q",), num_tasks=spec.num_tasks,
-                     obs_dim=spec.obs_dim, minibatch_row=replay_row(spec.obs_dim),
+                     heads=spec.heads, obs_dim=spec.obs_dim,
+                     minibatch_row=replay_row(spec.obs_dim),
                      activations=lambda params, obs: {
                          "q": q_net.apply(params["q"], obs, return_hidden=True)[1]},
                      env_steps_per_update=config.train_every * config.num_envs,
@@ -179,4 +180,5 @@ def make_dqn(config: DQNConfig, spec: EnvSpec,
         return state, {**info, "epsilon": epsilon(state)}
 
     return Agent("dqn", config.num_envs, config.train_every, init, act, greedy_action, update,
-                 restarting_boundary(hooks, config.explore_each_task), view)
+                 restarting_boundary(hooks, config.explore_each_task), view,
+                 hooks.agent_for_task)

@@ -95,7 +95,8 @@ def make_ppo(config: PPOConfig, spec: EnvSpec,
     view = AgentView("ppo", off_policy=False, outputs=outputs,
                      policy_logits=lambda params, obs: actor.apply(params["actor"], obs),
                      loss=plain_loss, networks=("actor", "critic"), num_tasks=spec.num_tasks,
-                     obs_dim=spec.obs_dim, minibatch_row=minibatch_row(spec.obs_dim),
+                     heads=spec.heads, obs_dim=spec.obs_dim,
+                     minibatch_row=minibatch_row(spec.obs_dim),
                      activations=lambda params, obs: {
                          "actor": actor.apply(params["actor"], obs, return_hidden=True)[1],
                          "critic": critic.apply(params["critic"], obs, return_hidden=True)[1]},
@@ -206,4 +207,5 @@ def make_ppo(config: PPOConfig, spec: EnvSpec,
         return new_state, jax.tree.map(jnp.mean, info)
 
     return Agent("ppo", config.num_envs, config.num_steps, init, act, greedy_action, update,
-                 hooks.agent_task_boundary, view)
+                 hooks.agent_task_boundary, view,
+                 hooks.agent_for_task)

@@ -126,7 +126,7 @@ def make_td3(config: TD3Config, spec: EnvSpec,
         "td3", off_policy=True,
         outputs=lambda params, obs: {"action": policy(params["actor"], obs)},
         policy_logits=None, loss=plain_loss, networks=("actor", "q1", "q2"),
-        num_tasks=spec.num_tasks, obs_dim=spec.obs_dim,
+        num_tasks=spec.num_tasks, heads=spec.heads, obs_dim=spec.obs_dim,
         minibatch_row=replay_row(spec.obs_dim, (action_dim,), jnp.float32),
         env_steps_per_update=config.train_every * config.num_envs,
         gradient_steps_per_update=gradient_steps, activations=activations)
@@ -205,4 +205,5 @@ def make_td3(config: TD3Config, spec: EnvSpec,
         return store_and_learn(state, batch, key, hooks, config.learning_starts, train)
 
     return Agent("td3", config.num_envs, config.train_every, init, act, greedy_action, update,
-                 restarting_boundary(hooks, config.explore_each_task), view)
+                 restarting_boundary(hooks, config.explore_each_task), view,
+                 hooks.agent_for_task)

@@ -117,6 +117,9 @@ class AgentView(NamedTuple):
     # `reset_moments(opt_state, mask) -> opt_state`: zero the optimiser moments of the weights
     # where the params-shaped bool tree `mask` is True (see the module docstring).
     reset_moments: Callable[[Any, Params], Any] = reset_adam_moments
+    # Output heads per network (`multi_head`: one per task, the output layer's units grouped
+    # head by head), else 1.
+    heads: int = 1
 
 
 def empty_rows(row: dict[str, jax.ShapeDtypeStruct], leading: tuple[int, ...],
@@ -220,6 +223,10 @@ class Method(NamedTuple):
     gradient_transformation: optax.GradientTransformationExtraArgs | None = None
     update_transformation: optax.GradientTransformationExtraArgs | None = None
     after_update: Callable | None = None
+    # `task_params(state, params, task, current) -> params`: the params that act on task
+    # `task` while the agent trains task `current` (PackNet's per-task view); None: the same
+    # params for every task.
+    task_params: Callable | None = None
 
 
 def _bind(name: str, link: optax.GradientTransformationExtraArgs):
@@ -290,6 +297,20 @@ class Hooks:
         for m, k in zip(self.methods, jax.random.split(k_start, max(len(self.methods), 1))):
             state[m.name], params = m.on_task_start(state[m.name], params, started, k)
         return state, params
+
+    def params_for_task(self, state: dict, params: Params, task: jax.Array) -> Params:
+        """The params that act on task `task` (evaluation): each method's view in turn."""
+        for m in self.methods:
+            if m.task_params is not None:
+                params = m.task_params(state[m.name], params, task, state["task"])
+        return params
+
+    def agent_for_task(self, agent_state: Any, task: jax.Array) -> Any:
+        """`Agent.for_task` for an agent state with `params` and `methods` fields."""
+        if not any(m.task_params is not None for m in self.methods):
+            return agent_state
+        return agent_state.replace(
+            params=self.params_for_task(agent_state.methods, agent_state.params, task))
 
     def agent_task_boundary(self, agent_state: Any, ended: jax.Array, started: jax.Array,
                             key: jax.Array) -> Any:

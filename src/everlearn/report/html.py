@@ -366,6 +366,42 @@ def _metrics_table(summary: dict[str, Any]) -> str:
             f"<th class=num>95% CI</th>{head}</tr>{''.join(rows)}</table></div>")
 
 
+CW_METRIC_INFO: dict[str, str] = {
+    "average_performance": "mean over tasks of the mean of the last {w} evaluations",
+    "forgetting": "a task's performance over the last {w} evaluations of its own training "
+                  "minus over the last {w} of the run, averaged over all tasks (the last "
+                  "contributes its own 0)",
+    "forward_transfer": "mean over tasks of (mean AUC − mean AUC_ref) / (1 − mean AUC_ref), "
+                        "AUCs averaged over seeds first",
+}
+
+
+def _cw_metrics_table(summary: dict[str, Any]) -> str:
+    """The same run in Continual World's convention (`continual_world_metrics`)."""
+    cw = summary["continual_world"]
+    seeds = summary.get("seeds", [])
+    head = "".join(f"<th class=num>seed {html.escape(str(s))}</th>" for s in seeds)
+    rows = []
+    for name, definition in CW_METRIC_INFO.items():
+        if name not in cw["aggregate"]:
+            continue
+        agg = cw["aggregate"][name]
+        values = cw["per_seed"].get(name) or [None] * len(seeds)
+        cells = "".join(f"<td class=num>{_fmt(v)}</td>" for v in values)
+        title = METRIC_INFO[name][0]
+        rows.append(
+            f"<tr><td><b>{html.escape(title)}</b><div class=def>"
+            f"{html.escape(definition.format(w=cw['final_evals']))}</div></td>"
+            f"<td class=num><b>{_fmt(agg['mean'])}</b></td>"
+            f"<td class=num>[{_fmt(agg['ci_low'])}, {_fmt(agg['ci_high'])}]</td>{cells}</tr>")
+    confidence = round(100 * cw["confidence"])
+    return (f"<div class=scroll><table class=metrics><tr><th>metric (Continual World)</th>"
+            f"<th class=num>mean</th><th class=num>{confidence}% CI</th>{head}</tr>"
+            f"{''.join(rows)}</table></div><p class=note>Continual World's convention "
+            f"(Wołczyk et al., 2021): means across seeds with {confidence}% bootstrap CIs, the "
+            "numbers to set beside its tables.</p>")
+
+
 def _versions_table(info: dict[str, Any]) -> str:
     versions = {"everlearn": info.get("everlearn_version", "?"), **info.get("versions", {})}
     rows = "".join(f"<tr><td>{html.escape(str(k))}</td><td>{html.escape(str(v))}</td></tr>"
@@ -457,9 +493,14 @@ def _render(data: RunData, figures: dict[str, tuple[str, int]]) -> str:
 
     parts.append("<h2>Metrics</h2>")
     if data.finished:
-        parts.append(_metrics_table(summary))
-        parts.append("<p class=note>IQM: interquartile mean across seeds; 95% CI: stratified "
-                     "bootstrap (rliable). Computed on performances clipped to [0, 1].</p>")
+        tables = [_metrics_table(summary)
+                  + "<p class=note>everlearn's convention. IQM: interquartile mean across "
+                  "seeds; 95% CI: stratified bootstrap (rliable). Computed on performances "
+                  "clipped to [0, 1].</p>"]
+        if "continual_world" in summary:
+            cw_first = summary.get("metrics_convention") == "continual-world"
+            tables.insert(0 if cw_first else 1, _cw_metrics_table(summary))
+        parts.extend(tables)
     else:
         last = data.evals[-1] if data.evals else None
         progress = ""

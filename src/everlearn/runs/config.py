@@ -84,6 +84,9 @@ class _RunConfigFields(BaseModel):
     eval_episodes: PositiveInt = 10
     checkpoint_every: PositiveInt = 5  # evaluations between checkpoints (and at task ends)
     reference: bool = False  # also run single-task references (forward transfer needs them)
+    # The metrics convention that heads summary.json and the report (both are computed);
+    # None: the scenario's (continual-world for cw10/cw20, else everlearn).
+    metrics: Literal["everlearn", "continual-world"] | None = None
     diagnostics: bool = True  # plasticity diagnostics at every evaluation (changes no result)
     methods: list[str] = Field(default_factory=list)  # continual-learning methods, in order
     ppo: PPOConfig = PPOConfig()

@@ -235,7 +235,7 @@ class FunctionalTrainer:
     def _evaluate_group(self, group: EnvGroup, agent_state: Any, keys: jax.Array) -> jax.Array:
         env, greedy = group.env, self.agent.greedy_action
 
-        def episode(params: TaskParams, key: jax.Array) -> jax.Array:
+        def episode(agent_state: Any, params: TaskParams, key: jax.Array) -> jax.Array:
             k_reset, k_steps = jax.random.split(key)
             obs, env_state = env.reset(k_reset, params)
 
@@ -254,9 +254,10 @@ class FunctionalTrainer:
             )
             return ret
 
-        def task_returns(params: TaskParams, key: jax.Array) -> jax.Array:
-            return jax.vmap(episode, in_axes=(None, 0))(
-                params, jax.random.split(key, self.eval_episodes)
+        def task_returns(params: TaskParams, key: jax.Array, task: jax.Array) -> jax.Array:
+            acting = self.agent.for_task(agent_state, task)  # the methods' view of the task
+            return jax.vmap(episode, in_axes=(None, None, 0))(
+                acting, params, jax.random.split(key, self.eval_episodes)
             ).mean()
 
-        return jax.vmap(task_returns)(group.tasks, keys)
+        return jax.vmap(task_returns)(group.tasks, keys, jnp.asarray(group.task_indices))

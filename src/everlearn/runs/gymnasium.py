@@ -82,6 +82,7 @@ class GymnasiumTrainer:
         self._update = jax.jit(update, donate_argnums=0)
         self._env_seed = jax.jit(env_seed)
         self._greedy = jax.jit(agent.greedy_action)
+        self._for_task = jax.jit(agent.for_task)
         self._boundary = jax.jit(jax.vmap(boundary_for(agent), in_axes=(0, None, None)))
         self._measure = jax.jit(functools.partial(diagnostics.measure, agent.view))
 
@@ -216,8 +217,9 @@ class GymnasiumTrainer:
         for tasks scored by success)."""
         out = np.zeros((len(seeds), self.scenario.num_tasks))
         for i, seed in enumerate(seeds):
-            agent_state = _seed_slice(state.agent, i)
+            seed_state = _seed_slice(state.agent, i)
             for task_index in range(self.scenario.num_tasks):
+                agent_state = self._for_task(seed_state, task_index)  # the methods' view
                 envs = self._vector_env(self._eval_envs, task_index, self.eval_episodes)
                 try:
                     out[i, task_index] = self._episode_returns(

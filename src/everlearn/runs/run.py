@@ -39,7 +39,8 @@ from everlearn import __version__
 from everlearn.agents import AGENTS, EnvSpec, make_agent
 from everlearn.envs.layout import Layout, scenario_layout
 from everlearn.envs.sources import EnvSpaces, env_identity, gymnax_id, task_spaces
-from everlearn.evaluation.metrics import (clip01, interquartile_mean_ci, performance_matrix,
+from everlearn.evaluation.metrics import (clip01, continual_world_metrics,
+                                         interquartile_mean_ci, performance_matrix,
                                          summarise_seed, task_auc, task_end_evals)
 from everlearn.files import atomic_write
 from everlearn.methods import METHODS, method_builders
@@ -69,6 +70,10 @@ class RunPlan:
     @property
     def total_segments(self) -> int:
         return self.scenario.num_tasks * self.config.evals_per_task
+
+    @property
+    def metrics_convention(self) -> str:
+        return self.config.metrics or self.scenario.metrics
 
     def task_of(self, segment: int) -> int:
         """Task trained during segment `segment` (1-based: segment k ends at eval k)."""
@@ -705,6 +710,9 @@ def write_summary(run_dir: Path, plan: RunPlan, reference: np.ndarray | None,
                             for end in task_end_evals(scenario.num_tasks, E)],
         "per_seed": per_seed,
         "aggregate": {m: interquartile_mean_ci(np.asarray(v)) for m, v in per_seed.items()},
+        # Both conventions are always computed; this one is the run's headline.
+        "metrics_convention": plan.metrics_convention,
+        "continual_world": continual_world_metrics(curves, E, reference),
         "performance_matrix": matrix.tolist(),
         # Learning speed: the area under each task's own learning curve, per seed and task.
         "task_auc": [task_auc(curves[s], E).tolist() for s in range(len(config.seeds))],

@@ -10,7 +10,7 @@ import os
 import sys
 from collections.abc import Hashable
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
@@ -80,6 +80,7 @@ class ScenarioSpec(BaseModel):
     boundaries_visible: bool = True
     task_ids_visible: bool = False
     drift: bool = False
+    metrics: Literal["everlearn", "continual-world"] = "everlearn"  # the headline convention
     repeat: Annotated[int, Field(ge=1)] = 1
 
     def to_scenario(self) -> Scenario:
@@ -100,7 +101,8 @@ class ScenarioSpec(BaseModel):
         return Scenario(name=self.name, description=description, tasks=tasks,
                         steps_per_task=self.steps_per_task,
                         boundaries_visible=self.boundaries_visible,
-                        task_ids_visible=self.task_ids_visible, drift=self.drift)
+                        task_ids_visible=self.task_ids_visible, drift=self.drift,
+                        metrics=self.metrics)
 
 
 def load_scenario_file(path: str | os.PathLike) -> Scenario:

@@ -380,3 +380,40 @@ def hopper_drift() -> Scenario:
         boundaries_visible=False,
         drift=True,
     )
+
+
+# -- Continual World (Meta-World, Gymnasium path) -----------------------------------------------
+# Wołczyk et al. (2021): ten Meta-World tasks in CW's order, success rate as performance, 1M
+# steps per task, task ids shown (CW's agents use one output head per task). The env, its
+# randomisation and episode length are CW's (`everlearn.envs.metaworld`); the metrics heading
+# the summary are CW's convention (`everlearn.evaluation.metrics`).
+def _continual_world(name: str, repeats: int) -> Scenario:
+    from everlearn.envs.metaworld import CW10, ENV_ID
+
+    tasks = tuple(
+        Task(task.removesuffix("-v3") + ("" if r == 0 else f"-{r + 1}"), ENV_ID,
+             kwargs={"task": task}, imports=("everlearn.envs.metaworld",),
+             success_key="success", random_score=0.0, reference_score=1.0)
+        for r in range(repeats) for task in CW10)
+    return Scenario(
+        name=name,
+        description=f"Continual World {'CW10' if repeats == 1 else 'CW20 (CW10 twice)'}: "
+        "Meta-World v3 " + ", ".join(t.removesuffix("-v3") for t in CW10)
+        + "; success rate",
+        tasks=tasks,
+        steps_per_task=1_000_000,
+        task_ids_visible=True,
+        metrics="continual-world",
+    )
+
+
+@register_scenario("cw10")
+def cw10() -> Scenario:
+    """Continual World's CW10: ten Meta-World manipulation tasks, 1M steps each."""
+    return _continual_world("cw10", 1)
+
+
+@register_scenario("cw20")
+def cw20() -> Scenario:
+    """Continual World's CW20: CW10 twice (tasks 11-20 are new task ids, as in CW)."""
+    return _continual_world("cw20", 2)

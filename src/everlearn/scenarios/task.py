@@ -83,6 +83,9 @@ class Scenario:
     # (before the middle of the first interval and after that of the last: the end waypoints).
     # The evaluator measures every waypoint, so the performance matrix samples the drift.
     drift: bool = False
+    # Which metrics convention heads the run's summary and report ("everlearn" or
+    # "continual-world", `everlearn.evaluation.metrics`); both are always computed.
+    metrics: str = "everlearn"
 
     def __post_init__(self):
         if not self.tasks:
