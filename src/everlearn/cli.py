@@ -96,6 +96,9 @@ def list_cmd() -> None:
                                          ("task ids", entry.needs_task_ids)) if flag]
         methods.add_row(name, ", ".join(entry.agents), ", ".join(needs) or "-", entry.summary)
     Console().print(methods)
+    from everlearn.runs.config import preset_names
+
+    Console().print("presets (--preset NAME): " + ", ".join(preset_names()))
 
 
 @app.command()
@@ -107,6 +110,7 @@ def run(
     method: Annotated[Optional[list[str]], typer.Option(help="Continual-learning method; repeat to compose (see 'everlearn list').")] = None,
     set_: Annotated[Optional[list[str]], typer.Option("--set", help="Override: key=value (e.g. ppo.learning_rate=3e-4).")] = None,
     config: Annotated[Optional[Path], typer.Option(help="YAML config file.")] = None,
+    preset: Annotated[Optional[str], typer.Option(help="A published protocol's settings, under --config, flags and --set (see 'everlearn list').")] = None,
     reference: Annotated[Optional[bool], typer.Option("--reference/--no-reference", help="Also run single-task references (for forward transfer).")] = None,
     out: Annotated[Optional[Path], typer.Option(help="Run directory (default runs/<scenario>-<agent>-<backend>-<time>).")] = None,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Check the config and the scenario, print the resolved config, and exit without writing anything.")] = False,
@@ -118,7 +122,7 @@ def run(
     try:
         cfg = build_config(config, {"scenario": scenario, "agent": agent, "seeds": seeds,
                                     "backend": backend, "reference": reference,
-                                    "methods": method or None}, set_)
+                                    "methods": method or None}, set_, preset)
         from everlearn.runs.run import budget_note, check_memory, make_plan, start_run
 
         if dry_run:

@@ -11,9 +11,9 @@ from typing import Any
 COUNTS = {"num_envs", "num_steps", "num_epochs", "num_minibatches", "batch_size", "buffer_size",
           "train_every", "gradient_steps", "target_update_every", "exploration_steps",
           "policy_delay", "evals_per_task", "eval_episodes", "checkpoint_every",
-          "steps_per_task", "memory_per_task", "reference_batch", "states_per_task",
+          "steps_per_task", "eval_every", "memory_per_task", "reference_batch", "states_per_task",
           "fisher_samples", "importance_samples", "capacity", "every_updates", "elephant_d"}
-NON_NEGATIVE_COUNTS = {"learning_starts", "maturity_threshold"}
+NON_NEGATIVE_COUNTS = {"learning_starts", "maturity_threshold", "random_steps"}
 POSITIVE = {"learning_rate", "clip_eps", "max_grad_norm", "init_alpha", "utd_ratio",
             "elephant_a"}
 NON_NEGATIVE = {"ent_coef", "vf_coef", "exploration_noise", "target_noise", "target_noise_clip",
@@ -22,8 +22,9 @@ UNIT_INTERVAL = {"epsilon_start", "epsilon_end", "gae_lambda", "replay_fraction"
                  "shrink", "replacement_rate"}
 OPEN_UNIT = {"gamma": (0.0, 1.0, False, True), "target_tau": (0.0, 1.0, False, True),
              "keep_fraction": (0.0, 1.0, False, True), "utility_decay": (0.0, 1.0, True, False)}
-# Keys where null means "work it out": the scenario's budget, PackNet's equal split.
-NONE_IS_DEFAULT = {"steps_per_task", "keep_fraction"}
+# Keys where null means "work it out": the scenario's budget, PackNet's equal split, SAC's
+# random steps (learning_starts), evaluations per task (evals_per_task).
+NONE_IS_DEFAULT = {"steps_per_task", "keep_fraction", "random_steps", "eval_every"}
 # Polyak steps of the continuous agents: `tau` of sac/td3 is a step in (0, 1], of redo a
 # threshold (>= 0); told apart by section.
 POLYAK_SECTIONS = {"sac", "td3"}

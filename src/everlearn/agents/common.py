@@ -117,7 +117,11 @@ def elephant(x: jax.Array, a: float = 1.0, d: int = 4) -> jax.Array:
     return 1.0 / (1.0 + jnp.abs(x / a) ** d)
 
 
-_ACTIVATIONS = {"tanh": nn.tanh, "relu": nn.relu, "elephant": elephant}
+# "leaky_relu" has TensorFlow's slope 0.2 (`tf.nn.leaky_relu`, which Continual World's SAC
+# uses), not Flax's and PyTorch's 0.01.
+_ACTIVATIONS = {"tanh": nn.tanh, "relu": nn.relu, "leaky_relu": partial(nn.leaky_relu,
+                                                                         negative_slope=0.2),
+                "elephant": elephant}
 
 
 class MLP(nn.Module):
@@ -131,6 +135,8 @@ class MLP(nn.Module):
     et al., 2016; it keeps pre-activations well scaled, which Lyle et al., 2023/2024 find
     preserves plasticity); its params are `LayerNorm_k`, next to the unchanged `Dense_k`.
     `activation="elephant"` uses `elephant` with width `elephant_a` and slope `elephant_d`.
+    `first_layer_norm=True` is Continual World's network: the first hidden layer is Dense,
+    LayerNorm, tanh; the others Dense and `activation` (Wołczyk et al., 2021, `sac/models.py`).
     The observation layout (`EnvSpec`, `torso_options`): with `image_shape`, the first
     prod(image_shape) inputs are an image that `conv` layers (ReLU, VALID) read before the
     dense layers, the rest (a task id) joining after them; with `action_mask` > 0 the last
@@ -144,6 +150,7 @@ class MLP(nn.Module):
     out_scale: float = 1.0
     heads: int = 1
     layer_norm: bool = False
+    first_layer_norm: bool = False
     elephant_a: float = 1.0
     elephant_d: int = 4
     image_shape: tuple[int, ...] = ()
@@ -169,11 +176,11 @@ class MLP(nn.Module):
                                         padding="VALID")(image))
             x = jnp.concatenate([image.reshape(*x.shape[:-1], -1), x[..., size:]], axis=-1)
         hidden = []
-        for size in self.hidden_sizes:
+        for k, size in enumerate(self.hidden_sizes):
             x = nn.Dense(size, kernel_init=nn.initializers.orthogonal(np.sqrt(2)))(x)
-            if self.layer_norm:
+            if self.layer_norm or (self.first_layer_norm and k == 0):
                 x = nn.LayerNorm()(x)
-            x = act(x)
+            x = nn.tanh(x) if self.first_layer_norm and k == 0 else act(x)
             hidden.append(x)
         out_init = nn.initializers.orthogonal(self.out_scale)
         if self.heads == 1:
@@ -229,6 +236,11 @@ class ReplayBuffer:
         observations, the action, a float32 reward and a bool termination flag."""
         action = action_bytes * int(np.prod(action_shape, dtype=np.int64))
         return capacity * (2 * 4 * obs_dim + action + 4 + 1)
+
+    def emptied(self) -> "ReplayBuffer":
+        """The buffer with no rows (its arrays are kept; rows beyond `size` are never read)."""
+        return self.replace(position=jnp.zeros_like(self.position),
+                            size=jnp.zeros_like(self.size))
 
     def add(self, batch: Transition) -> "ReplayBuffer":
         """Insert a [T, num_envs] batch of transitions, overwriting the oldest rows."""

@@ -8,8 +8,10 @@ learned so that the policy's entropy stays near `target_entropy` (−action size
 Each `update` call receives `train_every` steps from each env, stores them in the replay buffer
 (part of the agent state) and — once it holds `learning_starts` transitions — takes
 `utd_ratio` gradient steps per env step, fused into one `lax.scan`. Until then the agent acts
-uniformly at random, as Stable-Baselines3 does; with `explore_each_task` it acts at random
-again for the first `learning_starts` steps of every later task (learning goes on meanwhile).
+uniformly at random (for `random_steps`, which defaults to `learning_starts`), as
+Stable-Baselines3 does; with `explore_each_task` it acts at random again for the first
+`random_steps` steps of every later task (learning goes on meanwhile). The `reset_*_each_task`
+switches and `first_layer_norm` give Continual World's SAC (`--preset continual-world`).
 One gradient step is one loss over all three networks: the critics' soft Bellman error plus
 the actor's objective, in which the critics are held fixed (`stop_gradient`), so one optimiser
 step serves both, and the continual-learning methods (`everlearn.methods`) hook in once, at
@@ -49,7 +51,11 @@ class SACConfig(BaseModel):
     buffer_size: PositiveInt = 1_000_000
     batch_size: PositiveInt = 256
     learning_starts: NonNegativeInt = 1_000
-    # Act at random for the first `learning_starts` env steps of each task, not only of the
+    # Env steps of uniformly random actions at the start (of the run, or with
+    # `explore_each_task` of each task); None: `learning_starts`. Continual World acts at random
+    # for 10,000 steps of each task and learns from its 1,000th.
+    random_steps: NonNegativeInt | None = None
+    # Act at random for the first `random_steps` env steps of each task, not only of the
     # run. None: on where the scenario shows its task boundaries (the run resolves it).
     explore_each_task: bool | None = None
     learning_rate: PositiveFloat = 3e-4
@@ -58,8 +64,17 @@ class SACConfig(BaseModel):
     init_alpha: PositiveFloat = 1.0
     target_entropy: float | None = None  # None: −(action size)
     hidden_sizes: HiddenSizes = (256, 256)
-    activation: Literal["tanh", "relu", "elephant"] = "relu"
+    activation: Literal["tanh", "relu", "leaky_relu", "elephant"] = "relu"
     layer_norm: bool = False  # LayerNorm before each hidden activation
+    first_layer_norm: bool = False  # Continual World's: LayerNorm and tanh after layer 1 only
+    # At each task boundary (Continual World's reset_buffer_on_task_change and
+    # reset_optimizer_on_task_change; its per-task entropy coefficients, each starting at
+    # init_alpha, act as α restarting at each task): empty the replay buffer; zero the Adam
+    # moments of all networks and of α (step counts kept, as CW's `reset_optimizer`); set α
+    # back to init_alpha.
+    reset_buffer_each_task: bool = False
+    reset_optimiser_each_task: bool = False
+    reset_alpha_each_task: bool = False
     elephant_a: PositiveFloat = 1.0  # width of the elephant activation
     elephant_d: PositiveInt = 4  # slope (power) of the elephant activation
 
@@ -84,10 +99,11 @@ def make_sac(config: SACConfig, spec: EnvSpec,
         raise ValueError("sac needs continuous actions; use ppo or dqn for discrete ones")
     action_dim = spec.num_actions
     gradient_steps = gradient_steps_per_update("sac", config)
+    random_steps = config.learning_starts if config.random_steps is None else config.random_steps
     target_entropy = (-float(action_dim) if config.target_entropy is None
                       else config.target_entropy)
     network_options = dict(activation=config.activation, heads=spec.heads,
-                           layer_norm=config.layer_norm, elephant_a=config.elephant_a,
+                           layer_norm=config.layer_norm, first_layer_norm=config.first_layer_norm, elephant_a=config.elephant_a,
                            elephant_d=config.elephant_d)
     actor = MLP(config.hidden_sizes, 2 * action_dim, out_scale=0.01, **network_options)
     q_net = MLP(config.hidden_sizes, 1, **network_options)
@@ -185,8 +201,8 @@ def make_sac(config: SACConfig, spec: EnvSpec,
     def act(state: SACState, obs: jax.Array, key: jax.Array):
         k_policy, k_random = jax.random.split(key)
         action = sample(state.params["actor"], obs, k_policy)[0]
-        # at random for `learning_starts` steps of the run, or of each task (explore_each_task)
-        warming_up = state.env_steps - state.explore_from < config.learning_starts
+        # at random for `random_steps` steps of the run, or of each task (explore_each_task)
+        warming_up = state.env_steps - state.explore_from < random_steps
         return jnp.where(warming_up, random_actions(k_random, action.shape), action), {}
 
     def total_loss(params, target_params, alpha, mb, key, method_state):
@@ -230,6 +246,21 @@ def make_sac(config: SACConfig, spec: EnvSpec,
         # hooks: observe, then (after the gradient steps) after_update
         return store_and_learn(state, batch, key, hooks, config.learning_starts, train)
 
+    explore_boundary = restarting_boundary(hooks, config.explore_each_task)
+
+    def task_boundary(state: SACState, ended: jax.Array, started: jax.Array, key: jax.Array):
+        state = explore_boundary(state, ended, started, key)
+        if config.reset_buffer_each_task:
+            state = state.replace(buffer=state.buffer.emptied())
+        if config.reset_optimiser_each_task:
+            everything = jax.tree.map(lambda p: jnp.ones(p.shape, bool), state.params)
+            state = state.replace(
+                opt_state=view.reset_moments(state.opt_state, everything),
+                alpha_opt_state=view.reset_moments(state.alpha_opt_state, jnp.ones((), bool)))
+        if config.reset_alpha_each_task:
+            state = state.replace(log_alpha=jnp.log(jnp.asarray(config.init_alpha,
+                                                                 jnp.float32)))
+        return state
+
     return Agent("sac", config.num_envs, config.train_every, init, act, greedy_action, update,
-                 restarting_boundary(hooks, config.explore_each_task), view,
-                 hooks.agent_for_task)
+                 task_boundary, view, hooks.agent_for_task)

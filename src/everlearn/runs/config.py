@@ -6,8 +6,9 @@ Every way a config can be wrong (unknown key, wrong type, unknown scenario or ag
 
 from __future__ import annotations
 
-from pathlib import Path
 import math
+from importlib import resources
+from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
@@ -81,6 +82,9 @@ class _RunConfigFields(BaseModel):
     # run says so); the loops count env steps in int32.
     steps_per_task: Annotated[int, Field(ge=1, le=STEPS_MAX)] | None = None
     evals_per_task: PositiveInt = 10
+    # Evaluate every this many env steps of a task instead (Continual World: 20,000): sets
+    # evals_per_task to steps_per_task / eval_every, rounded, at least 1. None: evals_per_task.
+    eval_every: PositiveInt | None = None
     eval_episodes: PositiveInt = 10
     checkpoint_every: PositiveInt = 5  # evaluations between checkpoints (and at task ends)
     reference: bool = False  # also run single-task references (forward transfer needs them)
@@ -136,6 +140,15 @@ class _RunConfigFields(BaseModel):
             tasks = get_scenario(self.scenario).tasks
             functional = all(gymnax_id(t) is not None for t in tasks)
             self.backend = "jax" if functional else "gymnasium"
+        return self
+
+    @model_validator(mode="after")
+    def _evals_from_eval_every(self):
+        if self.eval_every is not None:
+            from everlearn.scenarios import get_scenario
+
+            steps = self.steps_per_task or get_scenario(self.scenario).steps_per_task
+            self.evals_per_task = max(1, round(steps / self.eval_every))
         return self
 
     @model_validator(mode="after")
@@ -287,16 +300,49 @@ def _read_config_file(config_file: Path) -> dict[str, Any]:
     return loaded or {}
 
 
+def preset_names() -> list[str]:
+    """The presets shipped with everlearn (`src/everlearn/presets/NAME.yaml`)."""
+    return sorted(p.name.removesuffix(".yaml") for p in resources.files("everlearn.presets")
+                  .iterdir() if p.name.endswith(".yaml"))
+
+
+def read_preset(name: str) -> dict[str, Any]:
+    if name not in preset_names():
+        raise ConfigError(f"unknown preset '{name}'; choose one of: {', '.join(preset_names())}")
+    return yaml.safe_load(resources.files("everlearn.presets").joinpath(f"{name}.yaml")
+                          .read_text(encoding="utf-8"))
+
+
+def _merge(base: dict[str, Any], layer: dict[str, Any]) -> dict[str, Any]:
+    """`layer` over `base`, section by section. A layer that sets `evals_per_task` and not
+    `eval_every` overrides an earlier `eval_every` (the two say the same thing)."""
+    out = dict(base)
+    if "evals_per_task" in layer and "eval_every" not in layer:
+        out.pop("eval_every", None)
+    for key, value in layer.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = _merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
 def build_config(
     config_file: Path | None = None,
     overrides: dict[str, Any] | None = None,
     sets: list[str] | None = None,
+    preset: str | None = None,
 ) -> RunConfig:
-    """Defaults < YAML file < explicit overrides (CLI flags) < `--set key=value` pairs."""
-    data: dict[str, Any] = _read_config_file(config_file) if config_file is not None else {}
-    for key, value in (overrides or {}).items():
-        if value is not None:
-            data[key] = value
+    """Defaults < preset < YAML file < explicit overrides (CLI flags) < `--set key=value`
+    pairs. A preset's methods are part of its protocol: the methods of later layers are added
+    after them."""
+    data: dict[str, Any] = read_preset(preset) if preset is not None else {}
+    preset_methods = list(data.get("methods", []))
+    if config_file is not None:
+        data = _merge(data, _read_config_file(config_file))
+    data = _merge(data, {k: v for k, v in (overrides or {}).items() if v is not None})
+    if preset_methods:
+        data["methods"] = list(dict.fromkeys([*preset_methods, *data.get("methods", [])]))
     set_data: dict[str, Any] = {}
     for item in sets or []:
         if "=" not in item:
@@ -307,6 +353,8 @@ def build_config(
         except yaml.YAMLError:
             raise ConfigError(f"--set '{item}': '{raw}' is not a value (YAML); quote text "
                               "or write a number, true/false, or [a, b]") from None
+        if key.strip() == "evals_per_task":
+            data.pop("eval_every", None)
         _set_dotted(data, key.strip(), value)
         _set_dotted(set_data, key.strip(), value)
     try:
