@@ -70,21 +70,28 @@ def list_cmd() -> None:
     from everlearn.scenarios import get_scenario
     from everlearn.scenarios.registry import scenario_sources
 
+    sources = scenario_sources()
+    # The source column only where something is not built in (an entry point's
+    # `module:object (distribution)` is long); the env heads the description, which wraps,
+    # so the table fits an 80-column terminal.
+    show_source = any(source != "built-in" for source in sources.values())
     table = Table(title="scenarios")
     table.add_column("name", no_wrap=True)
-    table.add_column("source", min_width=8)  # an entry point's `module:object (distribution)` may be long
-    for col in ("env", "tasks", "steps/task", "boundaries"):
+    if show_source:
+        table.add_column("source", overflow="fold")
+    for col in ("tasks × steps", "boundaries"):
         table.add_column(col, no_wrap=True)
-    table.add_column("description")
-    for name, source in scenario_sources().items():
+    table.add_column("env: description", min_width=20, ratio=1)
+    for name, source in sources.items():
+        shown = [name, source] if show_source else [name]
         try:
             s = get_scenario(name)
         except ValueError as e:  # a broken installed package must not hide the other scenarios
-            table.add_row(name, source, "-", "-", "-", "-",
-                          f"[red]cannot load:[/] {escape(str(e))}")
+            table.add_row(*shown, "-", "-", f"[red]cannot load:[/] {escape(str(e))}")
             continue
-        table.add_row(name, source, s.env, str(s.num_tasks), f"{s.steps_per_task:,}",
-                      "visible" if s.boundaries_visible else "hidden", escape(s.description))
+        table.add_row(*shown, f"{s.num_tasks} × {s.steps_per_task:,}",
+                      "visible" if s.boundaries_visible else "hidden",
+                      f"[bold]{escape(s.env)}[/]: {escape(s.description)}")
     Console().print(table)
     Console().print("agents: " + ", ".join(AGENTS))
     methods = Table(title="methods (--method NAME, settings: --set NAME.key=value)")

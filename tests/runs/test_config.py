@@ -233,12 +233,15 @@ def test_cli_run_bad_config_fails_cleanly(tmp_path: Path, args):
     assert not out.exists()
 
 
-def test_cli_list_shows_builtin_scenarios():
+def test_cli_list_shows_builtin_scenarios_and_presets_within_80_columns(monkeypatch):
+    monkeypatch.setenv("COLUMNS", "80")
     result = CliRunner().invoke(app, ["list"])
     assert result.exit_code == 0, result.output
-    assert "cartpole-contexts" in result.output
-    assert "acrobot-contexts" in result.output
+    for name in ("cartpole-contexts", "acrobot-contexts", "cw10", "cw20"):
+        assert f"│ {name} " in result.output
     assert "ppo" in result.output and "dqn" in result.output
+    assert "presets (--preset NAME): continual-world" in result.output
+    assert max(len(line) for line in result.output.splitlines()) <= 80
 
 
 # -- validation at the edge (issue 15, part 4): each of these was accepted or a traceback ----
