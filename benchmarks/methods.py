@@ -32,6 +32,8 @@ from everlearn.runs.run import start_run
 ROOT = Path(__file__).resolve().parent
 DEFAULT_OUT = ROOT / "results" / "methods.md"
 METRICS = ["average_performance", "forgetting", "forward_transfer"]
+# Rows without a commit ran in the first full table (2026-11-25), before rows named theirs.
+FIRST_TABLE = "2026-11-25 table"
 
 
 def log(message: str) -> None:
@@ -45,7 +47,8 @@ def run_one(scenario: str, label: str, methods: list[str], args, runs_dir: Path)
     start_run(config, out, quiet=True)
     summary = json.loads((out / "summary.json").read_text())
     row = {"scenario": scenario, "label": label, "methods": methods, "run_dir": str(out),
-           "wall_time_s": summary["wall_time_s"], **{m: summary["aggregate"][m] for m in METRICS}}
+           "commit": COMMIT_AT_START, "wall_time_s": summary["wall_time_s"],
+           **{m: summary["aggregate"][m] for m in METRICS}}
     log(f"{scenario:18s} {label:22s} " + "  ".join(
         f"{m} {row[m]['iqm']:.3f} [{row[m]['ci_low']:.3f}, {row[m]['ci_high']:.3f}]"
         for m in METRICS) + f"  {row['wall_time_s']:.0f} s")
@@ -93,13 +96,15 @@ def markdown(rows: list[dict], args, wall_s: float) -> str:
         group = [r for r in rows if r["scenario"] == scenario]
         base = next(r for r in group if not r["methods"])
         lines += [f"## {scenario}", "",
-                  "| method | average performance | forgetting | forward transfer | wall s |",
-                  "|---|---|---|---|---|"]
+                  "| method | average performance | forgetting | forward transfer | wall s | "
+                  "ran at |",
+                  "|---|---|---|---|---|---|"]
         for r in group:
             better = r["methods"] and r["forgetting"]["ci_high"] < base["forgetting"]["ci_low"]
             forgetting = f"**{cell(r['forgetting'])}**" if better else cell(r["forgetting"])
             lines.append(f"| {r['label']} | {cell(r['average_performance'])} | {forgetting} | "
-                         f"{cell(r['forward_transfer'])} | {r['wall_time_s']:.0f} |")
+                         f"{cell(r['forward_transfer'])} | {r['wall_time_s']:.0f} | "
+                         f"{r.get('commit') or FIRST_TABLE} |")
         lines.append("")
     return "\n".join(lines)
 
@@ -139,13 +144,19 @@ def main(argv: list[str] | None = None) -> int:
     t0 = time.perf_counter()
     rows: list[dict] = json.loads(args.append.read_text()) if args.append else []
     for scenario in args.scenarios:
+        # A rerun replaces the appended rows of the same scenario and label.
+        labels = ((["fine-tuning", *methods] if not args.no_singles else []) + args.pairs)
+        rows = [r for r in rows if not (r["scenario"] == scenario and r["label"] in labels)]
         if not args.no_singles:
             rows.append(run_one(scenario, "fine-tuning", [], args, runs_dir))
             for name in methods:
                 rows.append(run_one(scenario, name, [name], args, runs_dir))
             pair = strongest_pair([r for r in rows if r["scenario"] == scenario])
             if pair:
-                rows.append(run_one(scenario, "+".join(pair), pair, args, runs_dir))
+                label = "+".join(pair)
+                rows = [r for r in rows if not (r["scenario"] == scenario
+                                                and r["label"] == label)]
+                rows.append(run_one(scenario, label, pair, args, runs_dir))
         for extra in args.pairs:
             rows.append(run_one(scenario, extra, extra.split("+"), args, runs_dir))
     text = markdown(rows, args, time.perf_counter() - t0)
