@@ -152,6 +152,8 @@ def main(argv: list[str] | None = None) -> int:
             for name in methods:
                 rows.append(run_one(scenario, name, [name], args, runs_dir))
             pair = strongest_pair([r for r in rows if r["scenario"] == scenario])
+            if pair and set(pair) in [set(extra.split("+")) for extra in args.pairs]:
+                pair = None  # asked for in --pairs already (the order of a pair is immaterial)
             if pair:
                 label = "+".join(pair)
                 rows = [r for r in rows if not (r["scenario"] == scenario
