@@ -417,3 +417,54 @@ def cw10() -> Scenario:
 def cw20() -> Scenario:
     """Continual World's CW20: CW10 twice (tasks 11-20 are new task ids, as in CW)."""
     return _continual_world("cw20", 2)
+
+
+# -- MinAtar (gymnax, functional path) ----------------------------------------------------------
+# Four of Young & Tian's (2019) MinAtar games as gymnax implements them, one task each, the
+# sequence played twice. Their observations (10x10 with 4, 6, 4 and 7 channels) are padded to
+# 10x10x7 and their action sets (3, 4, 5 and 3 actions) joined into 5 with the absent ones masked
+# (`everlearn.envs.layout`). gymnax's MinAtar has no sticky actions; episodes end at the game's
+# terminal state or after max_steps_in_episode (1000; Freeway always runs its 2500 steps).
+# Random scores: a uniform-random policy's mean return over 4,000 episodes per game (seeds 0 and
+# 1, 2,000 each, functional path, `everlearn.runs.scores.random_episode_returns`; measured
+# 2026-11-30, gymnax 1.0.1); standard errors 0.01 (Breakout, Asterix, Freeway) and 0.05 (Space
+# Invaders); checked by tests/scenarios/test_minatar_sequence.py.
+# Reference scores: the PPO returns gymnax publishes for these envs, in the "Implemented
+# Accelerated Environments" table of its README (gymnax 1.0.1, "PPO (R: 28)" for
+# Breakout-MinAtar, 131 SpaceInvaders, 15 Asterix, 58 Freeway); they are gymnax-blines'
+# checkpoints (agents/<game>/ppo.yaml: PPO, 10M steps, 64 envs, a 2x256 MLP), measured on
+# gymnax's own implementations of these games (an earlier gymnax release). Young & Tian's own
+# DQN results (MinAtar's README and paper) are shown as learning curves, not as a table we
+# could quote here, and were measured on the original MinAtar (sticky actions, no 1000-step
+# limit), so they are not used.
+MINATAR_GAMES = (  # (task name, gymnax id, random score, reference score)
+    ("breakout", "Breakout-MinAtar", 0.41, 28.0),
+    ("space-invaders", "SpaceInvaders-MinAtar", 4.18, 131.0),
+    ("asterix", "Asterix-MinAtar", 0.51, 15.0),
+    ("freeway", "Freeway-MinAtar", 0.42, 58.0),
+)
+
+
+@register_scenario("minatar-sequence")
+def minatar_sequence() -> Scenario:
+    """Breakout, Space Invaders, Asterix and Freeway (MinAtar, gymnax), then the same four again
+    as new tasks ("breakout-2", ...): the first round shows forgetting, the second relearning.
+
+    1M steps per task (8M per seed; Continual World's per-task budget) is a fifth of the 5M
+    frames MinAtar's paper trains per game and a tenth of the 10M steps behind the reference
+    scores, so normalised scores stay below 1; they are comparable across methods. Even so it
+    takes hours on a CPU (the CNN torso makes every update dear): use an accelerator, or
+    `--set steps_per_task=...` for shorter runs. Task ids and boundaries are visible
+    (`multi_head` gives each task its own head).
+    """
+    tasks = tuple(Task(name + ("" if r == 0 else f"-{r + 1}"), env, random_score=random,
+                       reference_score=reference)
+                  for r in range(2) for name, env, random, reference in MINATAR_GAMES)
+    return Scenario(
+        name="minatar-sequence",
+        description="the four MinAtar games, then the same four again; frames padded to "
+        "10x10x7, absent actions masked",
+        tasks=tasks,
+        steps_per_task=1_000_000,
+        task_ids_visible=True,
+    )
