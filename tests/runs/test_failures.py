@@ -142,8 +142,15 @@ def test_ctrl_c_and_sigterm_checkpoint_the_finished_segments_and_exit_cleanly(
         return state, metrics
 
     _on_segment(monkeypatch, config, 4, signal_me)
+    # Ctrl-C as in a terminal: a process started in the background of a non-interactive shell
+    # (`make test &`) inherits SIGINT ignored, and Python then installs no handler for it.
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
     sets = [a for s in [*SMALL, "checkpoint_every=100"] for a in ("--set", s)]
-    result = CliRunner().invoke(app, ["run", "--seeds", "0-1", *sets, "--out", str(run_dir)])
+    try:
+        result = CliRunner().invoke(app, ["run", "--seeds", "0-1", *sets, "--out",
+                                          str(run_dir)])
+    finally:
+        signal.signal(signal.SIGINT, previous)
     assert result.exit_code == 130, result.output
     assert "interrupted during training; its last good checkpoint is segment 3" in result.output
     assert _latest(run_dir) == 3 and _eval_indices(run_dir) == [0, 1, 2, 3]
