@@ -1,5 +1,5 @@
 """Network options of the shared MLP: LayerNorm before each hidden activation, the elephant
-activation, and defaults that leave the params exactly as before."""
+activation, the image torso's convolution, and defaults that leave the params exactly as before."""
 
 import jax
 import jax.numpy as jnp
@@ -8,7 +8,9 @@ import pytest
 from pydantic import ValidationError
 
 from everlearn.agents import AGENTS, EnvSpec, make_agent
-from everlearn.agents.common import MLP, elephant
+import flax.linen as nn
+
+from everlearn.agents.common import CONV_TORSOS, MLP, Conv, elephant
 
 X = jax.random.normal(jax.random.PRNGKey(3), (5, 4))
 
@@ -88,3 +90,27 @@ def test_agent_configs_pass_the_options_to_every_network(agent_name):
         entry.config(elephant_d=0)
     with pytest.raises(ValidationError):
         entry.config(activation="sigmoid")
+
+
+@pytest.mark.parametrize("shape, layer", [((10, 10, 7), CONV_TORSOS["minatar"][0]),
+                                          ((20, 20, 4), CONV_TORSOS["nature"][0]),
+                                          ((9, 9, 32), CONV_TORSOS["nature"][1])])
+def test_the_torso_convolution_is_flax_conv_exactly(shape, layer):
+    """`Conv` (patches times the kernel) against `nn.Conv` with VALID padding: the same
+    parameters from the same key, and the same outputs and input gradients to float rounding,
+    for MinAtar's layer and two strided Nature-CNN layers."""
+    features, kernel, stride = layer
+    image = jax.random.normal(jax.random.PRNGKey(1), (3, *shape))
+    ours, flax_conv = Conv(features, kernel, stride), nn.Conv(features, (kernel, kernel),
+                                                              strides=stride, padding="VALID")
+    params = ours.init(jax.random.PRNGKey(2), image)
+    reference = flax_conv.init(jax.random.PRNGKey(2), image)
+    jax.tree.map(np.testing.assert_array_equal, params, reference)
+    out = ours.apply(params, image)
+    np.testing.assert_allclose(out, flax_conv.apply(params, image), rtol=1e-5, atol=1e-5)
+
+    def grad_of(layer):
+        return jax.grad(lambda x: jnp.sum(jnp.sin(layer.apply(params, x))))(image)
+
+    np.testing.assert_allclose(grad_of(ours), grad_of(flax_conv), rtol=1e-4, atol=1e-5)
+
