@@ -25,8 +25,10 @@ run: $(BIN)/.installed
 # nearest its measured distribution); all four pass there (their docstrings), in 171 s.
 LEARNING_TESTS := "tests/agents/test_continuous.py::test_learns_pendulum_within_12k_steps[td3]"
 
+# Two worker processes (pytest-xdist), a test file each at a time: compilation is mostly one
+# thread, so two files compile side by side; a file's tests share their compiled programs.
 test: $(BIN)/.installed
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n 2 --dist loadfile
 	JAX_NUM_CPU_DEVICES=1 $(BIN)/python -m pytest -q $(LEARNING_TESTS)
 
 # Benchmarks need the baseline: torch==2.13.0 (CPU build) goes in before stable-baselines3.
