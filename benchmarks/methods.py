@@ -24,10 +24,10 @@ import time
 from pathlib import Path
 
 from machine import COMMIT_AT_START, invocation, results_header
+from resumable import log, run_or_resume
 
 from everlearn.methods import METHODS
 from everlearn.runs.config import build_config
-from everlearn.runs.run import start_run
 
 ROOT = Path(__file__).resolve().parent
 DEFAULT_OUT = ROOT / "results" / "methods.md"
@@ -36,16 +36,15 @@ METRICS = ["average_performance", "forgetting", "forward_transfer"]
 FIRST_TABLE = "2026-11-25 table"
 
 
-def log(message: str) -> None:
-    print(f"[{time.strftime('%H:%M:%S')}] {message}", flush=True)
-
-
 def run_one(scenario: str, label: str, methods: list[str], args, runs_dir: Path) -> dict:
-    config = build_config(None, {"scenario": scenario, "agent": "ppo", "seeds": args.seeds,
-                                 "reference": True, "methods": methods}, args.set)
+    """One run, or the finished or interrupted one already in `runs_dir` (`resumable`)."""
+
+    def make_config():
+        return build_config(None, {"scenario": scenario, "agent": "ppo", "seeds": args.seeds,
+                                   "reference": True, "methods": methods}, args.set)
+
     out = runs_dir / f"{scenario}-{label.replace('+', '-')}"
-    start_run(config, out, quiet=True)
-    summary = json.loads((out / "summary.json").read_text())
+    summary = run_or_resume(out, make_config)
     row = {"scenario": scenario, "label": label, "methods": methods, "run_dir": str(out),
            "commit": COMMIT_AT_START, "wall_time_s": summary["wall_time_s"],
            **{m: summary["aggregate"][m] for m in METRICS}}
@@ -112,8 +111,8 @@ def markdown(rows: list[dict], args, wall_s: float) -> str:
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--scenarios", nargs="+", default=["cartpole-contexts", "acrobot-contexts"])
-    p.add_argument("--methods", nargs="+", help="single methods to compare (default: every "
-                   "method that applies to PPO)")
+    p.add_argument("--methods", nargs="*", help="single methods to compare (default: every "
+                   "method that applies to PPO; none: fine-tuning and --pairs only)")
     p.add_argument("--pairs", nargs="+", default=[], metavar="A+B",
                    help="extra combinations to run, e.g. multi_head+bc_replay")
     p.add_argument("--no-singles", action="store_true",
@@ -126,14 +125,16 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--quick", action="store_true",
                    help="smoke version: 3 seeds, 8k steps per task")
     p.add_argument("--runs-dir", type=Path, help="where run directories go (default: a "
-                   "temporary folder)")
+                   "temporary folder); the same command with the same --runs-dir keeps "
+                   "finished runs and resumes interrupted ones")
     p.add_argument("--out", type=Path, default=DEFAULT_OUT)
     p.add_argument("--no-write", action="store_true")
     args = p.parse_args(argv)
     if args.quick:
         args.seeds = "0-2"
         args.set += ["steps_per_task=8192", "evals_per_task=4", "eval_episodes=4"]
-    methods = args.methods or [n for n, e in METHODS.items() if "ppo" in e.agents]
+    methods = (args.methods if args.methods is not None
+               else [n for n, e in METHODS.items() if "ppo" in e.agents])
     unknown = [m for m in methods if m not in METHODS or "ppo" not in METHODS[m].agents]
     if unknown:
         p.error(f"not a PPO method: {', '.join(unknown)}; choose from "
