@@ -77,21 +77,13 @@ def minatar_plan():
 # strictly, and a second MinAtar run here would compile every program again for nothing.
 
 
-def test_a_masked_action_is_never_taken(minatar_plan):
+def test_a_masked_action_is_never_taken(minatar_plan, biased_breakout):
     """Breakout has 3 of the scenario's 4 actions. With the actor's bias pushed hard towards
     action 3, an unmasked policy would take it nearly always; the masked one never does, nor
     does the greedy policy, nor the environment ever receive it."""
     config, plan = minatar_plan
     assert config.backend == "jax"  # a scenario file of gymnax ids runs on the functional path
-    agent, group = plan.trainer.agent, plan.trainer.groups[0]
-    assert group.env.name == "Breakout-MinAtar"
-    params = jax.tree.map(lambda x: x[0], group.tasks)
-    obs, _ = jax.vmap(group.env.reset, in_axes=(0, None))(
-        jax.random.split(jax.random.PRNGKey(0), 64), params)
-    state = agent.init(jax.random.PRNGKey(1))
-    head = state.params["actor"]["params"]
-    last = max(k for k in head if k.startswith("Dense_"))
-    head[last]["bias"] = head[last]["bias"].at[3].set(100.0)
+    agent, state, obs = biased_breakout(plan, "actor", 3)
     actions, _ = agent.act(state, obs, jax.random.PRNGKey(2))
     assert int(actions.max()) <= 2
     assert int(agent.greedy_action(state, obs).max()) <= 2

@@ -97,19 +97,11 @@ def test_registered_random_scores_match_a_fresh_measurement():
     assert not bad, "; ".join(bad)
 
 
-def test_dqn_never_takes_an_action_the_game_lacks():
+def test_dqn_never_takes_an_action_the_game_lacks(biased_breakout):
     """Breakout has 3 of the scenario's 5 actions. With the Q-head's bias pushed hard towards
     action 4, DQN's greedy and exploring policies still take only Breakout's actions."""
     _, plan = plan_for("dqn")
-    agent, group = plan.trainer.agent, plan.trainer.groups[0]
-    assert group.env.name == "Breakout-MinAtar"
-    params = jax.tree.map(lambda x: x[0], group.tasks)
-    obs, _ = jax.vmap(group.env.reset, in_axes=(0, None))(
-        jax.random.split(jax.random.PRNGKey(0), 64), params)
-    state = agent.init(jax.random.PRNGKey(1))
-    head = state.params["q"]["params"]
-    last = max(k for k in head if k.startswith("Dense_"))
-    head[last]["bias"] = head[last]["bias"].at[4].set(100.0)
+    agent, state, obs = biased_breakout(plan, "q", 4)
     assert int(agent.greedy_action(state, obs).max()) <= 2
     actions, _ = agent.act(state, obs, jax.random.PRNGKey(2))  # epsilon = 1 at the start
     assert int(actions.max()) <= 2 and len(np.unique(np.asarray(actions))) == 3
