@@ -81,8 +81,16 @@ class GymnasiumTrainer:
         # XLA would copy the whole buffer (tens of MB) on every call.
         self._update = jax.jit(update, donate_argnums=0)
         self._env_seed = jax.jit(env_seed)
-        self._greedy = jax.jit(agent.greedy_action)
-        self._for_task = jax.jit(agent.for_task)
+
+        def greedy_on(agent_states, seed_index, task_index, obs):
+            # Seed `seed_index` of the population acting on task `task_index` (the methods'
+            # view of it, e.g. PackNet's). Sliced inside the program from the whole state, so
+            # nothing is copied: XLA drops what the greedy action does not read (the replay
+            # buffer, hundreds of MB with Continual World's).
+            agent_state = jax.tree.map(lambda x: x[seed_index], agent_states)
+            return agent.greedy_action(agent.for_task(agent_state, task_index), obs)
+
+        self._greedy_on = jax.jit(greedy_on)
         self._boundary = jax.jit(jax.vmap(boundary_for(agent), in_axes=(0, None, None)))
         self._measure = jax.jit(functools.partial(diagnostics.measure, agent.view))
 
@@ -217,23 +225,18 @@ class GymnasiumTrainer:
         for tasks scored by success)."""
         out = np.zeros((len(seeds), self.scenario.num_tasks))
         for i, seed in enumerate(seeds):
-            seed_state = _seed_slice(state.agent, i)
             for task_index in range(self.scenario.num_tasks):
-                agent_state = self._for_task(seed_state, task_index)  # the methods' view
+                policy = functools.partial(self._greedy_on, state.agent, jnp.int32(i),
+                                           jnp.int32(task_index))
                 envs = self._vector_env(self._eval_envs, task_index, self.eval_episodes)
                 try:
-                    out[i, task_index] = self._episode_returns(
-                        agent_state, envs, eval_env_seed(seed, eval_index, task_index),
+                    out[i, task_index] = episode_returns(
+                        envs, eval_env_seed(seed, eval_index, task_index), policy,
                         self.success_keys[task_index]).mean()
                 except Exception as e:
                     task = self.scenario.tasks[task_index]
                     raise EnvFailed(task.env, task.name, None, e) from e
         return out
-
-    def _episode_returns(self, agent_state: Any, envs: Any, env_seed: int,
-                         success_key: str | None = None) -> np.ndarray:
-        return episode_returns(envs, env_seed, lambda obs: self._greedy(agent_state, obs),
-                               success_key)
 
 
 def eval_env_seed(seed: int, eval_index: int, task_index: int) -> int:
