@@ -54,8 +54,11 @@ def test_a_repeated_task_shares_the_reference_of_its_first_appearance():
     config = build_config(None, {"scenario": "cartpole-contexts", "seeds": "0-1",
                                  "evals_per_task": 2}, [])
     trainer = CountingTrainer()
-    returns = reference_curves(trainer, config, scenario, 5)
+    progress = []
+    returns = reference_curves(trainer, config, scenario, 5,
+                               on_segment=lambda task, e: progress.append((task, e)))
     assert trainer.trained == [0, 0, 1, 1]
+    assert progress == [(t, e) for t in range(3) for e in (1, 2)]  # a shared task counts too
     np.testing.assert_array_equal(returns[:, 2], returns[:, 0])
     np.testing.assert_array_equal(returns[0], [[0, 1, 2], [0, 11, 22], [0, 1, 2]])
 
