@@ -24,7 +24,7 @@ import time
 from pathlib import Path
 
 import numpy as np
-from machine import COMMIT_AT_START, results_header
+from machine import results_header
 from resumable import log, run_or_resume
 
 from everlearn.evaluation.metrics import final_window
@@ -46,6 +46,8 @@ PUBLISHED_CW20 = {
     "fine-tuning": ((0.05, 0.05, 0.06), (0.73, 0.72, 0.75), (0.20, 0.17, 0.23)),
 }
 METRICS = ("average_performance", "forgetting", "forward_transfer")
+METHOD_SETS = {"fine-tuning": [], "ewc": ["ewc"], "packnet": ["packnet"], "mas": ["mas"],
+               "agem": ["agem"], "replay": ["replay"]}  # label: the run's --method list
 
 
 def run_label(label: str, methods: list[str], args) -> dict:
@@ -58,12 +60,13 @@ def run_label(label: str, methods: list[str], args) -> dict:
     return run_or_resume(args.runs_dir / label, make_config, quiet=args.quiet)
 
 
-def single_task_success(summary: dict) -> np.ndarray:
-    """Final success of SAC trained alone on each task (mean of the last evaluations, as CW
-    takes final performance), per reference seed: [seeds, tasks]."""
+def single_task_success(summary: dict) -> tuple[np.ndarray, int]:
+    """Final success of SAC trained alone on each task, per reference seed [seeds, tasks]: the
+    mean of the last evaluations (their count is returned too), as CW takes final
+    performance."""
     curves = np.asarray(summary["reference"]["curves"])  # [seeds, tasks, E + 1]
     window = final_window(curves.shape[-1] - 1)
-    return curves[:, :, -window:].mean(axis=-1)
+    return curves[:, :, -window:].mean(axis=-1), window
 
 
 def interval(stats: dict) -> str:
@@ -80,10 +83,10 @@ def published(label: str, metric: int) -> str:
 def markdown(rows: dict[str, dict], args, wall_s: float) -> str:
     first = next(iter(rows.values()))
     tasks = first["tasks"]
-    success = single_task_success(first)
+    success, window = single_task_success(first)
+    title = f"Continual World ({first['scenario']}) with SAC, Continual World's protocol"
     lines = [
-        *results_header(f"Continual World ({first['scenario']}) with SAC, Continual World's protocol",
-                       wall_s),
+        *results_header(title, wall_s),
         f"- Scenario `{args.scenario}`, `--preset continual-world`, steps per task "
         f"{args.steps_per_task:,} (CW: 1,000,000), seeds {args.seeds}; overrides: "
         f"{', '.join(args.set) or 'none'}; methods at everlearn's default strengths.",
@@ -91,8 +94,7 @@ def markdown(rows: dict[str, dict], args, wall_s: float) -> str:
         "## What the budget allows: single-task SAC",
         "",
         "SAC trained on each task alone with the same budget and protocol (the runs' forward-"
-        "transfer references), final success (mean of the last "
-        f"{final_window(len(first['eval_steps']) // len(tasks))} evaluations), mean over "
+        f"transfer references), final success (mean of the last {window} evaluations), mean over "
         f"{success.shape[0]} seeds [min, max]:",
         "",
         "| task | success |",
@@ -108,23 +110,19 @@ def markdown(rows: dict[str, dict], args, wall_s: float) -> str:
         "seed-averaged AUCs. Published: CW20 (the authors' results file, 1M steps per task).",
         "",
         "| method | performance | published | forgetting | published | forward transfer | "
-        "published | wall s | ran at |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "published | wall s |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for label, summary in rows.items():
         cw = summary["continual_world"]["aggregate"]
         cells = []
         for k, metric in enumerate(METRICS):
             cells += [interval(cw[metric]) if metric in cw else "", published(label, k)]
-        lines.append(f"| {label} | " + " | ".join(cells)
-                     + f" | {summary['wall_time_s']:.0f} | {rows[label]['commit']} |")
+        lines.append(f"| {label} | " + " | ".join(cells) + f" | {summary['wall_time_s']:.0f} |")
     lines += ["", "Wall time includes the reference runs where they were computed (the first "
               "run; the others read them from the cache).", ""]
     return "\n".join(lines)
 
-
-METHOD_SETS = {"fine-tuning": [], "ewc": ["ewc"], "packnet": ["packnet"], "mas": ["mas"],
-               "agem": ["agem"], "replay": ["replay"]}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -150,7 +148,7 @@ def main(argv: list[str] | None = None) -> int:
             log(f"{label}: {e}")
             log("the same command resumes it and runs the rest")
             return e.exit_code
-        rows[label] = {**summary, "commit": COMMIT_AT_START}
+        rows[label] = summary
         cw = summary["continual_world"]["aggregate"]
         log(f"{label}: " + "  ".join(f"{m} {interval(cw[m])}" for m in METRICS if m in cw))
     text = markdown(rows, args, time.perf_counter() - t0)

@@ -5,10 +5,10 @@ the same evaluation grid; its curve on that task gives AUC_i^ref. A task that re
 earlier one (the same env and context under another name: the second round of `cw20` or
 `minatar-sequence`) shares that task's reference, as Continual World's CW20 uses CW10's. It
 explores from the start of its task, as a continual run's agent does on every task with
-`explore_each_task`. The
-trainer of the main run is reused, so no program is compiled twice. Raw returns are cached
-under `$EVERLEARN_CACHE` (default `~/.cache/everlearn`) keyed by everything they depend on, and
-normalised on use: a changed normalisation score never meets a stale normalised curve.
+`explore_each_task`. The trainer of the main run is reused, so no program is compiled twice.
+Raw returns are cached under `$EVERLEARN_CACHE` (default `~/.cache/everlearn`) keyed by
+everything they depend on, and normalised on use: a changed normalisation score never meets a
+stale normalised curve.
 """
 
 from __future__ import annotations
@@ -84,8 +84,8 @@ def reference_curves(
                               sort_keys=True)
         if identity in first_of:
             returns[:, task] = returns[:, first_of[identity]]
-            for e in range(1, config.evals_per_task + 1):  # progress counts it as done
-                if on_segment:
+            if on_segment:  # progress counts it as done
+                for e in range(1, config.evals_per_task + 1):
                     on_segment(task, e)
             continue
         first_of[identity] = task
