@@ -22,6 +22,7 @@ import signal
 import sys
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from importlib import metadata
@@ -83,6 +84,24 @@ class RunPlan:
 def make_plan(config: RunConfig, scores: dict | None = None) -> RunPlan:
     """Check that the run can go, and build its trainers; `scores`: the normalisation scores
     a run measured before (run.json on resume), used where the scenario gives none."""
+    scenario = check_config(config, scores)
+    steps_per_task = config.steps_per_task or scenario.steps_per_task
+    agent_json = config.agent_config().model_dump_json()
+    methods_json = json.dumps([[n, c.model_dump(mode="json")]
+                               for n, c in config.method_configs().items()])
+    shape = (config.scenario, config.backend, config.agent, agent_json,
+             steps_per_task / config.evals_per_task, config.eval_episodes)
+    trainer = _trainer(*shape, methods_json)
+    plan = RunPlan(config, scenario, trainer, trainer.iterations * trainer.agent.steps_per_update,
+                   reference_trainer=_trainer(*shape, "[]"))
+    _check_budget(plan, steps_per_task)
+    return plan
+
+
+def check_config(config: RunConfig, scores: dict | None = None) -> Scenario:
+    """Every reason a run cannot go that the config alone shows, each a one-line `ConfigError`
+    (a sweep checks all its cells with this before it starts any); returns the scenario with
+    its normalisation scores."""
     scenario = get_scenario(config.scenario)
     if config.backend == "jax":
         with_success = [t.name for t in scenario.tasks if t.success_key is not None]
@@ -127,17 +146,7 @@ def make_plan(config: RunConfig, scores: dict | None = None) -> RunPlan:
         if entry.needs_task_ids and not scenario.task_ids_visible:
             raise ConfigError(f"method '{name}' needs task ids, which scenario "
                               f"'{scenario.name}' hides; pick another method or scenario")
-    steps_per_task = config.steps_per_task or scenario.steps_per_task
-    agent_json = config.agent_config().model_dump_json()
-    methods_json = json.dumps([[n, c.model_dump(mode="json")]
-                               for n, c in config.method_configs().items()])
-    shape = (config.scenario, config.backend, config.agent, agent_json,
-             steps_per_task / config.evals_per_task, config.eval_episodes)
-    trainer = _trainer(*shape, methods_json)
-    plan = RunPlan(config, scenario, trainer, trainer.iterations * trainer.agent.steps_per_update,
-                   reference_trainer=_trainer(*shape, "[]"))
-    _check_budget(plan, steps_per_task)
-    return plan
+    return scenario
 
 
 def _check_budget(plan: RunPlan, steps_per_task: int) -> None:
@@ -442,6 +451,21 @@ def resume_run(run_dir: Path, *, quiet: bool = False, stop_after: int | None = N
         if not quiet and done is not None:
             console.print(f"resuming {run_dir} from segment {start}/{plan.total_segments}")
         return _execute(plan, run_dir, state, start, quiet=quiet, stop_after=stop_after)
+
+
+def run_or_resume(run_dir: Path, make_config: Callable[[], RunConfig], *,
+                  quiet: bool = True) -> dict:
+    """The summary of the run in `run_dir`: read when it finished, resumed from its last
+    checkpoint when it was interrupted, else started from `make_config()` (benchmarks and
+    sweeps rerun with the same command keep finished runs and finish interrupted ones). A
+    resumed run keeps the config it started with (resume refuses an edited one)."""
+    run_dir = Path(run_dir)
+    if not (run_dir / "summary.json").is_file():
+        if (run_dir / "config.yaml").is_file():
+            resume_run(run_dir, quiet=quiet)
+        else:
+            start_run(make_config(), run_dir, quiet=quiet)
+    return _read_json(run_dir / "summary.json")
 
 
 def _read_json(path: Path) -> dict:

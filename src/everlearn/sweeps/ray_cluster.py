@@ -1,0 +1,116 @@
+"""The Ray executor: one Ray task per cell on an existing Ray cluster (`pip install
+'everlearn[ray]'`).
+
+Nodes need not share a filesystem: a task runs its cell in a temporary directory on its node
+and returns the whole run directory (metrics, summary, report, final checkpoint) as a gzipped
+tar, which the driver unpacks into the sweep directory. A cell the driver holds a partial run
+of (an interrupted local sweep) ships that run along, and the task resumes it from its last
+checkpoint. A node that dies mid-task is Ray's to handle: the task is retried on another node
+(`max_retries`); a cell that fails by itself is retried once by the sweep.
+"""
+
+from __future__ import annotations
+
+import io
+import shutil
+import tarfile
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from everlearn.runs.config import ConfigError
+from everlearn.runs.lock import LOCK_NAME
+
+NODE_FAILURE_RETRIES = 3
+
+
+def pack(run_dir: Path) -> bytes:
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w:gz") as tar:
+        for path in sorted(Path(run_dir).rglob("*")):
+            if path.is_file() and path.name != LOCK_NAME:
+                tar.add(path, arcname=str(path.relative_to(run_dir)), recursive=False)
+    return buffer.getvalue()
+
+
+def unpack(data: bytes, run_dir: Path) -> None:
+    """Replace `run_dir` by the shipped run (unpacked next to it first: a kill mid-way leaves
+    the old directory or the new one, never a mix)."""
+    run_dir = Path(run_dir)
+    staging = run_dir.with_name(f".{run_dir.name}.incoming")
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir(parents=True)
+    with tarfile.open(fileobj=io.BytesIO(data), mode="r:gz") as tar:
+        tar.extractall(staging, filter="data")
+    old = run_dir.with_name(f".{run_dir.name}.old")
+    if run_dir.exists():
+        run_dir.rename(old)
+    staging.rename(run_dir)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def run_shipped_cell(cell: dict[str, Any], partial: bytes | None) -> tuple[dict, bytes]:
+    """The Ray task: run the cell on this node (resuming `partial` if given) and ship the run
+    directory back."""
+    from everlearn.sweeps.worker import run_cell
+
+    with tempfile.TemporaryDirectory(prefix="everlearn-cell-") as tmp:
+        run_dir = Path(tmp) / cell["name"]
+        if partial is not None:
+            unpack(partial, run_dir)
+        outcome = run_cell(cell, str(run_dir))
+        import ray
+
+        outcome["node"] = ray.get_runtime_context().get_node_id()
+        return outcome, pack(run_dir) if run_dir.exists() else b""
+
+
+class RayCluster:
+    name = "ray"
+    reports_steps = False  # running cells live on other nodes
+
+    def __init__(self, address: str, cpus_per_cell: float = 1.0):
+        try:
+            import ray
+        except ImportError:
+            raise ConfigError("--executor ray needs Ray: pip install 'everlearn[ray]'") from None
+        self._ray = ray
+        try:
+            ray.init(address=address, log_to_driver=False, configure_logging=False)
+        except (ConnectionError, ValueError, RuntimeError) as e:
+            raise ConfigError(f"cannot connect to the Ray cluster at '{address}' "
+                              f"({' '.join(str(e).split())[:200]}); start one with 'ray start "
+                              "--head' or give --address HOST:PORT") from None
+        gpus = ray.cluster_resources().get("GPU", 0)
+        self._task = ray.remote(run_shipped_cell).options(
+            num_cpus=cpus_per_cell, num_gpus=1 if gpus else 0,
+            max_retries=NODE_FAILURE_RETRIES, retry_exceptions=False,
+            # One XLA CPU device per CPU the task holds: Ray packs tasks by that count.
+            runtime_env={"env_vars": {"JAX_NUM_CPU_DEVICES": str(max(1, int(cpus_per_cell)))}})
+        self._gpus = gpus
+
+    def describe(self) -> str:
+        resources = self._ray.cluster_resources()
+        return (f"Ray cluster of {len(self._ray.nodes())} node(s), {resources.get('CPU', 0):g} "
+                f"CPU(s){f', {self._gpus:g} GPU(s)' if self._gpus else ''}")
+
+    def submit(self, cell: dict[str, Any], run_dir: Path):
+        partial = pack(run_dir) if (Path(run_dir) / "config.yaml").is_file() else None
+        return self._task.remote(cell, partial)
+
+    def wait(self, handles: list, timeout: float) -> list:
+        done, _ = self._ray.wait(handles, num_returns=1, timeout=timeout)
+        return done
+
+    def outcome(self, handle, run_dir: Path) -> dict[str, Any]:
+        try:
+            outcome, shipped = self._ray.get(handle)
+        except self._ray.exceptions.RayError as e:
+            return {"ok": False, "error": " ".join(f"{type(e).__name__}: {e}".split())[:500],
+                    "seconds": None}
+        if shipped:
+            unpack(shipped, run_dir)
+        return outcome
+
+    def close(self, *, cancel: bool = False) -> None:
+        self._ray.shutdown()

@@ -1,0 +1,263 @@
+"""Running a sweep: the sweep directory, the retry rule, progress, and resume.
+
+Sweep directory:
+  sweep.yaml      the sweep file as given         sweep.json   code version, command, cells
+  status.json     every cell's status, attempts, error and time (rewritten as cells change)
+  cells/NAME/     each cell's complete run directory (`everlearn report`/`resume` work on it)
+  comparison.*    the comparison, written at the end (`everlearn compare`)
+
+The same command again skips finished cells and resumes interrupted ones from their last
+checkpoint (a resumed run's numbers equal an uninterrupted one's), so a killed sweep ends with
+the comparison an uninterrupted sweep gives. A cell that fails is retried once, then recorded
+as failed with its error, and the sweep goes on.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.progress import (BarColumn, Progress, TaskProgressColumn, TextColumn,
+                           TimeElapsedColumn, TimeRemainingColumn)
+
+from everlearn import __version__
+from everlearn.files import atomic_write
+from everlearn.runs.config import ConfigError
+from everlearn.sweeps.spec import Cell
+
+console = Console(stderr=True)
+ATTEMPTS = 2  # a failed cell is retried once
+
+
+def code_version() -> dict[str, Any]:
+    """everlearn's version, and the git commit when it runs from a checkout."""
+    source = Path(__file__).resolve().parent
+    version: dict[str, Any] = {"everlearn": __version__, "commit": None, "dirty": None}
+    try:
+        commit = subprocess.run(["git", "-C", str(source), "rev-parse", "HEAD"],
+                                capture_output=True, text=True, timeout=10)
+        if commit.returncode == 0:
+            version["commit"] = commit.stdout.strip()
+            status = subprocess.run(["git", "-C", str(source), "status", "--porcelain",
+                                     "--untracked-files=no"],
+                                    capture_output=True, text=True, timeout=10)
+            version["dirty"] = bool(status.stdout.strip())
+    except (OSError, subprocess.SubprocessError):
+        pass
+    return version
+
+
+def _cell_record(cell: Cell) -> dict[str, Any]:
+    """What the sweep directory records of a cell (sweep.json; `everlearn compare` reads it)."""
+    return {"name": cell.name, "scenario": cell.scenario, "agent": cell.agent,
+            "methods": cell.methods, "label": cell.label, "overrides": cell.overrides,
+            "seeds": cell.seeds, "env_steps": cell.env_steps, "build_args": cell.build_args}
+
+
+def prepare_directory(sweep_dir: Path, sweep_text: str, cells: list[Cell]) -> dict[str, Any]:
+    """Create the sweep directory, or check that an existing one holds this very sweep; the
+    status of every cell (finished ones from their run directories)."""
+    sweep_dir = Path(sweep_dir)
+    if sweep_dir.exists() and not sweep_dir.is_dir():
+        raise ConfigError(f"--out '{sweep_dir}' is a file; give a directory path")
+    record = [_cell_record(c) for c in cells]
+    info_path = sweep_dir / "sweep.json"
+    version = code_version()
+    if info_path.is_file():
+        info = json.loads(info_path.read_text())
+        if info["cells"] != record:
+            raise ConfigError(f"'{sweep_dir}' holds another sweep (its cells differ from this "
+                              "sweep file's); choose another --out, or rerun its own sweep.yaml")
+        if version["commit"] != info["code"]["commit"]:
+            console.print(f"note: '{sweep_dir}' was started at commit {info['code']['commit']}"
+                          f", resumed at {version['commit']}; sweep.json records both")
+        info.setdefault("resumed", []).append(
+            {"at": datetime.now(timezone.utc).isoformat(timespec="seconds"), "code": version})
+    else:
+        if sweep_dir.exists() and any(sweep_dir.iterdir()):
+            raise ConfigError(f"--out '{sweep_dir}' exists and is not a sweep directory; "
+                              "choose another --out")
+        sweep_dir.mkdir(parents=True, exist_ok=True)
+        atomic_write(sweep_dir / "sweep.yaml", sweep_text)
+        info = {"everlearn_version": __version__, "code": version,
+                "commit": version["commit"],
+                "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+                "command": " ".join(["everlearn", *sys.argv[1:]]), "cells": record}
+    atomic_write(info_path, json.dumps(info, indent=1))
+    (sweep_dir / "cells").mkdir(exist_ok=True)
+    status_path = sweep_dir / "status.json"
+    old = json.loads(status_path.read_text())["cells"] if status_path.is_file() else {}
+    status = {}
+    for cell in cells:
+        run_dir = sweep_dir / "cells" / cell.name
+        done = (run_dir / "summary.json").is_file()
+        previous = old.get(cell.name, {})
+        status[cell.name] = {
+            "status": "done" if done else "pending",
+            "attempts": 0, "error": None,
+            "wall_time_s": previous.get("wall_time_s") if done else None,
+            "resumed": (run_dir / "config.yaml").is_file() and not done,
+        }
+    return status
+
+
+def _steps_done(run_dir: Path, cell: Cell) -> int:
+    """Env steps (× seeds) a running cell has logged: the last evaluation line's step."""
+    log = run_dir / "metrics.jsonl"
+    try:
+        with open(log, "rb") as f:
+            f.seek(0, 2)
+            f.seek(max(0, f.tell() - 65536))
+            lines = f.read().decode(errors="ignore").splitlines()
+    except OSError:
+        return 0
+    for line in reversed(lines):
+        try:
+            return int(json.loads(line)["step"]) * len(cell.seeds)
+        except (ValueError, KeyError, TypeError):
+            continue
+    return 0
+
+
+def _progress(quiet: bool) -> Progress:
+    return Progress(
+        TextColumn("[bold]{task.description}"), BarColumn(), TaskProgressColumn(),
+        TextColumn("{task.fields[cells]}  {task.fields[rate]} env steps/s"),
+        TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(),
+        console=console, disable=quiet)
+
+
+def run_cells(sweep_dir: Path, cells: list[Cell], status: dict[str, dict], executor: Any, *,
+              quiet: bool = False, poll_s: float = 1.0) -> dict[str, dict]:
+    """Run every cell not done through `executor` (LocalPool or RayCluster), retrying a failed
+    one once; `status.json` follows every change. Returns the final status."""
+    sweep_dir = Path(sweep_dir)
+    by_name = {c.name: c for c in cells}
+    status_path = sweep_dir / "status.json"
+
+    def save() -> None:
+        atomic_write(status_path, json.dumps({"executor": executor.describe(),
+                                              "cells": status}, indent=1))
+
+    queue = [c for c in cells if status[c.name]["status"] != "done"]
+    total_steps = sum(c.env_steps for c in cells)
+    done_steps = sum(c.env_steps for c in cells if status[c.name]["status"] == "done")
+    running: dict[Any, Cell] = {}
+    started = time.perf_counter()
+    base_steps = done_steps  # env steps finished before this invocation: not in the rate
+
+    def counts() -> str:
+        states = [s["status"] for s in status.values()]
+        return (f"cells {states.count('done')}/{len(cells)} done, {len(running)} running, "
+                f"{states.count('failed')} failed")
+
+    def submit(cell: Cell) -> None:
+        entry = status[cell.name]
+        entry.update(status="running", attempts=entry["attempts"] + 1)
+        running[executor.submit(cell.to_dict(), sweep_dir / "cells" / cell.name)] = cell
+
+    with _progress(quiet) as progress:
+        bar = progress.add_task("sweep", total=total_steps or 1, completed=done_steps,
+                                cells=counts(), rate="-")
+        for cell in queue:
+            submit(cell)
+        save()
+        while running:
+            for handle in executor.wait(list(running), timeout=poll_s):
+                cell = running.pop(handle)
+                outcome = executor.outcome(handle, sweep_dir / "cells" / cell.name)
+                entry = status[cell.name]
+                if outcome.get("node"):  # where a Ray task ran
+                    entry["node"] = outcome["node"]
+                if outcome["ok"]:
+                    entry.update(status="done", error=None,
+                                 wall_time_s=outcome.get("wall_time_s"))
+                    done_steps += cell.env_steps
+                elif entry["attempts"] < ATTEMPTS:
+                    if not quiet:
+                        console.print(f"cell {cell.name} failed ({outcome['error']}); "
+                                      "retrying it once")
+                    entry["error"] = outcome["error"]
+                    submit(cell)
+                else:
+                    entry.update(status="failed", error=outcome["error"])
+                    if not quiet:
+                        console.print(f"[red]cell {cell.name} failed twice:[/] "
+                                      f"{outcome['error']}", highlight=False)
+                save()
+            live = sum(_steps_done(sweep_dir / "cells" / c.name, c) for c in running.values()
+                       ) if executor.reports_steps else 0
+            elapsed = time.perf_counter() - started
+            rate = (done_steps + live - base_steps) / elapsed if elapsed > 0 else 0.0
+            progress.update(bar, completed=done_steps + live, cells=counts(),
+                            rate=f"{rate:,.0f}" if rate else "-")
+    return status
+
+
+def interrupted(status: dict[str, dict], sweep_dir: Path) -> None:
+    """Ctrl-C: running cells are recorded as interrupted (the rerun resumes them)."""
+    for entry in status.values():
+        if entry["status"] == "running":
+            entry["status"] = "interrupted"
+    path = Path(sweep_dir) / "status.json"
+    if path.is_file():
+        data = json.loads(path.read_text())
+        data["cells"] = status
+        atomic_write(path, json.dumps(data, indent=1))
+
+
+def run_sweep(sweep_file: Path, out: Path | None = None, *, executor: str = "local",
+              workers: int | None = None, address: str | None = None,
+              cpus_per_cell: float = 1.0, skip_invalid: bool = False,
+              quiet: bool = False) -> tuple[Path, dict[str, dict]]:
+    """Check every cell, then run the ones not finished; returns the sweep directory and the
+    status of every cell. Nothing is written when a cell is invalid (unless `skip_invalid`)."""
+    from everlearn.sweeps.spec import check_cells, expand, read_sweep_file
+
+    sweep_file = Path(sweep_file)
+    sweep = read_sweep_file(sweep_file)
+    cells, problems = check_cells(expand(sweep, sweep_file))
+    if problems and not skip_invalid:
+        raise ConfigError(f"{len(problems)} invalid cell(s), nothing ran: {problems[0]}"
+                          + (f" (and {len(problems) - 1} more; --skip-invalid runs the "
+                             "others)" if len(problems) > 1 else
+                             " (--skip-invalid runs the others)"))
+    for problem in problems:
+        console.print(f"skipped: {problem}", highlight=False, soft_wrap=True)
+    if not cells:
+        raise ConfigError(f"sweep file '{sweep_file}' has no valid cell")
+    if executor not in ("local", "ray"):
+        raise ConfigError(f"--executor '{executor}' is not one of: local, ray")
+    if workers is not None and workers < 1:
+        raise ConfigError(f"--workers {workers}: give at least 1")
+    sweep_dir = Path(out) if out else Path("sweeps") / sweep_file.stem
+    status = prepare_directory(sweep_dir, sweep_file.read_text(), cells)
+    if executor == "ray":
+        from everlearn.sweeps.ray_cluster import RayCluster
+
+        pool = RayCluster(address or "auto", cpus_per_cell)
+    else:
+        from everlearn.sweeps.local import LocalPool, default_workers
+
+        todo = sum(s["status"] != "done" for s in status.values())
+        pool = LocalPool(workers or default_workers(todo))
+    if not quiet:
+        todo = [name for name, s in status.items() if s["status"] != "done"]
+        resumed = sum(status[name]["resumed"] for name in todo)
+        console.print(f"sweep {sweep_dir}: {len(cells)} cells, {len(cells) - len(todo)} "
+                      f"finished earlier, {resumed} to resume; {pool.describe()}",
+                      highlight=False)
+    try:
+        status = run_cells(sweep_dir, cells, status, pool, quiet=quiet)
+    except KeyboardInterrupt:
+        pool.close(cancel=True)
+        interrupted(status, sweep_dir)
+        raise
+    pool.close()
+    return sweep_dir, status
