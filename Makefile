@@ -12,7 +12,7 @@ $(BIN)/.installed: pyproject.toml
 	@# mujoco-studio; installing 3.3.0 over it leaves those two behind and breaks `import mujoco`.
 	if $(BIN)/python -m pip show -q mujoco-core >/dev/null 2>&1; then \
 		$(BIN)/python -m pip uninstall -q -y mujoco mujoco-core mujoco-studio; fi
-	$(BIN)/python -m pip install -q -e '.[test]'
+	$(BIN)/python -m pip install -q -e '.[test,ray]'
 	touch $@
 
 # The main job: PPO on the default continual scenario, 5 vmapped seeds, with the

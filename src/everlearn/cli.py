@@ -1,4 +1,4 @@
-"""The `everlearn` command line: list, run, resume, report."""
+"""The `everlearn` command line: list, run, resume, report, sweep, compare, check-env."""
 
 from __future__ import annotations
 
@@ -179,6 +179,63 @@ def report(run_dir: Path) -> None:
         typer.echo(write_report(run_dir))
     except (ValueError, KeyError, OSError) as e:
         _fail(f"cannot build the report of '{run_dir}': {' '.join(str(e).split())}")
+
+
+@app.command()
+def sweep(
+    sweep_file: Annotated[Path, typer.Argument(help="A sweep file (YAML): scenarios, agents, methods, seeds, set, grid, sample; see docs/sweeps.md.")],
+    out: Annotated[Optional[Path], typer.Option(help="Sweep directory (default sweeps/<sweep file name>); the same command again resumes it.")] = None,
+    executor: Annotated[str, typer.Option(help="local (a pool of processes on this machine) or ray (an existing Ray cluster).")] = "local",
+    workers: Annotated[Optional[int], typer.Option(help="Local worker processes (default: one per core, at most one per cell).")] = None,
+    address: Annotated[Optional[str], typer.Option(help="Ray cluster address, HOST:PORT or auto (with --executor ray).")] = None,
+    cpus_per_cell: Annotated[float, typer.Option(help="CPUs a Ray task declares (with --executor ray).")] = 1.0,
+    skip_invalid: Annotated[bool, typer.Option("--skip-invalid", help="Run the valid cells when some are invalid (default: stop before anything runs).")] = False,
+    baseline: Annotated[Optional[str], typer.Option(help="The comparison's baseline row (default: fine-tuning).")] = None,
+) -> None:
+    """Run a grid of runs (scenarios × agents × methods × settings, seeds vmapped in each) on
+    local processes or a Ray cluster; ends with comparison.html/.md/.json in the sweep
+    directory. Exit code 1 if a cell failed twice."""
+    from everlearn.runs.config import ConfigError
+    from everlearn.sweeps import run_sweep
+
+    sweep_dir = out
+    try:
+        sweep_dir, status = run_sweep(sweep_file, out, executor=executor, workers=workers,
+                                      address=address, cpus_per_cell=cpus_per_cell,
+                                      skip_invalid=skip_invalid, baseline=baseline)
+    except (ConfigError, ValueError) as e:
+        _fail(str(e))
+    except KeyboardInterrupt:
+        _fail(f"interrupted; the same command resumes the sweep"
+              f"{f' in {sweep_dir}' if sweep_dir else ''}", 130)
+    failed = {name: s["error"] for name, s in status.items() if s["status"] == "failed"}
+    if len(failed) < len(status):
+        _write_comparison(sweep_dir, baseline)
+    if failed:
+        name, error = next(iter(failed.items()))
+        _fail(f"{len(failed)} cell(s) failed twice, e.g. {name}: {error}; status.json in "
+              f"{sweep_dir} has every error; the same command retries them", 1)
+
+
+def _write_comparison(sweep_dir: Path, baseline: str | None) -> None:
+    from everlearn.report import write_comparison
+
+    try:
+        paths = write_comparison(sweep_dir, baseline)
+    except (ValueError, KeyError, OSError) as e:
+        _fail(" ".join(str(e).split()))
+    for path in paths:
+        typer.echo(path)
+
+
+@app.command()
+def compare(
+    sweep_dir: Annotated[Path, typer.Argument(help="A sweep directory (everlearn sweep --out).")],
+    baseline: Annotated[Optional[str], typer.Option(help="The row the others are compared with (probability of improvement); default: fine-tuning.")] = None,
+) -> None:
+    """Compare the methods of a sweep: comparison.html, comparison.md (a table that pastes into
+    a paper) and comparison.json, written into the sweep directory."""
+    _write_comparison(sweep_dir, baseline)
 
 
 @app.command("check-env")

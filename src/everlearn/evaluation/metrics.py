@@ -19,6 +19,10 @@ Aggregate numbers use performances clipped to [0, 1].
 
 from __future__ import annotations
 
+import contextlib
+import warnings
+from collections.abc import Iterator
+
 import numpy as np
 
 
@@ -156,29 +160,31 @@ def continual_world_metrics(curves: np.ndarray, evals_per_task: int,
             "final_evals": final_window(evals_per_task)}
 
 
-def interquartile_mean_ci(values: np.ndarray, reps: int = 2000, seed: int = 0) -> dict:
-    """IQM across seeds with a stratified-bootstrap 95% confidence interval (rliable)."""
-    import warnings
-
-    from rliable import library as rly
-    from rliable import metrics as rly_metrics
-
-    scores = np.asarray(values, dtype=np.float64).reshape(-1, 1)
-    # rliable's StratifiedBootstrap draws its resampling indices from NumPy's *global* RNG
-    # (np.random.choice) and ignores `random_state`, so seed that and restore it afterwards.
+@contextlib.contextmanager
+def bootstrap_rng(seed: int = 0) -> Iterator[np.random.RandomState]:
+    """rliable's StratifiedBootstrap draws its resampling indices from NumPy's *global* RNG
+    (np.random.choice) and ignores `random_state`: seed that, so intervals are the same on
+    every run, and restore it afterwards."""
     global_state = np.random.get_state()
     np.random.seed(seed)
     try:
         with warnings.catch_warnings():  # arch deprecates RandomState; rliable still passes one
             warnings.simplefilter("ignore", FutureWarning)
-            point, interval = rly.get_interval_estimates(
-                {"x": scores},
-                lambda s: np.array([rly_metrics.aggregate_iqm(s)]),
-                reps=reps,
-                random_state=np.random.RandomState(seed),
-            )
+            yield np.random.RandomState(seed)
     finally:
         np.random.set_state(global_state)
+
+
+def interquartile_mean_ci(values: np.ndarray, reps: int = 2000, seed: int = 0) -> dict:
+    """IQM across seeds with a stratified-bootstrap 95% confidence interval (rliable)."""
+    from rliable import library as rly
+    from rliable import metrics as rly_metrics
+
+    scores = np.asarray(values, dtype=np.float64).reshape(-1, 1)
+    with bootstrap_rng(seed) as random_state:
+        point, interval = rly.get_interval_estimates(
+            {"x": scores}, lambda s: np.array([rly_metrics.aggregate_iqm(s)]), reps=reps,
+            random_state=random_state)
     low, high = interval["x"][:, 0]
     return {"iqm": float(point["x"][0]), "ci_low": float(low), "ci_high": float(high)}
 

@@ -87,12 +87,13 @@ class RayCluster:
             max_retries=NODE_FAILURE_RETRIES, retry_exceptions=False,
             # One XLA CPU device per CPU the task holds: Ray packs tasks by that count.
             runtime_env={"env_vars": {"JAX_NUM_CPU_DEVICES": str(max(1, int(cpus_per_cell)))}})
-        self._gpus = gpus
+        # As the sweep found it (nodes may leave and join while it runs).
+        self._description = (f"Ray cluster of {len(ray.nodes())} node(s), "
+                             f"{ray.cluster_resources().get('CPU', 0):g} CPU(s)"
+                             f"{f', {gpus:g} GPU(s)' if gpus else ''}")
 
     def describe(self) -> str:
-        resources = self._ray.cluster_resources()
-        return (f"Ray cluster of {len(self._ray.nodes())} node(s), {resources.get('CPU', 0):g} "
-                f"CPU(s){f', {self._gpus:g} GPU(s)' if self._gpus else ''}")
+        return self._description
 
     def submit(self, cell: dict[str, Any], run_dir: Path):
         partial = pack(run_dir) if (Path(run_dir) / "config.yaml").is_file() else None

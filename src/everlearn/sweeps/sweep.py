@@ -215,7 +215,7 @@ def interrupted(status: dict[str, dict], sweep_dir: Path) -> None:
 def run_sweep(sweep_file: Path, out: Path | None = None, *, executor: str = "local",
               workers: int | None = None, address: str | None = None,
               cpus_per_cell: float = 1.0, skip_invalid: bool = False,
-              quiet: bool = False) -> tuple[Path, dict[str, dict]]:
+              baseline: str | None = None, quiet: bool = False) -> tuple[Path, dict[str, dict]]:
     """Check every cell, then run the ones not finished; returns the sweep directory and the
     status of every cell. Nothing is written when a cell is invalid (unless `skip_invalid`)."""
     from everlearn.sweeps.spec import check_cells, expand, read_sweep_file
@@ -232,6 +232,12 @@ def run_sweep(sweep_file: Path, out: Path | None = None, *, executor: str = "loc
         console.print(f"skipped: {problem}", highlight=False, soft_wrap=True)
     if not cells:
         raise ConfigError(f"sweep file '{sweep_file}' has no valid cell")
+    several_agents = len({c.agent for c in cells}) > 1
+    rows = list(dict.fromkeys(f"{c.agent}/{c.label}" if several_agents else c.label
+                              for c in cells))  # the comparison's row names
+    if baseline is not None and baseline not in rows:
+        raise ConfigError(f"--baseline '{baseline}' is not a row of this sweep; the rows are: "
+                          + ", ".join(f"'{r}'" for r in rows))
     if executor not in ("local", "ray"):
         raise ConfigError(f"--executor '{executor}' is not one of: local, ray")
     if workers is not None and workers < 1:

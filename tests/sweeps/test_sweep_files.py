@@ -1,0 +1,123 @@
+"""Sweep files: the cells they expand to, and the one-line errors that stop a sweep before any
+cell runs (no training here: fast)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+from typer.testing import CliRunner
+
+from everlearn.cli import app
+from everlearn.runs.config import ConfigError, build_config
+from everlearn.runs.run import check_config
+from everlearn.scenarios import get_scenario
+from everlearn.sweeps.spec import check_cells, expand, read_sweep_file
+from everlearn.sweeps.sweep import prepare_directory
+
+
+def sweep_file(tmp_path: Path, **content) -> Path:
+    path = tmp_path / "sweep.yaml"
+    path.write_text(yaml.safe_dump(content))
+    return path
+
+
+def cells_of(path: Path):
+    return expand(read_sweep_file(path), path)
+
+
+def test_cross_product_with_method_keys_only_where_the_method_is(tmp_path):
+    path = sweep_file(tmp_path, scenarios=["cartpole-contexts", "acrobot-contexts"],
+                      agents=["ppo"], methods=[[], "ewc", ["multi_head", "packnet"]],
+                      seeds="0-2", set={"steps_per_task": 4096},
+                      grid={"ewc.strength": [1, 10], "ppo.learning_rate": [1e-3, 3e-4]})
+    cells = cells_of(path)
+    # Per scenario: fine-tuning and the pair × 2 learning rates, ewc × 2 strengths × 2 rates.
+    assert len(cells) == 2 * (2 + 2 + 4)
+    first = [c for c in cells if c.scenario == "cartpole-contexts"]
+    assert [c.label for c in first] == [
+        "fine-tuning ppo.learning_rate=0.001", "fine-tuning ppo.learning_rate=0.0003",
+        "ewc ewc.strength=1 ppo.learning_rate=0.001", "ewc ewc.strength=1 ppo.learning_rate=0.0003",
+        "ewc ewc.strength=10 ppo.learning_rate=0.001", "ewc ewc.strength=10 ppo.learning_rate=0.0003",
+        "multi_head+packnet ppo.learning_rate=0.001",
+        "multi_head+packnet ppo.learning_rate=0.0003"]
+    assert len({c.name for c in cells}) == len(cells)
+    ewc = next(c for c in first if c.overrides == {"ewc.strength": 10, "ppo.learning_rate": 3e-4})
+    config = ewc.config()
+    assert (config.methods, config.seeds, config.steps_per_task) == (["ewc"], [0, 1, 2], 4096)
+    assert config.method_configs()["ewc"].strength == 10
+    assert config.agent_config().learning_rate == 3e-4
+    assert config.reference  # forward transfer is part of a comparison
+
+
+def test_random_search_draws_within_bounds_and_repeats_with_its_seed(tmp_path):
+    space = {"ppo.learning_rate": {"log_uniform": [1e-4, 1e-2]},
+             "ppo.clip_eps": {"uniform": [0.1, 0.3]}, "ppo.num_epochs": {"choice": [2, 4]}}
+    path = sweep_file(tmp_path, scenarios=["cartpole-contexts"], agents=["ppo"],
+                      sample={"count": 6, "seed": 3, "space": space})
+    cells = cells_of(path)
+    assert len(cells) == 6
+    for cell in cells:
+        assert 1e-4 <= cell.overrides["ppo.learning_rate"] <= 1e-2
+        assert 0.1 <= cell.overrides["ppo.clip_eps"] <= 0.3
+        assert cell.overrides["ppo.num_epochs"] in (2, 4)
+        assert cell.config().agent_config().num_epochs == cell.overrides["ppo.num_epochs"]
+    assert [c.overrides for c in cells_of(path)] == [c.overrides for c in cells]
+    other = sweep_file(tmp_path, scenarios=["cartpole-contexts"], agents=["ppo"],
+                       sample={"count": 6, "seed": 4, "space": space})
+    assert [c.overrides for c in cells_of(other)] != [c.overrides for c in cells]
+
+
+def test_invalid_cells_carry_the_error_run_gives(tmp_path):
+    path = sweep_file(tmp_path, scenarios=["cartpole-contexts", "pendulum-contexts"],
+                      agents=["dqn"], methods=[[]])
+    valid, problems = check_cells(cells_of(path))
+    assert [c.scenario for c in valid] == ["cartpole-contexts"]
+    with pytest.raises(ConfigError) as run_error:
+        check_config(build_config(None, {"scenario": "pendulum-contexts", "agent": "dqn"}))
+    assert len(problems) == 1 and str(run_error.value) in problems[0]
+    # Env steps of a valid cell: tasks × steps per task × seeds (the progress bar's unit).
+    scenario = get_scenario("cartpole-contexts")
+    assert valid[0].env_steps == scenario.num_tasks * scenario.steps_per_task * 5  # seeds 0-4
+    result = CliRunner().invoke(app, ["sweep", str(path), "--out", str(tmp_path / "out")])
+    assert result.exit_code == 2
+    assert str(run_error.value) in " ".join(result.output.split())
+    assert not (tmp_path / "out").exists()  # nothing ran, nothing written
+
+
+@pytest.mark.parametrize("content, expected", [
+    ({"agents": ["ppo"]}, "scenarios: Field required"),
+    ({"scenarios": ["cartpole-contexts"], "agents": ["ppo"], "methdos": [[]]},
+     "methdos: Extra inputs are not permitted; valid keys: scenarios, agents"),
+    ({"scenarios": ["cartpole-contexts"], "agents": ["ppo"],
+      "sample": {"count": 2, "space": {"ppo.learning_rate": {"uniform": [0, 1],
+                                                              "choice": [1]}}}},
+     "needs exactly one of uniform"),
+    ({"scenarios": ["cartpole-contexts"], "agents": ["ppo"], "grid": {"ppo.learnin_rate": [1]}},
+     "ppo.learnin_rate"),
+    ({"scenarios": ["cartpole-contexts"], "agents": ["ppo"], "methods": [["ewk"]]}, "ewk"),
+])
+def test_bad_sweep_files_stop_with_one_line(tmp_path, content, expected):
+    path = sweep_file(tmp_path, **content)
+    result = CliRunner().invoke(app, ["sweep", str(path), "--out", str(tmp_path / "out")])
+    assert result.exit_code == 2, result.output
+    assert expected in " ".join(result.output.split())
+    assert result.output.strip().startswith("error:") and len(result.output.strip().splitlines()) <= 3
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_sweep_directory_refuses_another_sweep(tmp_path):
+    path = sweep_file(tmp_path, scenarios=["cartpole-contexts"], agents=["ppo"])
+    cells, _ = check_cells(cells_of(path))
+    status = prepare_directory(tmp_path / "out", path.read_text(), cells)
+    assert list(status.values()) == [{"status": "pending", "attempts": 0, "error": None,
+                                      "wall_time_s": None, "resumed": False}]
+    info = json.loads((tmp_path / "out" / "sweep.json").read_text())
+    assert info["cells"][0]["name"] == cells[0].name and info["code"]["everlearn"]
+    assert (tmp_path / "out" / "sweep.yaml").read_text() == path.read_text()
+    other = sweep_file(tmp_path, scenarios=["acrobot-contexts"], agents=["ppo"])
+    other_cells, _ = check_cells(cells_of(other))
+    with pytest.raises(ConfigError, match="holds another sweep"):
+        prepare_directory(tmp_path / "out", other.read_text(), other_cells)
