@@ -130,7 +130,7 @@ def _git_commit() -> str:
 COMMIT_AT_START = _git_commit()
 
 
-def results_header(title: str, wall_s: float) -> list[str]:
+def results_header(title: str, wall_s: float | None) -> list[str]:
     """The opening lines of a results page: title, date, machine, versions, the commit the
     measured code is at, and the command."""
     return [
@@ -144,7 +144,7 @@ def results_header(title: str, wall_s: float) -> list[str]:
     ]
 
 
-def invocation(wall_s: float) -> str:
-    """How this script was run, and how long it took."""
-    return (f"`python benchmarks/{Path(sys.argv[0]).name} {' '.join(sys.argv[1:])}` "
-            f"({wall_s / 60:.0f} min wall)")
+def invocation(wall_s: float | None) -> str:
+    """How this script was run, and how long it took (None: a tabulation, not timed)."""
+    command = f"`python benchmarks/{Path(sys.argv[0]).name} {' '.join(sys.argv[1:])}`"
+    return command if wall_s is None else f"{command} ({wall_s / 60:.0f} min wall)"

@@ -217,11 +217,11 @@ def sweep(
               f"{sweep_dir} has every error; the same command retries them", 1)
 
 
-def _write_comparison(sweep_dir: Path, baseline: str | None) -> None:
+def _write_comparison(sweep_dir: Path, baseline: str | None, out: Path | None = None) -> None:
     from everlearn.report import write_comparison
 
     try:
-        paths = write_comparison(sweep_dir, baseline)
+        paths = write_comparison(sweep_dir, baseline, out)
     except (ValueError, KeyError, OSError) as e:
         _fail(" ".join(str(e).split()))
     for path in paths:
@@ -232,10 +232,11 @@ def _write_comparison(sweep_dir: Path, baseline: str | None) -> None:
 def compare(
     sweep_dir: Annotated[Path, typer.Argument(help="A sweep directory (everlearn sweep --out).")],
     baseline: Annotated[Optional[str], typer.Option(help="The row the others are compared with (probability of improvement); default: fine-tuning.")] = None,
+    out: Annotated[Optional[Path], typer.Option(help="A path stem for the three files instead of SWEEP_DIR/comparison (e.g. results/methods: methods.md, .json, .html).")] = None,
 ) -> None:
     """Compare the methods of a sweep: comparison.html, comparison.md (a table that pastes into
     a paper) and comparison.json, written into the sweep directory."""
-    _write_comparison(sweep_dir, baseline)
+    _write_comparison(sweep_dir, baseline, out)
 
 
 @app.command("check-env")

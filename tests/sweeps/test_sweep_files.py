@@ -121,3 +121,20 @@ def test_a_sweep_directory_refuses_another_sweep(tmp_path):
     other_cells, _ = check_cells(cells_of(other))
     with pytest.raises(ConfigError, match="holds another sweep"):
         prepare_directory(tmp_path / "out", other.read_text(), other_cells)
+
+
+def test_a_methods_entry_with_its_own_settings(tmp_path):
+    path = sweep_file(tmp_path, scenarios=["cartpole-contexts"], agents=["ppo"],
+                      set={"ppo.activation": "relu"},
+                      methods=[[], {"label": "layer_norm", "set": {"ppo.layer_norm": True}},
+                               {"methods": ["redo"]}])
+    plain, layer_norm, redo = cells_of(path)
+    assert [plain.label, layer_norm.label, redo.label] == ["fine-tuning", "layer_norm", "redo"]
+    assert not plain.config().agent_config().layer_norm
+    assert layer_norm.config().agent_config().layer_norm
+    assert layer_norm.config().agent_config().activation == "relu"
+    assert redo.config().methods == ["redo"]
+    twice = sweep_file(tmp_path, scenarios=["cartpole-contexts"], agents=["ppo"],
+                       methods=[["ewc"], {"methods": ["ewc"], "set": {"ewc.strength": 3}}])
+    with pytest.raises(ConfigError, match=r"entries \['ewc'\] appear more than once"):
+        read_sweep_file(twice)

@@ -17,6 +17,7 @@ from __future__ import annotations
 import html
 import json
 import re
+import sys
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
@@ -287,11 +288,23 @@ def _md(text: Any) -> str:
     return " ".join(str(text).split()).replace("|", "\\|")
 
 
+def _machine(sweep_dir: Path, sweep: dict[str, Any]) -> str:
+    """The executor (status.json) and the machine that drove the sweep (sweep.json)."""
+    executor = (read_json(sweep_dir / "status.json") or {}).get("executor", "unknown executor")
+    machine = sweep.get("machine") or {}
+    where = (f"{machine.get('platform', '?')}, {machine.get('cpus', '?')} CPUs"
+             if machine else "unknown machine")
+    return f"{executor}; driver: {where}"
+
+
 def _markdown(sweep_dir: Path, sweep: dict[str, Any], cells: list[Cell],
               tables: list[ScenarioTable], unfinished: list[Cell]) -> str:
     lines = [f"# Comparison of `{sweep_dir}`", "",
              f"- command: `{sweep.get('command') or 'unknown'}`",
-             f"- commit: `{sweep.get('commit') or 'unknown'}`",
+             f"- compared by: `{' '.join(['everlearn', *sys.argv[1:]])}`",
+             f"- commit: `{sweep.get('commit') or 'unknown'}`"
+             + (" (with uncommitted changes)" if (sweep.get("code") or {}).get("dirty") else ""),
+             f"- ran on: {_machine(sweep_dir, sweep)}",
              f"- everlearn {sweep.get('everlearn_version', '?')} · "
              f"{format_date(sweep.get('created'))} · {_cell_counts(cells)}", ""]
     titles = [title[0].lower() + title[1:] for _, title, _ in COLUMNS]
@@ -420,9 +433,11 @@ def _render(sweep_dir: Path, sweep: dict[str, Any], cells: list[Cell],
     return html_page(f"everlearn comparison: {sweep_dir.name}", parts, CSS + EXTRA_CSS)
 
 
-def write_comparison(sweep_dir: Path, baseline: str | None = None) -> list[Path]:
+def write_comparison(sweep_dir: Path, baseline: str | None = None,
+                     out: Path | None = None) -> list[Path]:
     """Write comparison.json, comparison.md and comparison.html (self-contained; its figures
-    also as `figures/*.png`) into `sweep_dir`, and return the three paths.
+    also as `figures/*.png`) into `sweep_dir`, and return the three paths. `out`: a path stem
+    for the three files instead (`benchmarks/results/methods` -> methods.json, .md, .html).
 
     `baseline` names the row (a cell's label; "agent/label" in a sweep of several agents) that
     every row's probability of improvement is measured against; by default the fine-tuning
@@ -440,7 +455,9 @@ def write_comparison(sweep_dir: Path, baseline: str | None = None) -> list[Path]
     tables = _scenario_tables(cells, baseline)
     figures = _figures(sweep_dir, tables)
 
-    paths = [sweep_dir / f"comparison.{ext}" for ext in ("json", "md", "html")]
+    stem = Path(out) if out is not None else sweep_dir / "comparison"
+    stem.parent.mkdir(parents=True, exist_ok=True)
+    paths = [stem.with_name(f"{stem.name}.{ext}") for ext in ("json", "md", "html")]
     atomic_write(paths[0], json.dumps(
         _comparison_json(sweep_dir, sweep, tables, unfinished), indent=1) + "\n")
     atomic_write(paths[1], _markdown(sweep_dir, sweep, cells, tables, unfinished))

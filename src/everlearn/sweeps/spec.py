@@ -6,7 +6,8 @@ cell. The seeds of a cell run as one vmapped run, as `everlearn run --seeds` doe
 
     scenarios: [cartpole-contexts, acrobot-contexts]
     agents: [ppo]
-    methods: [[], [ewc], [multi_head, packnet]]
+    methods: [[], [ewc], [multi_head, packnet],           # [] is fine-tuning
+              {label: layer_norm, methods: [], set: {ppo.layer_norm: true}}]
     seeds: 0-9
     set: {steps_per_task: 20000}
     grid: {ewc.strength: [1, 10, 100]}
@@ -74,11 +75,24 @@ class Sample(BaseModel):
         return space
 
 
+class Variant(BaseModel):
+    """A `methods:` entry with settings of its own: a composition plus `set:` keys, under a
+    row name (`{label: layer_norm, methods: [], set: {ppo.layer_norm: true}}`)."""
+
+    model_config = ConfigDict(extra="forbid")
+    label: str | None = None
+    methods: list[str] = []
+    set: dict[str, Any] = {}
+
+    def row_label(self) -> str:
+        return self.label or "+".join(self.methods) or "fine-tuning"
+
+
 class SweepFile(BaseModel):
     model_config = ConfigDict(extra="forbid")
     scenarios: Annotated[list[str], Field(min_length=1)]
     agents: Annotated[list[str], Field(min_length=1)]
-    methods: Annotated[list[list[str]], Field(min_length=1)] = [[]]
+    methods: Annotated[list[Variant], Field(min_length=1)] = [Variant()]
     seeds: str | int | list[int] = "0-4"
     # Forward transfer needs the single-task references (cached: computed once per scenario).
     reference: bool = True
@@ -91,10 +105,22 @@ class SweepFile(BaseModel):
     @field_validator("methods", mode="before")
     @classmethod
     def _compositions(cls, value: Any) -> Any:
-        # `methods: [ewc, [multi_head, packnet]]`: a bare name is a composition of one.
+        # `methods: [ewc, [multi_head, packnet], {label: ..., methods: [...], set: {...}}]`: a
+        # bare name is a composition of one, a list a composition.
         if isinstance(value, list):
-            return [[m] if isinstance(m, str) else m for m in value]
+            return [{"methods": [m]} if isinstance(m, str) else
+                    {"methods": m} if isinstance(m, list) else m for m in value]
         return value
+
+    @field_validator("methods")
+    @classmethod
+    def _distinct_rows(cls, variants: list[Variant]) -> list[Variant]:
+        labels = [v.row_label() for v in variants]
+        repeated = sorted({label for label in labels if labels.count(label) > 1})
+        if repeated:
+            raise ValueError(f"entries {repeated} appear more than once; give each a distinct "
+                             "label:")
+        return variants
 
 
 @dataclass(frozen=True)
@@ -199,13 +225,14 @@ def expand(sweep: SweepFile, sweep_file: Path) -> list[Cell]:
 
     cells: dict[tuple, Cell] = {}
     used_names: set[str] = set()
-    for scenario, agent, methods, point, drawn in itertools.product(
+    for scenario, agent, variant, point, drawn in itertools.product(
             sweep.scenarios, sweep.agents, sweep.methods, grid_points, samples):
+        methods = variant.methods
         overrides = {k: v for k, v in (point | drawn).items() if _applies(k, agent, methods)}
-        identity = (scenario, agent, tuple(methods), json.dumps(overrides, sort_keys=True))
+        identity = (scenario, agent, variant.row_label(), json.dumps(overrides, sort_keys=True))
         if identity in cells:
             continue
-        label = " ".join(["+".join(methods) or "fine-tuning",
+        label = " ".join([variant.row_label(),
                           *(f"{k}={_format_value(v)}" for k, v in overrides.items())])
         name = _slug(f"{Path(scenario).stem if scenario.endswith(('.yaml', '.yml')) else scenario}"
                      f"-{agent}-{label}")
@@ -216,7 +243,8 @@ def expand(sweep: SweepFile, sweep_file: Path) -> list[Cell]:
             "config_file": config_file,
             "overrides": {"scenario": scenario_ref(scenario), "agent": agent, "seeds": seeds,
                           "reference": sweep.reference, "methods": list(methods)},
-            "sets": fixed + [f"{k}={json.dumps(v)}" for k, v in overrides.items()],
+            "sets": fixed + [f"{k}={json.dumps(v)}"
+                             for k, v in (variant.set | overrides).items()],
             "preset": sweep.preset,
         }
         cells[identity] = Cell(name, scenario, agent, list(methods), label, overrides, seeds,

@@ -15,6 +15,8 @@ as failed with its error, and the sweep goes on.
 from __future__ import annotations
 
 import json
+import os
+import platform
 import subprocess
 import sys
 import time
@@ -88,7 +90,10 @@ def prepare_directory(sweep_dir: Path, sweep_text: str, cells: list[Cell]) -> di
         info = {"everlearn_version": __version__, "code": version,
                 "commit": version["commit"],
                 "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-                "command": " ".join(["everlearn", *sys.argv[1:]]), "cells": record}
+                "command": " ".join(["everlearn", *sys.argv[1:]]),
+                "machine": {"platform": platform.platform(), "cpus": os.cpu_count(),
+                            "python": platform.python_version()},
+                "cells": record}
     atomic_write(info_path, json.dumps(info, indent=1))
     (sweep_dir / "cells").mkdir(exist_ok=True)
     status_path = sweep_dir / "status.json"
