@@ -121,6 +121,7 @@ def run(
     reference: Annotated[Optional[bool], typer.Option("--reference/--no-reference", help="Also run single-task references (for forward transfer).")] = None,
     out: Annotated[Optional[Path], typer.Option(help="Run directory (default runs/<scenario>-<agent>-<backend>-<time>).")] = None,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Check the config and the scenario, print the resolved config, and exit without writing anything.")] = False,
+    tensorboard: Annotated[bool, typer.Option("--tensorboard", help="Also write TensorBoard event files into <run dir>/tensorboard (needs the tensorboard extra).")] = False,
 ) -> None:
     """Run an agent through a scenario; writes a run directory ending with a report."""
     from everlearn.runs.config import ConfigError, build_config
@@ -142,7 +143,7 @@ def run(
             if note:
                 err.print(note, highlight=False, soft_wrap=True)
             return
-        start_run(cfg, out)
+        start_run(cfg, out, tensorboard=tensorboard)
     except (ConfigError, ValueError) as e:
         _fail(str(e))
     except RunStopped as e:
@@ -191,6 +192,7 @@ def sweep(
     cpus_per_cell: Annotated[float, typer.Option(help="CPUs a Ray task declares (with --executor ray).")] = 1.0,
     skip_invalid: Annotated[bool, typer.Option("--skip-invalid", help="Run the valid cells when some are invalid (default: stop before anything runs).")] = False,
     baseline: Annotated[Optional[str], typer.Option(help="The comparison's baseline row (default: fine-tuning).")] = None,
+    tensorboard: Annotated[bool, typer.Option("--tensorboard", help="Every cell writes TensorBoard event files (cells/NAME/tensorboard; point TensorBoard at the sweep directory).")] = False,
 ) -> None:
     """Run a grid of runs (scenarios × agents × methods × settings, seeds vmapped in each) on
     local processes or a Ray cluster; ends with comparison.html/.md/.json in the sweep
@@ -202,7 +204,8 @@ def sweep(
     try:
         sweep_dir, status = run_sweep(sweep_file, out, executor=executor, workers=workers,
                                       address=address, cpus_per_cell=cpus_per_cell,
-                                      skip_invalid=skip_invalid, baseline=baseline)
+                                      skip_invalid=skip_invalid, baseline=baseline,
+                                      tensorboard=tensorboard)
     except (ConfigError, ValueError) as e:
         _fail(str(e))
     except KeyboardInterrupt:

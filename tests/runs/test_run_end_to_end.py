@@ -197,3 +197,38 @@ def test_resume_falls_back_when_the_newest_checkpoint_is_corrupt(tmp_path, whole
     resume_run(killed, quiet=True)
     assert _evals(killed) == _evals(whole_jax_run)
     assert _summary(killed) == _summary(whole_jax_run)
+
+
+def _tensorboard_scalars(run_dir: Path) -> dict[str, dict[int, float]]:
+    """Every scalar of the run's event files (TFRecord framing: length, its CRC, the event,
+    its CRC), read with tensorboardX's own protobuf."""
+    from tensorboardX.proto import event_pb2
+
+    scalars: dict[str, dict[int, float]] = {}
+    for path in sorted((run_dir / "tensorboard").glob("events.out.tfevents.*")):
+        data, at = path.read_bytes(), 0
+        while at < len(data):
+            length = int.from_bytes(data[at:at + 8], "little")
+            event = event_pb2.Event.FromString(data[at + 12:at + 12 + length])
+            at += 12 + length + 4
+            for value in event.summary.value:
+                scalars.setdefault(value.tag, {})[event.step] = value.simple_value
+    return scalars
+
+
+def test_tensorboard_logs_every_evaluation_and_goes_on_after_resume(tmp_path):
+    config = _config("jax")
+    killed = start_run(config, tmp_path / "run", quiet=True, stop_after=3, tensorboard=True)
+    assert json.loads((killed / "run.json").read_text())["tensorboard"]
+    resume_run(killed, quiet=True)
+    scalars = _tensorboard_scalars(killed)
+    evals = _evals(killed)
+    steps = [e["step"] for e in evals]
+    assert sorted(scalars["performance/standard"]) == steps
+    for record in evals:  # the logged values are the seed means of metrics.jsonl's
+        normalised = np.asarray(record["normalised"])
+        assert scalars["performance/mean"][record["step"]] == pytest.approx(
+            np.clip(normalised, 0, 1).mean(), rel=1e-6)
+    assert any(tag.startswith("train/") for tag in scalars)
+    assert any(tag.startswith("diagnostics/dormant") for tag in scalars)
+    assert not (start_run(config, tmp_path / "plain", quiet=True) / "tensorboard").exists()

@@ -54,7 +54,7 @@ def sweep_file(tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def uninterrupted(sweep_file, tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("uninterrupted") / "sweep"
-    done = subprocess.run(sweep_command(sweep_file, out, "--workers", "2"),
+    done = subprocess.run(sweep_command(sweep_file, out, "--workers", "2", "--tensorboard"),
                           capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-2000:]
     return out
@@ -68,6 +68,7 @@ def test_local_sweep_runs_every_cell_and_compares_them(uninterrupted):
     for name in status["cells"]:
         run_dir = uninterrupted / "cells" / name
         assert (run_dir / "report.html").is_file() and (run_dir / "checkpoints").is_dir()
+        assert list((run_dir / "tensorboard").glob("events.out.tfevents.*"))  # --tensorboard
     for suffix in ("html", "md", "json"):
         assert (uninterrupted / f"comparison.{suffix}").stat().st_size > 0
     info = json.loads((uninterrupted / "sweep.json").read_text())

@@ -54,6 +54,7 @@ from everlearn.runs.gymnasium import GymnasiumTrainer
 from everlearn.runs.lock import LOCK_NAME, run_lock
 from everlearn.runs.reference import normalise_reference, reference_curves
 from everlearn.runs.scores import random_scores, reference_scores, success_key
+from everlearn.runs.tensorboard import TensorBoardLog, require_tensorboard
 from everlearn.scenarios import Scenario, get_scenario
 
 console = Console(stderr=True)
@@ -288,9 +289,13 @@ def default_run_dir(config: RunConfig) -> Path:
 
 
 def start_run(config: RunConfig, run_dir: Path | None = None, *, quiet: bool = False,
-              stop_after: int | None = None) -> Path:
+              stop_after: int | None = None, tensorboard: bool = False) -> Path:
     """Validate everything, create the run directory, and run to the end (or `stop_after`
-    segments, which leaves the directory as a kill after that checkpoint would)."""
+    segments, which leaves the directory as a kill after that checkpoint would);
+    `tensorboard`: also write TensorBoard event files (recorded in run.json, so resume goes on
+    writing them)."""
+    if tensorboard:
+        require_tensorboard()
     plan = make_plan(config)  # fails before anything is written
     check_memory(plan)
     run_dir = Path(run_dir) if run_dir else default_run_dir(config)
@@ -315,11 +320,12 @@ def start_run(config: RunConfig, run_dir: Path | None = None, *, quiet: bool = F
                 run_dir.rmdir()  # nothing half-written stays behind
             raise
     with run_lock(run_dir):  # one writer per run directory
-        return _begin(plan, run_dir, sources, quiet=quiet, stop_after=stop_after)
+        return _begin(plan, run_dir, sources, quiet=quiet, stop_after=stop_after,
+                      tensorboard=tensorboard)
 
 
 def _begin(plan: RunPlan, run_dir: Path, sources: list[dict[str, str]], *, quiet: bool,
-           stop_after: int | None) -> Path:
+           stop_after: int | None, tensorboard: bool) -> Path:
     """Write the new run directory's config and run.json, then run from the initial state."""
     config = plan.config  # with `reference` on where the scores needed the reference runs
     atomic_write(run_dir / "config.yaml", yaml.safe_dump(config.to_dict(), sort_keys=False))
@@ -349,6 +355,7 @@ def _begin(plan: RunPlan, run_dir: Path, sources: list[dict[str, str]], *, quiet
         "segment_steps": plan.segment_steps,
         # The config the run started with: resume refuses an edited config.yaml.
         "config": config.to_dict(),
+        "tensorboard": tensorboard,
     }
     state = plan.trainer.init(config.seeds)
     buffer = getattr(state.agent, "buffer", None)
@@ -359,7 +366,8 @@ def _begin(plan: RunPlan, run_dir: Path, sources: list[dict[str, str]], *, quiet
             console.print(f"replay buffer: {capacity:,} transitions, "
                           f"{per_seed / 2**20:,.1f} MiB per seed")
     atomic_write(run_dir / "run.json", json.dumps(info, indent=1))
-    return _execute(plan, run_dir, state, 0, quiet=quiet, stop_after=stop_after)
+    return _execute(plan, run_dir, state, 0, quiet=quiet, stop_after=stop_after,
+                    tensorboard=tensorboard)
 
 
 _MEASURED = {"random_score": "uniform-random policy",
@@ -450,11 +458,15 @@ def resume_run(run_dir: Path, *, quiet: bool = False, stop_after: int | None = N
         start = done or 0
         if not quiet and done is not None:
             console.print(f"resuming {run_dir} from segment {start}/{plan.total_segments}")
-        return _execute(plan, run_dir, state, start, quiet=quiet, stop_after=stop_after)
+        tensorboard = bool(info.get("tensorboard"))
+        if tensorboard:
+            require_tensorboard()
+        return _execute(plan, run_dir, state, start, quiet=quiet, stop_after=stop_after,
+                        tensorboard=tensorboard)
 
 
 def run_or_resume(run_dir: Path, make_config: Callable[[], RunConfig], *,
-                  quiet: bool = True) -> dict:
+                  quiet: bool = True, tensorboard: bool = False) -> dict:
     """The summary of the run in `run_dir`: read when it finished, resumed from its last
     checkpoint when it was interrupted, else started from `make_config()` (benchmarks and
     sweeps rerun with the same command keep finished runs and finish interrupted ones). A
@@ -464,7 +476,7 @@ def run_or_resume(run_dir: Path, make_config: Callable[[], RunConfig], *,
         if (run_dir / "config.yaml").is_file():
             resume_run(run_dir, quiet=quiet)
         else:
-            start_run(make_config(), run_dir, quiet=quiet)
+            start_run(make_config(), run_dir, quiet=quiet, tensorboard=tensorboard)
     return _read_json(run_dir / "summary.json")
 
 
@@ -561,7 +573,7 @@ def _interrupts_as_keyboard_interrupt():
 
 
 def _execute(plan: RunPlan, run_dir: Path, state: Any, start: int, *, quiet: bool,
-             stop_after: int | None) -> Path:
+             stop_after: int | None, tensorboard: bool = False) -> Path:
     config, scenario, trainer = plan.config, plan.scenario, plan.trainer
     seeds, seg_steps = config.seeds, plan.segment_steps
     log_path = run_dir / "metrics.jsonl"
@@ -570,6 +582,7 @@ def _execute(plan: RunPlan, run_dir: Path, state: Any, start: int, *, quiet: boo
     if start > 0:
         spent = json.loads(log_path.read_text().splitlines()[-1])["wall_time"]
     t_start = time.perf_counter() - spent
+    live_log = TensorBoardLog(run_dir, [t.name for t in scenario.tasks]) if tensorboard else None
 
     def log_eval(segment: int, state: Any, returns: np.ndarray, train: dict) -> str:
         normalised = scenario.normalise(returns)
@@ -585,6 +598,8 @@ def _execute(plan: RunPlan, run_dir: Path, state: Any, start: int, *, quiet: boo
         with open(log_path, "a") as f:
             f.write(json.dumps(record) + "\n")
             f.flush()
+        if live_log is not None:
+            live_log.write(record)
         return f"{np.clip(normalised, 0, 1).mean():.2f}"
 
     # The newest checkpoint's segment (None: none yet), and the newest finished segment with
@@ -613,7 +628,8 @@ def _execute(plan: RunPlan, run_dir: Path, state: Any, start: int, *, quiet: boo
 
     resume = f"'everlearn resume {run_dir}' continues from there"
     phase, segment, reference = "training", start, None
-    with _progress(quiet) as progress, _interrupts_as_keyboard_interrupt():
+    closing_log = contextlib.closing(live_log) if live_log else contextlib.nullcontext()
+    with _progress(quiet) as progress, _interrupts_as_keyboard_interrupt(), closing_log:
         total = plan.total_segments * seg_steps
         bar = progress.add_task("start", total=total, completed=start * seg_steps,
                                 rate="-", last="-")

@@ -28,8 +28,9 @@ class LocalPool:
     name = "local"
     reports_steps = True  # the driver can read running cells' metrics.jsonl for progress
 
-    def __init__(self, workers: int):
-        self.workers = workers
+    def __init__(self, workers: int, tensorboard: bool = False):
+        self.workers, self.tensorboard = workers, tensorboard
+        self.capacity = workers  # cells at a time
         self.cpu_devices = max(1, (os.cpu_count() or 1) // workers)
         self._pool = self._new_pool()
 
@@ -43,13 +44,13 @@ class LocalPool:
 
     def submit(self, cell: dict[str, Any], run_dir: Path) -> cf.Future:
         try:
-            return self._pool.submit(run_cell, cell, str(run_dir))
+            return self._pool.submit(run_cell, cell, str(run_dir), self.tensorboard)
         except cf.process.BrokenProcessPool:
             # A worker died (killed, out of memory): its cell fails this attempt; a new pool
             # takes the rest.
             self._pool.shutdown(wait=False, cancel_futures=True)
             self._pool = self._new_pool()
-            return self._pool.submit(run_cell, cell, str(run_dir))
+            return self._pool.submit(run_cell, cell, str(run_dir), self.tensorboard)
 
     def wait(self, handles: list[cf.Future], timeout: float) -> list[cf.Future]:
         done, _ = cf.wait(handles, timeout=timeout, return_when=cf.FIRST_COMPLETED)

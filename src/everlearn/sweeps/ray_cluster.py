@@ -49,7 +49,8 @@ def unpack(data: bytes, run_dir: Path) -> None:
     shutil.rmtree(old, ignore_errors=True)
 
 
-def run_shipped_cell(cell: dict[str, Any], partial: bytes | None) -> tuple[dict, bytes]:
+def run_shipped_cell(cell: dict[str, Any], partial: bytes | None,
+                     tensorboard: bool = False) -> tuple[dict, bytes]:
     """The Ray task: run the cell on this node (resuming `partial` if given) and ship the run
     directory back."""
     from everlearn.sweeps.worker import run_cell
@@ -58,7 +59,7 @@ def run_shipped_cell(cell: dict[str, Any], partial: bytes | None) -> tuple[dict,
         run_dir = Path(tmp) / cell["name"]
         if partial is not None:
             unpack(partial, run_dir)
-        outcome = run_cell(cell, str(run_dir))
+        outcome = run_cell(cell, str(run_dir), tensorboard)
         import ray
 
         outcome["node"] = ray.get_runtime_context().get_node_id()
@@ -69,12 +70,12 @@ class RayCluster:
     name = "ray"
     reports_steps = False  # running cells live on other nodes
 
-    def __init__(self, address: str, cpus_per_cell: float = 1.0):
+    def __init__(self, address: str, cpus_per_cell: float = 1.0, tensorboard: bool = False):
         try:
             import ray
         except ImportError:
             raise ConfigError("--executor ray needs Ray: pip install 'everlearn[ray]'") from None
-        self._ray = ray
+        self._ray, self.tensorboard = ray, tensorboard
         try:
             ray.init(address=address, log_to_driver=False, configure_logging=False)
         except (ConnectionError, ValueError, RuntimeError) as e:
@@ -87,6 +88,9 @@ class RayCluster:
             max_retries=NODE_FAILURE_RETRIES, retry_exceptions=False,
             # One XLA CPU device per CPU the task holds: Ray packs tasks by that count.
             runtime_env={"env_vars": {"JAX_NUM_CPU_DEVICES": str(max(1, int(cpus_per_cell)))}})
+        # Cells in flight at a time: what the cluster's CPUs hold when the sweep starts (Ray
+        # queues any more; a node that leaves makes the queue longer, not the sweep fail).
+        self.capacity = max(1, int(ray.cluster_resources().get("CPU", 1) // cpus_per_cell))
         # As the sweep found it (nodes may leave and join while it runs).
         self._description = (f"Ray cluster of {len(ray.nodes())} node(s), "
                              f"{ray.cluster_resources().get('CPU', 0):g} CPU(s)"
@@ -97,7 +101,7 @@ class RayCluster:
 
     def submit(self, cell: dict[str, Any], run_dir: Path):
         partial = pack(run_dir) if (Path(run_dir) / "config.yaml").is_file() else None
-        return self._task.remote(cell, partial)
+        return self._task.remote(cell, partial, self.tensorboard)
 
     def wait(self, handles: list, timeout: float) -> list:
         done, _ = self._ray.wait(handles, num_returns=1, timeout=timeout)

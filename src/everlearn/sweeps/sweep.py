@@ -73,7 +73,12 @@ def prepare_directory(sweep_dir: Path, sweep_text: str, cells: list[Cell]) -> di
     version = code_version()
     if info_path.is_file():
         info = json.loads(info_path.read_text())
-        if info["cells"] != record:
+        # The same sweep: the same cells built from the same arguments (other recorded fields
+        # may grow with later versions without making an old sweep directory foreign).
+        def identity(cells: list[dict]) -> list:
+            return [(c["name"], c["build_args"]) for c in cells]
+
+        if identity(info["cells"]) != identity(record):
             raise ConfigError(f"'{sweep_dir}' holds another sweep (its cells differ from this "
                               "sweep file's); choose another --out, or rerun its own sweep.yaml")
         if version["commit"] != info["code"]["commit"]:
@@ -150,6 +155,7 @@ def run_cells(sweep_dir: Path, cells: list[Cell], status: dict[str, dict], execu
         atomic_write(status_path, json.dumps({"executor": executor.describe(),
                                               "cells": status}, indent=1))
 
+    # Cells wait here, not in the executor, so that "running" means running.
     queue = [c for c in cells if status[c.name]["status"] != "done"]
     total_steps = sum(c.env_steps for c in cells)
     done_steps = sum(c.env_steps for c in cells if status[c.name]["status"] == "done")
@@ -162,22 +168,30 @@ def run_cells(sweep_dir: Path, cells: list[Cell], status: dict[str, dict], execu
         return (f"cells {states.count('done')}/{len(cells)} done, {len(running)} running, "
                 f"{states.count('failed')} failed")
 
+    def fill() -> None:
+        while queue and len(running) < executor.capacity:
+            submit(queue.pop(0))
+
     def submit(cell: Cell) -> None:
         entry = status[cell.name]
         entry.update(status="running", attempts=entry["attempts"] + 1)
+        entry["times"] = {"submitted": time.time()}
         running[executor.submit(cell.to_dict(), sweep_dir / "cells" / cell.name)] = cell
 
     with _progress(quiet) as progress:
         bar = progress.add_task("sweep", total=total_steps or 1, completed=done_steps,
                                 cells=counts(), rate="-")
-        for cell in queue:
-            submit(cell)
+        fill()
         save()
         while running:
             for handle in executor.wait(list(running), timeout=poll_s):
                 cell = running.pop(handle)
                 outcome = executor.outcome(handle, sweep_dir / "cells" / cell.name)
                 entry = status[cell.name]
+                # Epoch seconds of the last attempt: the executor's overhead is the gap between
+                # submitted and started, and between ended and received (Ray's shipping).
+                entry["times"].update(started=outcome.get("started_at"),
+                                      ended=outcome.get("ended_at"), received=time.time())
                 if outcome.get("node"):  # where a Ray task ran
                     entry["node"] = outcome["node"]
                 if outcome["ok"]:
@@ -188,13 +202,14 @@ def run_cells(sweep_dir: Path, cells: list[Cell], status: dict[str, dict], execu
                     if not quiet:
                         console.print(f"cell {cell.name} failed ({outcome['error']}); "
                                       "retrying it once")
-                    entry["error"] = outcome["error"]
-                    submit(cell)
+                    entry.update(status="pending", error=outcome["error"])
+                    queue.insert(0, cell)
                 else:
                     entry.update(status="failed", error=outcome["error"])
                     if not quiet:
                         console.print(f"[red]cell {cell.name} failed twice:[/] "
                                       f"{outcome['error']}", highlight=False)
+                fill()
                 save()
             live = sum(_steps_done(sweep_dir / "cells" / c.name, c) for c in running.values()
                        ) if executor.reports_steps else 0
@@ -220,7 +235,8 @@ def interrupted(status: dict[str, dict], sweep_dir: Path) -> None:
 def run_sweep(sweep_file: Path, out: Path | None = None, *, executor: str = "local",
               workers: int | None = None, address: str | None = None,
               cpus_per_cell: float = 1.0, skip_invalid: bool = False,
-              baseline: str | None = None, quiet: bool = False) -> tuple[Path, dict[str, dict]]:
+              baseline: str | None = None, tensorboard: bool = False,
+              quiet: bool = False) -> tuple[Path, dict[str, dict]]:
     """Check every cell, then run the ones not finished; returns the sweep directory and the
     status of every cell. Nothing is written when a cell is invalid (unless `skip_invalid`)."""
     from everlearn.sweeps.spec import check_cells, expand, read_sweep_file
@@ -243,6 +259,10 @@ def run_sweep(sweep_file: Path, out: Path | None = None, *, executor: str = "loc
     if baseline is not None and baseline not in rows:
         raise ConfigError(f"--baseline '{baseline}' is not a row of this sweep; the rows are: "
                           + ", ".join(f"'{r}'" for r in rows))
+    if tensorboard:
+        from everlearn.runs.tensorboard import require_tensorboard
+
+        require_tensorboard()
     if executor not in ("local", "ray"):
         raise ConfigError(f"--executor '{executor}' is not one of: local, ray")
     if workers is not None and workers < 1:
@@ -252,12 +272,12 @@ def run_sweep(sweep_file: Path, out: Path | None = None, *, executor: str = "loc
     if executor == "ray":
         from everlearn.sweeps.ray_cluster import RayCluster
 
-        pool = RayCluster(address or "auto", cpus_per_cell)
+        pool = RayCluster(address or "auto", cpus_per_cell, tensorboard=tensorboard)
     else:
         from everlearn.sweeps.local import LocalPool, default_workers
 
         todo = sum(s["status"] != "done" for s in status.values())
-        pool = LocalPool(workers or default_workers(todo))
+        pool = LocalPool(workers or default_workers(todo), tensorboard=tensorboard)
     if not quiet:
         todo = [name for name, s in status.items() if s["status"] != "done"]
         resumed = sum(status[name]["resumed"] for name in todo)

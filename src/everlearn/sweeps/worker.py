@@ -33,24 +33,26 @@ def init_worker(cpu_devices: int) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the sweep process's to handle
 
 
-def run_cell(cell: dict[str, Any], run_dir: str) -> dict[str, Any]:
+def run_cell(cell: dict[str, Any], run_dir: str, tensorboard: bool = False) -> dict[str, Any]:
     """Run (or resume, or read) one cell in `run_dir`. Never raises: a failure comes back as
     one line, with the traceback written into the run directory."""
     from everlearn.runs.run import run_or_resume
     from everlearn.sweeps.spec import Cell
 
-    start = time.perf_counter()
+    start, started_at = time.perf_counter(), time.time()
     spec = Cell.from_dict(cell)
     error_file = Path(run_dir) / ERROR_FILE
     error_file.unlink(missing_ok=True)  # an earlier attempt's
     try:
-        summary = run_or_resume(Path(run_dir), spec.config, quiet=True)
+        summary = run_or_resume(Path(run_dir), spec.config, quiet=True, tensorboard=tensorboard)
     except BaseException as e:  # noqa: BLE001 - reported to the sweep, which retries once
         if isinstance(e, KeyboardInterrupt):
             raise
         Path(run_dir).mkdir(parents=True, exist_ok=True)
         error_file.write_text(traceback.format_exc())
         message = " ".join(f"{type(e).__name__}: {e}".split())
-        return {"ok": False, "error": message, "seconds": time.perf_counter() - start}
+        return {"ok": False, "error": message, "seconds": time.perf_counter() - start,
+                "started_at": started_at, "ended_at": time.time()}
     return {"ok": True, "error": None, "seconds": time.perf_counter() - start,
+            "started_at": started_at, "ended_at": time.time(),
             "wall_time_s": summary.get("wall_time_s")}
