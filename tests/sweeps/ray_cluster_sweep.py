@@ -108,7 +108,7 @@ def main(workdir: Path, sweep_file: Path, sweep_dir: Path) -> int:
             result["worker_node_was_running_a_cell"] = True
             time.sleep(2)  # well into the cell (JAX import and compilation take longer)
             stop(worker)
-            result["sweep_exit_code"] = sweep.wait(600)
+            result["sweep_exit_code"] = sweep.wait(480)
         finally:
             if sweep.poll() is None:
                 sweep.kill()

@@ -131,7 +131,7 @@ def test_ray_cluster_sweep_survives_its_worker_node(sweep_file, uninterrupted):
         done = subprocess.run(
             ["unshare", "-n", sys.executable, str(Path(__file__).with_name(
                 "ray_cluster_sweep.py")), str(workdir), str(sweep_file), str(workdir / "sweep")],
-            capture_output=True, text=True, timeout=900)
+            capture_output=True, text=True, timeout=1000)
         assert done.returncode == 0, done.stderr[-3000:]
         result = json.loads((workdir / "result.json").read_text())
         assert result == {"sweep_exit_code": 0, "worker_node_was_running_a_cell": True}, (
@@ -146,4 +146,16 @@ def test_ray_cluster_sweep_survives_its_worker_node(sweep_file, uninterrupted):
             assert (run_dir / "checkpoints" / "latest.json").is_file()
         assert results(workdir / "sweep") == results(uninterrupted)
     finally:
+        _kill_processes_of(workdir)  # the script stops its cluster; this is for when it could not
         shutil.rmtree(workdir, ignore_errors=True)
+
+
+def _kill_processes_of(workdir: Path) -> None:
+    """SIGKILL every process started with RAY_TMPDIR under `workdir` (the cluster's)."""
+    marker = f"RAY_TMPDIR={workdir}/ray".encode()
+    for environ in Path("/proc").glob("[0-9]*/environ"):
+        try:
+            if marker in environ.read_bytes().split(b"\0"):
+                os.kill(int(environ.parent.name), signal.SIGKILL)
+        except (OSError, ValueError):
+            continue

@@ -198,6 +198,9 @@ def run_cells(sweep_dir: Path, cells: list[Cell], status: dict[str, dict], execu
                     entry.update(status="done", error=None,
                                  wall_time_s=outcome.get("wall_time_s"))
                     done_steps += cell.env_steps
+                    if not quiet and not console.is_terminal:  # logs get a line, not a bar
+                        console.print(f"{time.strftime('%H:%M:%S')} {cell.name} done "
+                                      f"({counts()})", highlight=False, soft_wrap=True)
                 elif entry["attempts"] < ATTEMPTS:
                     if not quiet:
                         console.print(f"cell {cell.name} failed ({outcome['error']}); "
