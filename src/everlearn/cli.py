@@ -212,12 +212,13 @@ def sweep(
         _fail(f"interrupted; the same command resumes the sweep"
               f"{f' in {sweep_dir}' if sweep_dir else ''}", 130)
     failed = {name: s["error"] for name, s in status.items() if s["status"] == "failed"}
+    for name, error in failed.items():  # before the comparison, which may fail on its own
+        _print_error(f"cell {name} failed twice: {error}")
     if len(failed) < len(status):
         _write_comparison(sweep_dir, baseline)
     if failed:
-        name, error = next(iter(failed.items()))
-        _fail(f"{len(failed)} cell(s) failed twice, e.g. {name}: {error}; status.json in "
-              f"{sweep_dir} has every error; the same command retries them", 1)
+        _fail(f"{len(failed)} cell(s) failed twice (above; tracebacks in their "
+              f"sweep_error.txt); the same command retries them", 1)
 
 
 def _write_comparison(sweep_dir: Path, baseline: str | None, out: Path | None = None) -> None:

@@ -1,5 +1,5 @@
 """A real two-node Ray cluster on this machine, a sweep on it, and the worker node stopped while
-it runs a cell. Run by tests/sweeps/test_ray.py inside its own network namespace
+it runs a cell. Run by tests/sweeps/test_executors.py inside its own network namespace
 (`unshare -n`), where the only interface is loopback: Ray's servers, which bind every
 interface, can then be reached on 127.0.0.1 only.
 

@@ -103,13 +103,28 @@ def test_a_killed_sweep_resumes_to_the_same_numbers(sweep_file, uninterrupted, t
     finally:
         if sweep.poll() is None:
             sweep.kill()
-    # Its workers die with it: nothing holds a cell's lock when the sweep runs again.
+    # Its workers die with it: nothing holds a cell's lock when the sweep runs again. One
+    # worker this time: the cells keep the sweep's first device count (1), not 2 cores' worth.
     time.sleep(1)
-    again = subprocess.run(sweep_command(sweep_file, out, "--workers", "2"),
+    again = subprocess.run(sweep_command(sweep_file, out, "--workers", "1"),
                            capture_output=True, text=True, timeout=600)
     assert again.returncode == 0, again.stderr[-2000:]
     assert "to resume" in again.stderr and "0 to resume" not in again.stderr
+    assert "1 worker process(es), 1 XLA CPU device(s)" in " ".join(again.stderr.split())
     assert results(out) == results(uninterrupted)
+    assert comparable(out / "comparison.json") == comparable(uninterrupted / "comparison.json")
+
+
+def comparable(path: Path) -> dict:
+    """A comparison.json without what differs between two invocations of the same sweep."""
+    def strip(tree):
+        if isinstance(tree, dict):
+            return {k: strip(v) for k, v in tree.items()
+                    if k not in ("wall_time_s", "sweep_dir", "command", "created")}
+        if isinstance(tree, list):
+            return [strip(v) for v in tree]
+        return tree
+    return strip(json.loads(path.read_text()))
 
 
 def _can_make_network_namespace() -> bool:

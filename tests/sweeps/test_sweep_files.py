@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 
 from everlearn.cli import app
 from everlearn.runs.config import ConfigError, build_config
-from everlearn.runs.run import check_config
+from everlearn.runs.run import check_config, make_plan
 from everlearn.scenarios import get_scenario
 from everlearn.sweeps.spec import check_cells, expand, read_sweep_file
 from everlearn.sweeps.sweep import prepare_directory
@@ -79,11 +79,16 @@ def test_invalid_cells_carry_the_error_run_gives(tmp_path):
         check_config(build_config(None, {"scenario": "pendulum-contexts", "agent": "dqn"}))
     assert len(problems) == 1 and str(run_error.value) in problems[0]
     # Env steps of a valid cell: tasks × steps per task × seeds (the progress bar's unit).
-    scenario = get_scenario("cartpole-contexts")
-    assert valid[0].env_steps == scenario.num_tasks * scenario.steps_per_task * 5  # seeds 0-4
+    # (whole agent updates per evaluation: the run's own rounding of 100k steps per task)
+    plan = make_plan(valid[0].config())
+    assert valid[0].env_steps == plan.total_segments * plan.segment_steps * 5  # seeds 0-4
+    assert abs(plan.total_segments * plan.segment_steps
+               - get_scenario("cartpole-contexts").num_tasks * 100_000) < 4 * 1024
     result = CliRunner().invoke(app, ["sweep", str(path), "--out", str(tmp_path / "out")])
     assert result.exit_code == 2
-    assert str(run_error.value) in " ".join(result.output.split())
+    lines = _logical_lines(result.output)
+    assert len(lines) == 2 and str(run_error.value) in " ".join(lines[0].split())
+    assert lines[1].startswith("error: 1 invalid cell(s) (above), nothing ran")
     assert not (tmp_path / "out").exists()  # nothing ran, nothing written
 
 
@@ -104,8 +109,22 @@ def test_bad_sweep_files_stop_with_one_line(tmp_path, content, expected):
     result = CliRunner().invoke(app, ["sweep", str(path), "--out", str(tmp_path / "out")])
     assert result.exit_code == 2, result.output
     assert expected in " ".join(result.output.split())
-    assert result.output.strip().startswith("error:") and len(result.output.strip().splitlines()) <= 3
+    # One line for the file, or one per invalid cell and then the verdict.
+    lines = _logical_lines(result.output)
+    assert lines[-1].startswith("error:") and all(
+        line.startswith(("invalid: cell", "error:")) for line in lines)
     assert not (tmp_path / "out").exists()
+
+
+def _logical_lines(output: str) -> list[str]:
+    """Output lines, with the continuation lines of a terminal-wrapped line joined back."""
+    lines: list[str] = []
+    for line in output.strip().splitlines():
+        if line.startswith(("invalid:", "error:", "skipped:")) or not lines:
+            lines.append(line)
+        else:
+            lines[-1] += " " + line
+    return lines
 
 
 def test_a_sweep_directory_refuses_another_sweep(tmp_path):
@@ -138,3 +157,46 @@ def test_a_methods_entry_with_its_own_settings(tmp_path):
                        methods=[["ewc"], {"methods": ["ewc"], "set": {"ewc.strength": 3}}])
     with pytest.raises(ConfigError, match=r"entries \['ewc'\] appear more than once"):
         read_sweep_file(twice)
+
+
+def test_the_budget_check_runs_up_front_too(tmp_path):
+    path = sweep_file(tmp_path, scenarios=["cartpole-contexts"], agents=["ppo"],
+                      set={"steps_per_task": 64})
+    valid, problems = check_cells(cells_of(path))
+    assert not valid and "less than one ppo update" in problems[0]
+
+
+def test_a_key_in_grid_and_sample_is_refused(tmp_path):
+    path = sweep_file(tmp_path, scenarios=["cartpole-contexts"], agents=["ppo"],
+                      methods=["ewc"], grid={"ewc.strength": [1, 10]},
+                      sample={"count": 2, "space": {"ewc.strength": {"uniform": [1, 5]}}})
+    with pytest.raises(ConfigError, match=r"keys \['ewc.strength'\] are in both grid"):
+        read_sweep_file(path)
+
+
+def test_scenario_files_are_found_next_to_the_sweep_file(tmp_path):
+    scenario = Path(__file__).parents[1] / "runs" / "scenario_files" / "cw2.yaml"
+    (tmp_path / "scenarios").mkdir()
+    (tmp_path / "scenarios" / "two.yaml").write_text(scenario.read_text())
+    path = sweep_file(tmp_path, scenarios=["scenarios/two.yaml"], agents=["sac"])
+    (cell,) = cells_of(path)
+    assert cell.build_args["overrides"]["scenario"] == str(tmp_path / "scenarios" / "two.yaml")
+    assert cell.name.startswith("two-sac-fine-tuning") and cell.fine_tuning
+
+
+def test_baseline_and_skip_invalid_are_checked_before_anything_runs(tmp_path):
+    path = sweep_file(tmp_path, scenarios=["cartpole-contexts"], agents=["ppo"],
+                      methods=[[], "ewc"])
+    result = CliRunner().invoke(app, ["sweep", str(path), "--out", str(tmp_path / "out"),
+                                      "--baseline", "ewk"])
+    assert result.exit_code == 2
+    assert "--baseline 'ewk' is not a row of this sweep; the rows are: 'fine-tuning', 'ewc'" \
+        in " ".join(result.output.split())
+    only_invalid = sweep_file(tmp_path, scenarios=["pendulum-contexts"], agents=["ppo"])
+    result = CliRunner().invoke(app, ["sweep", str(only_invalid), "--out",
+                                      str(tmp_path / "out"), "--skip-invalid"])
+    assert result.exit_code == 2
+    lines = _logical_lines(result.output)
+    assert lines[0].startswith("skipped: cell 'fine-tuning' on pendulum-contexts")
+    assert "has no valid cell" in lines[-1]
+    assert not (tmp_path / "out").exists()

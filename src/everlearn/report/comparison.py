@@ -75,9 +75,14 @@ class Cell:
     error: str | None
     wall_time_s: float | None
     summary: dict[str, Any] | None  # None until the cell's run has finished
+    # sweep.json's flag (no method, no settings of its own, nothing varied); older sweep
+    # directories lack it: then no methods and no overrides.
+    fine_tuning: bool | None = None
 
     @property
     def is_fine_tuning(self) -> bool:
+        if self.fine_tuning is not None:
+            return self.fine_tuning
         return not self.methods and not self.overrides
 
 
@@ -139,7 +144,7 @@ def _read_cells(sweep_dir: Path, sweep: dict[str, Any]) -> list[Cell]:
             overrides=dict(entry.get("overrides", {})), status=status,
             attempts=state.get("attempts"), error=error,
             wall_time_s=state.get("wall_time_s") or (summary or {}).get("wall_time_s"),
-            summary=summary))
+            summary=summary, fine_tuning=entry.get("fine_tuning")))
     return cells
 
 
@@ -212,8 +217,10 @@ def _baseline_row(rows: list[Row], baseline: str | None) -> Row | None:
 def _scenario_tables(cells: list[Cell], baseline: str | None) -> list[ScenarioTable]:
     several_agents = len({cell.agent for cell in cells}) > 1
     finished = [cell for cell in cells if cell.summary is not None]
+    # A baseline that did not finish is still a row name (its scenarios show "—"), so that a
+    # sweep whose baseline failed reports the failure, not an unknown name.
     names = list(dict.fromkeys(
-        f"{cell.agent}/{cell.label}" if several_agents else cell.label for cell in finished))
+        f"{cell.agent}/{cell.label}" if several_agents else cell.label for cell in cells))
     if baseline is not None and baseline not in names:
         raise ValueError(f"unknown baseline {baseline!r}; the rows are: "
                          + ", ".join(map(repr, names)))

@@ -11,6 +11,7 @@ from __future__ import annotations
 import concurrent.futures as cf
 import multiprocessing
 import os
+import time
 from pathlib import Path
 from typing import Any
 
@@ -28,10 +29,9 @@ class LocalPool:
     name = "local"
     reports_steps = True  # the driver can read running cells' metrics.jsonl for progress
 
-    def __init__(self, workers: int, tensorboard: bool = False):
-        self.workers, self.tensorboard = workers, tensorboard
+    def __init__(self, workers: int, cpu_devices: int, tensorboard: bool = False):
+        self.workers, self.cpu_devices, self.tensorboard = workers, cpu_devices, tensorboard
         self.capacity = workers  # cells at a time
-        self.cpu_devices = max(1, (os.cpu_count() or 1) // workers)
         self._pool = self._new_pool()
 
     def _new_pool(self) -> cf.ProcessPoolExecutor:
@@ -46,11 +46,15 @@ class LocalPool:
         try:
             return self._pool.submit(run_cell, cell, str(run_dir), self.tensorboard)
         except cf.process.BrokenProcessPool:
-            # A worker died (killed, out of memory): its cell fails this attempt; a new pool
-            # takes the rest.
-            self._pool.shutdown(wait=False, cancel_futures=True)
-            self._pool = self._new_pool()
+            self._restart()
             return self._pool.submit(run_cell, cell, str(run_dir), self.tensorboard)
+
+    def _restart(self) -> None:
+        """A worker died (killed, out of memory): the pool is broken and every cell it ran
+        fails this attempt. The other workers were sent SIGTERM and checkpoint their runs:
+        wait for them to exit (releasing their run directories) before a new pool starts."""
+        self._pool.shutdown(wait=True, cancel_futures=True)
+        self._pool = self._new_pool()
 
     def wait(self, handles: list[cf.Future], timeout: float) -> list[cf.Future]:
         done, _ = cf.wait(handles, timeout=timeout, return_when=cf.FIRST_COMPLETED)
@@ -60,10 +64,20 @@ class LocalPool:
         try:
             return handle.result()
         except cf.process.BrokenProcessPool as e:
+            if getattr(self._pool, "_broken", False):
+                self._restart()
             return {"ok": False, "error": f"the worker process died ({e})", "seconds": None}
 
     def close(self, *, cancel: bool = False) -> None:
-        if cancel:  # Ctrl-C: stop the workers now; their cells resume from checkpoints
-            for process in list(getattr(self._pool, "_processes", {}).values()):
-                process.kill()
+        processes = list((getattr(self._pool, "_processes", None) or {}).values())
+        if cancel:
+            # Ctrl-C: SIGTERM, which a run takes as an interrupt and answers with a checkpoint
+            # of its finished segments; SIGKILL for a worker that has not exited in 30 s.
+            for process in processes:
+                process.terminate()
+            deadline = time.monotonic() + 30
+            for process in processes:
+                process.join(max(0.0, deadline - time.monotonic()))
+                if process.is_alive():
+                    process.kill()
         self._pool.shutdown(wait=not cancel, cancel_futures=cancel)

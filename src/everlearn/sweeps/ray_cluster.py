@@ -43,6 +43,7 @@ def unpack(data: bytes, run_dir: Path) -> None:
     with tarfile.open(fileobj=io.BytesIO(data), mode="r:gz") as tar:
         tar.extractall(staging, filter="data")
     old = run_dir.with_name(f".{run_dir.name}.old")
+    shutil.rmtree(old, ignore_errors=True)  # left by a kill during an earlier unpack
     if run_dir.exists():
         run_dir.rename(old)
     staging.rename(run_dir)
@@ -70,7 +71,8 @@ class RayCluster:
     name = "ray"
     reports_steps = False  # running cells live on other nodes
 
-    def __init__(self, address: str, cpus_per_cell: float = 1.0, tensorboard: bool = False):
+    def __init__(self, address: str, cpus_per_cell: float = 1.0, cpu_devices: int = 1,
+                 tensorboard: bool = False):
         try:
             import ray
         except ImportError:
@@ -86,8 +88,9 @@ class RayCluster:
         self._task = ray.remote(run_shipped_cell).options(
             num_cpus=cpus_per_cell, num_gpus=1 if gpus else 0,
             max_retries=NODE_FAILURE_RETRIES, retry_exceptions=False,
-            # One XLA CPU device per CPU the task holds: Ray packs tasks by that count.
-            runtime_env={"env_vars": {"JAX_NUM_CPU_DEVICES": str(max(1, int(cpus_per_cell)))}})
+            # The sweep's device count per cell (one per CPU a task holds, unless a local
+            # invocation of the same sweep chose another first).
+            runtime_env={"env_vars": {"JAX_NUM_CPU_DEVICES": str(cpu_devices)}})
         # Cells in flight at a time: what the cluster's CPUs hold when the sweep starts (Ray
         # queues any more; a node that leaves makes the queue longer, not the sweep fail).
         self.capacity = max(1, int(ray.cluster_resources().get("CPU", 1) // cpus_per_cell))
@@ -114,8 +117,12 @@ class RayCluster:
             return {"ok": False, "error": " ".join(f"{type(e).__name__}: {e}".split())[:500],
                     "seconds": None}
         if shipped:
-            unpack(shipped, run_dir)
+            try:
+                unpack(shipped, run_dir)
+            except (OSError, tarfile.TarError) as e:  # counts as a failed attempt
+                return {"ok": False, "error": f"cannot unpack the cell's run directory: {e}",
+                        "seconds": outcome.get("seconds")}
         return outcome
 
     def close(self, *, cancel: bool = False) -> None:
-        self._ray.shutdown()
+        self._ray.shutdown()  # the driver's tasks end with it

@@ -32,7 +32,8 @@ from typing import Annotated, Any
 
 import numpy as np
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (BaseModel, ConfigDict, Field, ValidationError, field_validator,
+                      model_validator)
 
 from everlearn.runs.config import ConfigError, RunConfig, build_config, parse_seeds
 
@@ -102,6 +103,13 @@ class SweepFile(BaseModel):
     grid: dict[str, Annotated[list[Any], Field(min_length=1)]] = {}
     sample: Sample | None = None
 
+    @model_validator(mode="after")
+    def _grid_or_sample(self) -> "SweepFile":
+        both = sorted(set(self.grid) & set(self.sample.space if self.sample else {}))
+        if both:
+            raise ValueError(f"keys {both} are in both grid: and sample:; vary each in one")
+        return self
+
     @field_validator("methods", mode="before")
     @classmethod
     def _compositions(cls, value: Any) -> Any:
@@ -137,6 +145,7 @@ class Cell:
     seeds: list[int]
     build_args: dict[str, Any] = field(repr=False)
     env_steps: int = 0  # per seed × seeds: the progress bar's unit
+    fine_tuning: bool = False  # no method and nothing varied: the comparison's default baseline
 
     def config(self) -> RunConfig:
         return build_config(**_as_paths(self.build_args))
@@ -156,7 +165,7 @@ def _as_paths(build_args: dict[str, Any]) -> dict[str, Any]:
 
 def _format_value(value: Any) -> str:
     if isinstance(value, float):
-        return f"{value:.4g}"
+        return f"{value:.6g}"
     return json.dumps(value) if not isinstance(value, str) else value
 
 
@@ -225,10 +234,16 @@ def expand(sweep: SweepFile, sweep_file: Path) -> list[Cell]:
 
     cells: dict[tuple, Cell] = {}
     used_names: set[str] = set()
+    try:  # methods every cell has: the preset's and the config file's
+        common_methods = build_config(Path(config_file) if config_file else None, {}, [],
+                                      sweep.preset).methods
+    except ConfigError:
+        common_methods = []  # reported with the cells
     for scenario, agent, variant, point, drawn in itertools.product(
             sweep.scenarios, sweep.agents, sweep.methods, grid_points, samples):
         methods = variant.methods
-        overrides = {k: v for k, v in (point | drawn).items() if _applies(k, agent, methods)}
+        overrides = {k: v for k, v in (point | drawn).items()
+                     if _applies(k, agent, [*common_methods, *methods])}
         identity = (scenario, agent, variant.row_label(), json.dumps(overrides, sort_keys=True))
         if identity in cells:
             continue
@@ -248,23 +263,24 @@ def expand(sweep: SweepFile, sweep_file: Path) -> list[Cell]:
             "preset": sweep.preset,
         }
         cells[identity] = Cell(name, scenario, agent, list(methods), label, overrides, seeds,
-                               build_args)
+                               build_args, fine_tuning=not (methods or variant.set or overrides))
     return list(cells.values())
 
 
 def check_cells(cells: list[Cell]) -> tuple[list[Cell], list[str]]:
     """Build and check every cell's config as `everlearn run` would, before anything runs:
-    the valid cells (with their env-step totals) and one line per invalid cell."""
-    from everlearn.runs.run import check_config
+    the valid cells (with their env-step totals) and one line per invalid cell. (The memory
+    check is left to the machine that runs a cell: with Ray it is not this one.)"""
+    from everlearn.runs.run import make_plan
 
     valid, problems = [], []
     for cell in cells:
         try:
             config = cell.config()
-            scenario = check_config(config)
+            plan = make_plan(config)  # its trainers are cached: the worker builds its own
         except ConfigError as e:
             problems.append(f"cell '{cell.label}' on {cell.scenario} with {cell.agent}: {e}")
             continue
-        steps = (config.steps_per_task or scenario.steps_per_task) * scenario.num_tasks
+        steps = plan.total_segments * plan.segment_steps
         valid.append(Cell(**{**cell.to_dict(), "env_steps": steps * len(cell.seeds)}))
     return valid, problems

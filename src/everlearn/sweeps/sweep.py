@@ -14,6 +14,7 @@ as failed with its error, and the sweep goes on.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import platform
@@ -31,6 +32,7 @@ from rich.progress import (BarColumn, Progress, TaskProgressColumn, TextColumn,
 from everlearn import __version__
 from everlearn.files import atomic_write
 from everlearn.runs.config import ConfigError
+from everlearn.runs.lock import LOCK_NAME, run_lock
 from everlearn.sweeps.spec import Cell
 
 console = Console(stderr=True)
@@ -59,18 +61,39 @@ def _cell_record(cell: Cell) -> dict[str, Any]:
     """What the sweep directory records of a cell (sweep.json; `everlearn compare` reads it)."""
     return {"name": cell.name, "scenario": cell.scenario, "agent": cell.agent,
             "methods": cell.methods, "label": cell.label, "overrides": cell.overrides,
-            "seeds": cell.seeds, "env_steps": cell.env_steps, "build_args": cell.build_args}
+            "seeds": cell.seeds, "env_steps": cell.env_steps, "fine_tuning": cell.fine_tuning,
+            "build_args": cell.build_args}
+
+
+def _refuse_foreign_directory(sweep_dir: Path) -> None:
+    if sweep_dir.exists() and not sweep_dir.is_dir():
+        raise ConfigError(f"--out '{sweep_dir}' is a file; give a directory path")
+    if (sweep_dir.is_dir() and not (sweep_dir / "sweep.json").is_file()
+            and any(p.name != LOCK_NAME for p in sweep_dir.iterdir())):
+        raise ConfigError(f"--out '{sweep_dir}' exists and is not a sweep directory; choose "
+                          "another --out")
+
+
+def _files_read(cells: list[Cell]) -> dict[str, str]:
+    """sha256 of every scenario and config file the cells read: the cells' arguments name
+    them by path, so an edited file would otherwise pass for the same sweep."""
+    paths = set()
+    for cell in cells:
+        args = cell.build_args
+        paths.update(p for p in (args.get("config_file"), args["overrides"]["scenario"])
+                     if p and Path(p).is_file())
+    return {p: hashlib.sha256(Path(p).read_bytes()).hexdigest() for p in sorted(paths)}
 
 
 def prepare_directory(sweep_dir: Path, sweep_text: str, cells: list[Cell]) -> dict[str, Any]:
     """Create the sweep directory, or check that an existing one holds this very sweep; the
     status of every cell (finished ones from their run directories)."""
     sweep_dir = Path(sweep_dir)
-    if sweep_dir.exists() and not sweep_dir.is_dir():
-        raise ConfigError(f"--out '{sweep_dir}' is a file; give a directory path")
+    _refuse_foreign_directory(sweep_dir)
     record = [_cell_record(c) for c in cells]
     info_path = sweep_dir / "sweep.json"
     version = code_version()
+    files = _files_read(cells)
     if info_path.is_file():
         info = json.loads(info_path.read_text())
         # The same sweep: the same cells built from the same arguments (other recorded fields
@@ -81,15 +104,17 @@ def prepare_directory(sweep_dir: Path, sweep_text: str, cells: list[Cell]) -> di
         if identity(info["cells"]) != identity(record):
             raise ConfigError(f"'{sweep_dir}' holds another sweep (its cells differ from this "
                               "sweep file's); choose another --out, or rerun its own sweep.yaml")
+        edited = [p for p, digest in info.get("files", {}).items()
+                  if files.get(p) != digest]
+        if edited:
+            raise ConfigError(f"'{edited[0]}' changed since '{sweep_dir}' started; its finished "
+                              "cells used the old file: restore it, or choose another --out")
         if version["commit"] != info["code"]["commit"]:
             console.print(f"note: '{sweep_dir}' was started at commit {info['code']['commit']}"
                           f", resumed at {version['commit']}; sweep.json records both")
         info.setdefault("resumed", []).append(
             {"at": datetime.now(timezone.utc).isoformat(timespec="seconds"), "code": version})
     else:
-        if sweep_dir.exists() and any(sweep_dir.iterdir()):
-            raise ConfigError(f"--out '{sweep_dir}' exists and is not a sweep directory; "
-                              "choose another --out")
         sweep_dir.mkdir(parents=True, exist_ok=True)
         atomic_write(sweep_dir / "sweep.yaml", sweep_text)
         info = {"everlearn_version": __version__, "code": version,
@@ -98,7 +123,7 @@ def prepare_directory(sweep_dir: Path, sweep_text: str, cells: list[Cell]) -> di
                 "command": " ".join(["everlearn", *sys.argv[1:]]),
                 "machine": {"platform": platform.platform(), "cpus": os.cpu_count(),
                             "python": platform.python_version()},
-                "cells": record}
+                "files": files, "cells": record}
     atomic_write(info_path, json.dumps(info, indent=1))
     (sweep_dir / "cells").mkdir(exist_ok=True)
     status_path = sweep_dir / "status.json"
@@ -108,6 +133,9 @@ def prepare_directory(sweep_dir: Path, sweep_text: str, cells: list[Cell]) -> di
         run_dir = sweep_dir / "cells" / cell.name
         done = (run_dir / "summary.json").is_file()
         previous = old.get(cell.name, {})
+        if done and previous.get("status") == "done":
+            status[cell.name] = previous  # its attempts, times and node, as they were
+            continue
         status[cell.name] = {
             "status": "done" if done else "pending",
             "attempts": 0, "error": None,
@@ -198,9 +226,6 @@ def run_cells(sweep_dir: Path, cells: list[Cell], status: dict[str, dict], execu
                     entry.update(status="done", error=None,
                                  wall_time_s=outcome.get("wall_time_s"))
                     done_steps += cell.env_steps
-                    if not quiet and not console.is_terminal:  # logs get a line, not a bar
-                        console.print(f"{time.strftime('%H:%M:%S')} {cell.name} done "
-                                      f"({counts()})", highlight=False, soft_wrap=True)
                 elif entry["attempts"] < ATTEMPTS:
                     if not quiet:
                         console.print(f"cell {cell.name} failed ({outcome['error']}); "
@@ -214,6 +239,9 @@ def run_cells(sweep_dir: Path, cells: list[Cell], status: dict[str, dict], execu
                                       f"{outcome['error']}", highlight=False)
                 fill()
                 save()
+                if outcome["ok"] and not quiet and not console.is_terminal:  # logs: no bar
+                    console.print(f"{time.strftime('%H:%M:%S')} {cell.name} done "
+                                  f"({counts()})", highlight=False, soft_wrap=True)
             live = sum(_steps_done(sweep_dir / "cells" / c.name, c) for c in running.values()
                        ) if executor.reports_steps else 0
             elapsed = time.perf_counter() - started
@@ -244,16 +272,23 @@ def run_sweep(sweep_file: Path, out: Path | None = None, *, executor: str = "loc
     status of every cell. Nothing is written when a cell is invalid (unless `skip_invalid`)."""
     from everlearn.sweeps.spec import check_cells, expand, read_sweep_file
 
+    if executor not in ("local", "ray"):
+        raise ConfigError(f"--executor '{executor}' is not one of: local, ray")
+    if workers is not None and workers < 1:
+        raise ConfigError(f"--workers {workers}: give at least 1")
+    if tensorboard:
+        from everlearn.runs.tensorboard import require_tensorboard
+
+        require_tensorboard()
     sweep_file = Path(sweep_file)
     sweep = read_sweep_file(sweep_file)
     cells, problems = check_cells(expand(sweep, sweep_file))
+    for problem in problems:  # one line each, then the verdict
+        console.print(f"{'skipped' if skip_invalid else 'invalid'}: {problem}",
+                      highlight=False, soft_wrap=True)
     if problems and not skip_invalid:
-        raise ConfigError(f"{len(problems)} invalid cell(s), nothing ran: {problems[0]}"
-                          + (f" (and {len(problems) - 1} more; --skip-invalid runs the "
-                             "others)" if len(problems) > 1 else
-                             " (--skip-invalid runs the others)"))
-    for problem in problems:
-        console.print(f"skipped: {problem}", highlight=False, soft_wrap=True)
+        raise ConfigError(f"{len(problems)} invalid cell(s) (above), nothing ran; fix the sweep "
+                          "file, or run the others with --skip-invalid")
     if not cells:
         raise ConfigError(f"sweep file '{sweep_file}' has no valid cell")
     several_agents = len({c.agent for c in cells}) > 1
@@ -262,36 +297,52 @@ def run_sweep(sweep_file: Path, out: Path | None = None, *, executor: str = "loc
     if baseline is not None and baseline not in rows:
         raise ConfigError(f"--baseline '{baseline}' is not a row of this sweep; the rows are: "
                           + ", ".join(f"'{r}'" for r in rows))
-    if tensorboard:
-        from everlearn.runs.tensorboard import require_tensorboard
-
-        require_tensorboard()
-    if executor not in ("local", "ray"):
-        raise ConfigError(f"--executor '{executor}' is not one of: local, ray")
-    if workers is not None and workers < 1:
-        raise ConfigError(f"--workers {workers}: give at least 1")
     sweep_dir = Path(out) if out else Path("sweeps") / sweep_file.stem
-    status = prepare_directory(sweep_dir, sweep_file.read_text(), cells)
-    if executor == "ray":
-        from everlearn.sweeps.ray_cluster import RayCluster
+    _refuse_foreign_directory(sweep_dir)
+    sweep_dir.mkdir(parents=True, exist_ok=True)
+    with run_lock(sweep_dir):  # one sweep process per sweep directory
+        status = prepare_directory(sweep_dir, sweep_file.read_text(), cells)
+        devices = _cpu_devices_per_cell(sweep_dir, executor, workers, len(cells), cpus_per_cell)
+        if executor == "ray":
+            from everlearn.sweeps.ray_cluster import RayCluster
 
-        pool = RayCluster(address or "auto", cpus_per_cell, tensorboard=tensorboard)
-    else:
-        from everlearn.sweeps.local import LocalPool, default_workers
+            pool = RayCluster(address or "auto", cpus_per_cell, devices, tensorboard=tensorboard)
+        else:
+            from everlearn.sweeps.local import LocalPool, default_workers
 
-        todo = sum(s["status"] != "done" for s in status.values())
-        pool = LocalPool(workers or default_workers(todo), tensorboard=tensorboard)
-    if not quiet:
-        todo = [name for name, s in status.items() if s["status"] != "done"]
-        resumed = sum(status[name]["resumed"] for name in todo)
-        console.print(f"sweep {sweep_dir}: {len(cells)} cells, {len(cells) - len(todo)} "
-                      f"finished earlier, {resumed} to resume; {pool.describe()}",
-                      highlight=False)
-    try:
-        status = run_cells(sweep_dir, cells, status, pool, quiet=quiet)
-    except KeyboardInterrupt:
-        pool.close(cancel=True)
-        interrupted(status, sweep_dir)
-        raise
-    pool.close()
+            pool = LocalPool(workers or default_workers(len(cells)), devices,
+                             tensorboard=tensorboard)
+        if not quiet:
+            todo = [name for name, s in status.items() if s["status"] != "done"]
+            resumed = sum(status[name]["resumed"] for name in todo)
+            console.print(f"sweep {sweep_dir}: {len(cells)} cells, {len(cells) - len(todo)} "
+                          f"finished earlier, {resumed} to resume; {pool.describe()}",
+                          highlight=False)
+        try:
+            status = run_cells(sweep_dir, cells, status, pool, quiet=quiet)
+        except BaseException:
+            # Ctrl-C, or an error of the machinery itself: stop the workers (their runs keep
+            # their checkpoints) and record the running cells as interrupted.
+            pool.close(cancel=True)
+            interrupted(status, sweep_dir)
+            raise
+        pool.close()
     return sweep_dir, status
+
+
+def _cpu_devices_per_cell(sweep_dir: Path, executor: str, workers: int | None,
+                          num_cells: int, cpus_per_cell: float) -> int:
+    """XLA CPU devices per cell, chosen by the sweep's first invocation and kept by every
+    later one: the compiled code, and so the numbers, depend on the count, and a resumed run
+    must go on with the code it started with."""
+    from everlearn.sweeps.local import default_workers
+
+    info = json.loads((sweep_dir / "sweep.json").read_text())
+    if "cpu_devices_per_cell" not in info:
+        if executor == "ray":
+            info["cpu_devices_per_cell"] = max(1, int(cpus_per_cell))
+        else:
+            info["cpu_devices_per_cell"] = max(
+                1, (os.cpu_count() or 1) // (workers or default_workers(num_cells)))
+        atomic_write(sweep_dir / "sweep.json", json.dumps(info, indent=1))
+    return info["cpu_devices_per_cell"]
