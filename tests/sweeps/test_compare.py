@@ -4,6 +4,7 @@ computation, the Markdown table, the errors, and the HTML page in a headless Chr
 from __future__ import annotations
 
 import json
+import shutil
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -211,15 +212,14 @@ def test_several_agents_name_their_rows(tmp_path: Path) -> None:
         write_comparison(root, baseline="ewc")
 
 
-def test_html_renders_in_chromium(sweep_dir: Path) -> None:
-    """Every table has its rows and every embedded figure decodes, in a real browser."""
+def _render_in_chromium(page: Path) -> tuple[list[int], list[bool]]:
+    """The row count of every table, and for every image whether it decoded, of `page` opened
+    in headless Chromium."""
     webdriver = pytest.importorskip("selenium.webdriver")
     from selenium.webdriver.chrome.service import Service
 
     if not Path("/usr/bin/chromedriver").is_file():
-        pytest.skip("no /usr/bin/chromedriver")
-    text = (sweep_dir / "comparison.html").read_text()
-    assert "<script" not in text and "http://" not in text and "https://" not in text
+        pytest.skip("no /usr/bin/chromedriver (.ci/run installs chromium-driver)")
     options = webdriver.ChromeOptions()
     options.binary_location = "/usr/bin/chromium"
     for flag in ("--headless=new", "--no-sandbox", "--disable-gpu",
@@ -231,14 +231,54 @@ def test_html_renders_in_chromium(sweep_dir: Path) -> None:
         driver = webdriver.Chrome(service=Service(executable_path="/usr/bin/chromedriver"),
                                   options=options)
         try:
-            driver.get((sweep_dir / "comparison.html").resolve().as_uri())
+            driver.get(page.resolve().as_uri())
             rows = driver.execute_script(
                 "return Array.from(document.querySelectorAll('table'), t => t.rows.length)")
             images = driver.execute_script(
                 "return Array.from(document.images, i => i.complete && i.naturalWidth > 0)")
         finally:
             driver.quit()
+    return rows, images
+
+
+def test_html_renders_in_chromium(sweep_dir: Path) -> None:
+    """Every table has its rows and every embedded figure decodes, in a real browser."""
+    text = (sweep_dir / "comparison.html").read_text()
+    assert "<script" not in text and "http://" not in text and "https://" not in text
+    rows, images = _render_in_chromium(sweep_dir / "comparison.html")
     # Per scenario its rows and a header; the unfinished cells; the definitions (6 of them).
     assert rows == [1 + 3, 1 + 2, 1 + 1, 6]
     # Per scenario a performance profile and a matrix per finished cell.
     assert images == [True] * (1 + 3 + 1 + 2)
+
+
+COMMITTED_SWEEP = Path(__file__).with_name("data") / "small_sweep"
+
+
+def test_compare_on_the_committed_small_sweep(tmp_path: Path) -> None:
+    """`everlearn compare` on a real sweep directory kept in the repository (three cells of
+    `everlearn sweep`, checkpoints and reports left out): the three files, and the page in
+    Chromium."""
+    from typer.testing import CliRunner
+
+    from everlearn.cli import app
+
+    sweep = tmp_path / "small_sweep"
+    shutil.copytree(COMMITTED_SWEEP, sweep)
+    result = CliRunner().invoke(app, ["compare", str(sweep)])
+    assert result.exit_code == 0, result.output
+    assert result.output.split() == [str(sweep / f"comparison.{ext}")
+                                     for ext in ("json", "md", "html")]
+    comparison = json.loads((sweep / "comparison.json").read_text())
+    (table,) = comparison["scenarios"]
+    assert [row["name"] for row in table["rows"]] == ["fine-tuning", "ewc",
+                                                      "multi_head+packnet"]
+    assert table["baseline"] == "fine-tuning"
+    for row in table["rows"]:  # the numbers are the cells' own summaries
+        summary = json.loads((sweep / "cells" / row["cell"] / "summary.json").read_text())
+        assert row["metrics"]["average_performance"]["iqm"] == pytest.approx(
+            summary["aggregate"]["average_performance"]["iqm"])
+    assert "| multi_head+packnet |" in (sweep / "comparison.md").read_text()
+    rows, images = _render_in_chromium(sweep / "comparison.html")
+    assert rows == [1 + 3, 6]  # one scenario's table, the definitions
+    assert images == [True] * (1 + 3)  # its performance profile and three matrices
