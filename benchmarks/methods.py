@@ -1,5 +1,7 @@
-"""Continual-learning methods compared on the built-in scenarios: PPO fine-tuning against each
-method and the strongest pair, same scenario, same seeds, same metrics.
+"""Continual-learning methods compared with PPO, one run per method: the loop that produced
+`results/minatar.md` (its header has the command). The classic-control table,
+`results/methods.md`, is now the sweep `sweeps/methods.yaml` and its comparison (`everlearn
+sweep`, `everlearn compare`); the MinAtar table moves to a sweep file when it is rerun.
 
 For every scenario, in this order: fine-tuning (no method), each method that applies to PPO with
 its default settings, then the combination of the two single methods with the highest average
