@@ -4,6 +4,7 @@ uninterrupted local sweep (the same cells, one XLA CPU device per cell in both e
 
 from __future__ import annotations
 
+import atexit
 import json
 import os
 import shutil
@@ -28,6 +29,12 @@ SWEEP = {
     "grid": {"ewc.strength": [1, 10]},
 }
 NUM_CELLS = 4
+# The three sweeps below compile the same programs (same cells, one XLA device each): a
+# persistent compilation cache shared by their processes compiles each once. A cached program
+# is the same executable, so the numbers do not change.
+COMPILATION_CACHE = Path(tempfile.mkdtemp(prefix="everlearn-sweep-xla-"))
+atexit.register(shutil.rmtree, COMPILATION_CACHE, True)
+ENV = {**os.environ, "JAX_COMPILATION_CACHE_DIR": str(COMPILATION_CACHE)}
 
 
 def sweep_command(sweep_file: Path, out: Path, *extra: str) -> list[str]:
@@ -55,7 +62,7 @@ def sweep_file(tmp_path_factory) -> Path:
 def uninterrupted(sweep_file, tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("uninterrupted") / "sweep"
     done = subprocess.run(sweep_command(sweep_file, out, "--workers", "2", "--tensorboard"),
-                          capture_output=True, text=True, timeout=600)
+                          capture_output=True, text=True, timeout=600, env=ENV)
     assert done.returncode == 0, done.stderr[-2000:]
     return out
 
@@ -85,7 +92,7 @@ def latest_segment(run_dir: Path) -> int:
 def test_a_killed_sweep_resumes_to_the_same_numbers(sweep_file, uninterrupted, tmp_path):
     out = tmp_path / "sweep"
     sweep = subprocess.Popen(sweep_command(sweep_file, out, "--workers", "2"),
-                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=ENV)
     try:
         # Kill when one cell has finished and another is part-way (past its first checkpoint).
         deadline = time.monotonic() + 300
@@ -107,7 +114,7 @@ def test_a_killed_sweep_resumes_to_the_same_numbers(sweep_file, uninterrupted, t
     # worker this time: the cells keep the sweep's first device count (1), not 2 cores' worth.
     time.sleep(1)
     again = subprocess.run(sweep_command(sweep_file, out, "--workers", "1"),
-                           capture_output=True, text=True, timeout=600)
+                           capture_output=True, text=True, timeout=600, env=ENV)
     assert again.returncode == 0, again.stderr[-2000:]
     assert "to resume" in again.stderr and "0 to resume" not in again.stderr
     assert "1 worker process(es), 1 XLA CPU device(s)" in " ".join(again.stderr.split())
@@ -146,7 +153,7 @@ def test_ray_cluster_sweep_survives_its_worker_node(sweep_file, uninterrupted):
         done = subprocess.run(
             ["unshare", "-n", sys.executable, str(Path(__file__).with_name(
                 "ray_cluster_sweep.py")), str(workdir), str(sweep_file), str(workdir / "sweep")],
-            capture_output=True, text=True, timeout=1000)
+            capture_output=True, text=True, timeout=1000, env=ENV)
         assert done.returncode == 0, done.stderr[-3000:]
         result = json.loads((workdir / "result.json").read_text())
         assert result == {"sweep_exit_code": 0, "worker_node_was_running_a_cell": True}, (

@@ -582,7 +582,8 @@ def _execute(plan: RunPlan, run_dir: Path, state: Any, start: int, *, quiet: boo
     if start > 0:
         spent = json.loads(log_path.read_text().splitlines()[-1])["wall_time"]
     t_start = time.perf_counter() - spent
-    live_log = TensorBoardLog(run_dir, [t.name for t in scenario.tasks]) if tensorboard else None
+    live_log = (TensorBoardLog(run_dir, [t.name for t in scenario.tasks], start) if tensorboard
+                else None)
 
     def log_eval(segment: int, state: Any, returns: np.ndarray, train: dict) -> str:
         normalised = scenario.normalise(returns)

@@ -4,7 +4,8 @@
 Scalars, at the env step (per seed) of the evaluation, as means over seeds:
 `performance/<task>` (normalised return), `performance/mean` (clipped to [0, 1], as the
 metrics are), `train/<loss>` and `diagnostics/<name>` (dormant neurons, effective rank, ...).
-A resumed run appends a new event file; TensorBoard shows the later point of a repeated step.
+A resumed run adds an event file of its own (named by the segment it starts from); TensorBoard
+shows the later point of a repeated step.
 """
 
 from __future__ import annotations
@@ -32,10 +33,13 @@ def _seed_mean(values: Any) -> float | None:
 
 
 class TensorBoardLog:
-    def __init__(self, run_dir: Path, task_names: list[str]):
+    def __init__(self, run_dir: Path, task_names: list[str], start: int):
         from tensorboardX import SummaryWriter
 
-        self.writer = SummaryWriter(str(Path(run_dir) / "tensorboard"))
+        # Event files are named by the second they open in: the segment a run (or a resume)
+        # starts from keeps a quick resume from overwriting the file before it.
+        self.writer = SummaryWriter(str(Path(run_dir) / "tensorboard"),
+                                    filename_suffix=f".from-segment-{start}")
         self.task_names = task_names
 
     def write(self, record: dict[str, Any]) -> None:
