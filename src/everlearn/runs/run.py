@@ -100,9 +100,9 @@ def make_plan(config: RunConfig, scores: dict | None = None) -> RunPlan:
 
 
 def check_config(config: RunConfig, scores: dict | None = None) -> Scenario:
-    """Every reason a run cannot go that the config alone shows, each a one-line `ConfigError`
-    (a sweep checks all its cells with this before it starts any); returns the scenario with
-    its normalisation scores."""
+    """Every reason a run cannot go that the config and scenario show, each a one-line
+    `ConfigError` (`make_plan` adds the budget check, which needs the trainer); returns the
+    scenario with its normalisation scores."""
     scenario = get_scenario(config.scenario)
     if config.backend == "jax":
         with_success = [t.name for t in scenario.tasks if t.success_key is not None]
