@@ -80,6 +80,9 @@ class Agent(NamedTuple):
       `on_task_end` / `on_task_start` hooks.
     - `for_task(state, task) -> state`: the state that acts on task `task` in evaluation (the
       methods' per-task views of the params, e.g. PackNet's; else `state` itself).
+    - `learn(state, dataset, key) -> (state, metrics)`: offline learning (off-policy agents
+      only): the gradient steps of one update, sampled from `dataset` instead of the replay
+      buffer; the env is never stepped.
     Every agent's state has a `methods` dict (see `everlearn.methods.base.Hooks`).
     """
 
@@ -93,6 +96,10 @@ class Agent(NamedTuple):
     task_boundary: Callable[[Any, jax.Array, jax.Array, jax.Array], Any]
     view: Any = None  # the `AgentView` methods and diagnostics see (everlearn.methods.base)
     for_task: Callable[[Any, jax.Array], Any] = lambda state, task: state
+    # `learn(state, dataset, key) -> (state, metrics)`: one update's gradient steps on a fixed
+    # dataset (a full `ReplayBuffer`) instead of new env data (`learn_from_dataset`); None for
+    # an agent that cannot learn offline (PPO).
+    learn: Callable[[Any, "ReplayBuffer", jax.Array], tuple[Any, dict[str, jax.Array]]] | None = None
 
     @property
     def steps_per_update(self) -> int:
@@ -342,6 +349,29 @@ def store_and_learn(state: Any, batch: Transition, key: jax.Array, hooks: Any,
 
     state, info = jax.lax.cond(state.buffer.size >= learning_starts, learn, skip, state, key)
     return state, jax.tree.map(jnp.mean, info)
+
+
+def learn_from_dataset(state: Any, dataset: ReplayBuffer, key: jax.Array, hooks: Any,
+                       train: Callable[[Any, jax.Array], tuple[Any, dict]]):
+    """`Agent.learn` of an off-policy agent: its own `train(state, key)` (a `lax.scan` of
+    gradient steps on replay samples) with `dataset` standing in for the replay buffer, which
+    is put back untouched afterwards (the dataset is the trainer's, shared by every seed, and
+    never part of the agent state or its checkpoints). The methods `observe` one fresh
+    dataset row per gradient step first — what the agent learns from is what they see, so a
+    replay memory fills with a uniform sample of the datasets learnt so far — and their
+    weight surgery (`after_update`) follows, as in `store_and_learn`. Returns (state, mean of
+    `train`'s metrics)."""
+    k_rows, k_observe, k_train, k_after = jax.random.split(key, 4)
+    steps = hooks.view.gradient_steps_per_update
+    method_state = hooks.observe(  # hook: observe (the rows this update learns from)
+        state.methods, dataset.sample(k_rows, steps), state.params, k_observe)
+    own_buffer = state.buffer
+    state, info = train(state.replace(buffer=dataset, methods=method_state), k_train)
+    if hooks.has_after_update:  # hook: after_update (weight surgery, optimiser moments)
+        methods, params, opt_state = hooks.after_update(
+            state.methods, state.params, state.opt_state, k_after)
+        state = state.replace(methods=methods, params=params, opt_state=opt_state)
+    return state.replace(buffer=own_buffer), jax.tree.map(jnp.mean, info)
 
 
 def restarting_boundary(hooks: Any, explore_each_task: bool | None):

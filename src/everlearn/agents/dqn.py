@@ -12,6 +12,7 @@ Continual-learning methods (`everlearn.methods`) hook into `update` at the point
 
 from __future__ import annotations
 
+from functools import partial
 from collections.abc import Callable, Sequence
 from typing import Any, Literal
 
@@ -21,9 +22,10 @@ import optax
 from flax import struct
 from pydantic import BaseModel, ConfigDict, PositiveFloat, PositiveInt
 
-from everlearn.agents.common import (MLP, Agent, EnvSpec, ReplayBuffer, Transition, polyak,
-                                     replay_row, restarting_boundary, store_and_learn,
-                                     torso_options, uniform_actions)
+from everlearn.agents.common import (MLP, Agent, EnvSpec, ReplayBuffer, Transition,
+                                     learn_from_dataset, polyak, replay_row,
+                                     restarting_boundary, store_and_learn, torso_options,
+                                     uniform_actions)
 from everlearn.methods.base import AgentView, Hooks, Method
 from everlearn.ranges import (Count, Discount, Fraction, HiddenSizes, LearningRate,
                               NonNegativeCount, PolyakStep, Positive)
@@ -181,4 +183,4 @@ def make_dqn(config: DQNConfig, spec: EnvSpec,
 
     return Agent("dqn", config.num_envs, config.train_every, init, act, greedy_action, update,
                  restarting_boundary(hooks, config.explore_each_task), view,
-                 hooks.agent_for_task)
+                 hooks.agent_for_task, partial(learn_from_dataset, hooks=hooks, train=train))

@@ -20,6 +20,7 @@ the points marked.
 
 from __future__ import annotations
 
+from functools import partial
 from collections.abc import Callable, Sequence
 from typing import Any, Literal
 
@@ -30,9 +31,9 @@ from flax import struct
 from pydantic import BaseModel, ConfigDict, NonNegativeInt, PositiveFloat, PositiveInt
 
 from everlearn.agents.common import (MLP, Agent, EnvSpec, ReplayBuffer, Transition,
-                                     gradient_steps_per_update, polyak, random_actions,
-                                     replay_row, restarting_boundary, store_and_learn,
-                                     twin_q)
+                                     gradient_steps_per_update, learn_from_dataset, polyak,
+                                     random_actions, replay_row, restarting_boundary,
+                                     store_and_learn, twin_q)
 from everlearn.methods.base import AgentView, Hooks, Method
 from everlearn.ranges import Discount, HiddenSizes, PolyakStep
 
@@ -263,4 +264,5 @@ def make_sac(config: SACConfig, spec: EnvSpec,
         return state
 
     return Agent("sac", config.num_envs, config.train_every, init, act, greedy_action, update,
-                 task_boundary, view, hooks.agent_for_task)
+                 task_boundary, view, hooks.agent_for_task,
+                 partial(learn_from_dataset, hooks=hooks, train=train))

@@ -19,6 +19,7 @@ once, at the points marked.
 
 from __future__ import annotations
 
+from functools import partial
 from collections.abc import Callable, Sequence
 from typing import Any, Literal
 
@@ -29,9 +30,9 @@ from flax import struct
 from pydantic import BaseModel, ConfigDict, NonNegativeInt, PositiveFloat, PositiveInt
 
 from everlearn.agents.common import (MLP, Agent, EnvSpec, ReplayBuffer, Transition,
-                                     gradient_steps_per_update, polyak, random_actions,
-                                     replay_row, restarting_boundary, store_and_learn,
-                                     twin_q)
+                                     gradient_steps_per_update, learn_from_dataset, polyak,
+                                     random_actions, replay_row, restarting_boundary,
+                                     store_and_learn, twin_q)
 from everlearn.methods.base import AgentView, Hooks, Method
 from everlearn.ranges import Discount, HiddenSizes, NonNegative, PolyakStep
 
@@ -206,4 +207,4 @@ def make_td3(config: TD3Config, spec: EnvSpec,
 
     return Agent("td3", config.num_envs, config.train_every, init, act, greedy_action, update,
                  restarting_boundary(hooks, config.explore_each_task), view,
-                 hooks.agent_for_task)
+                 hooks.agent_for_task, partial(learn_from_dataset, hooks=hooks, train=train))
