@@ -1,4 +1,5 @@
-"""The `everlearn` command line: list, run, resume, report, sweep, compare, check-env."""
+"""The `everlearn` command line: list, run, resume, report, sweep, compare, collect,
+check-env."""
 
 from __future__ import annotations
 
@@ -241,6 +242,32 @@ def compare(
     """Compare the methods of a sweep: comparison.html, comparison.md (a table that pastes into
     a paper) and comparison.json, written into the sweep directory."""
     _write_comparison(sweep_dir, baseline, out)
+
+
+@app.command()
+def collect(
+    scenario: Annotated[str, typer.Option(help="The scenario the task belongs to (see 'everlearn list').")],
+    task: Annotated[str, typer.Option(help="The task to record on (a task name of the scenario).")],
+    name: Annotated[str, typer.Option(help="Minari dataset id to write, e.g. me/pendulum-heavy/medium-v0.")],
+    policy: Annotated[str, typer.Option(help="random, or a run directory (its newest checkpoint acts).")] = "random",
+    steps: Annotated[int, typer.Option(help="Transitions to record (whole episodes; the last unfinished ones are dropped).")] = 50_000,
+    seed: Annotated[int, typer.Option(help="Seed of the recording (env starts, policy noise).")] = 0,
+    seed_index: Annotated[int, typer.Option(help="With a run directory: which of its seeds acts (0: its first).")] = 0,
+    greedy: Annotated[bool, typer.Option("--greedy", help="With a run directory: act greedily instead of with the exploring policy.")] = False,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace a dataset with this id.")] = False,
+) -> None:
+    """Record a policy's episodes on a task into a Minari dataset (functional path)."""
+    from everlearn.runs.config import ConfigError
+
+    try:
+        from everlearn.data.collect import record
+
+        typer.echo(record(scenario, task, name, policy, steps, seed, seed_index, greedy,
+                          overwrite))
+    except (ConfigError, ValueError) as e:
+        _fail(str(e))
+    except KeyboardInterrupt:
+        _fail("interrupted; nothing was written", 130)
 
 
 @app.command("check-env")

@@ -51,6 +51,7 @@ from everlearn.runs.config import ConfigError, RunConfig, build_config
 from everlearn.runs.failures import EnvFailed, RunStopped, divergence, write_error_log
 from everlearn.runs.functional import FunctionalTrainer
 from everlearn.runs.gymnasium import GymnasiumTrainer
+from everlearn.runs.offline import OfflineFunctionalTrainer, OfflineGymnasiumTrainer
 from everlearn.runs.lock import LOCK_NAME, run_lock
 from everlearn.runs.reference import normalise_reference, reference_curves
 from everlearn.runs.scores import random_scores, reference_scores, success_key
@@ -58,6 +59,8 @@ from everlearn.runs.tensorboard import TensorBoardLog, require_tensorboard
 from everlearn.scenarios import Scenario, get_scenario
 
 console = Console(stderr=True)
+# Agents that learn only from their own fresh rollouts, never from a dataset.
+ONLINE_ONLY_AGENTS = ("ppo",)
 
 
 @dataclass
@@ -135,6 +138,8 @@ def check_config(config: RunConfig, scores: dict | None = None) -> Scenario:
     if layout.image and layout.continuous:
         raise ConfigError(f"scenario '{scenario.name}' has image observations, which sac and "
                           "td3 do not take yet; use a vector observation or ppo/dqn")
+    if scenario.offline:
+        _check_datasets(config, scenario)
     for name in config.methods:
         entry = METHODS[name]
         if config.agent not in entry.agents:
@@ -148,6 +153,28 @@ def check_config(config: RunConfig, scores: dict | None = None) -> Scenario:
             raise ConfigError(f"method '{name}' needs task ids, which scenario "
                               f"'{scenario.name}' hides; pick another method or scenario")
     return scenario
+
+
+def _check_datasets(config: RunConfig, scenario: Scenario) -> None:
+    """An offline scenario: an agent that can learn from data, and every dataset at hand
+    (a stored Minari dataset, or a built-in recipe that can be made for its task)."""
+    from everlearn.data import minari_io, recipes
+
+    if config.agent in ONLINE_ONLY_AGENTS:
+        fits = [name for name in AGENTS if name not in ONLINE_ONLY_AGENTS]
+        raise ConfigError(f"scenario '{scenario.name}' learns from datasets, which agent "
+                          f"'{config.agent}' cannot; use {', '.join(fits)}")
+    stored = set(minari_io.list_local())
+    for task in scenario.tasks:
+        try:
+            recipes.check_recipe(task)
+        except ValueError as e:
+            raise ConfigError(str(e)) from None
+        if task.dataset not in recipes.QUALITIES and task.dataset not in stored:
+            known = ", ".join(sorted(stored)) or "none"
+            raise ConfigError(f"task '{task.name}': no local Minari dataset '{task.dataset}' "
+                              f"(nothing is downloaded; local: {known}); record it with "
+                              "`everlearn collect`, or use random, medium or expert")
 
 
 def _check_budget(plan: RunPlan, steps_per_task: int) -> None:
@@ -262,12 +289,21 @@ def _trainer(scenario_name: str, backend: str, agent_name: str, agent_json: str,
     agent = make_agent(agent_name, agent_config, spec,
                        method_builders([n for n, _ in methods], dict(methods)))
     iterations = max(1, round(steps_per_eval / agent.steps_per_update))
+    offline = {}
+    if scenario.offline:  # learns from the tasks' datasets, loaded at the first segment
+        from everlearn.data.datasets import dataset_buffers
+
+        spaces = [task_spaces(t, backend) for t in scenario.tasks]
+        offline = {"load_datasets": functools.partial(dataset_buffers, scenario, spaces, layout,
+                                                      task_ids)}
     if backend == "jax":
-        return FunctionalTrainer(scenario, agent, iterations, eval_episodes, task_ids=task_ids,
-                                 layout=layout)
-    return GymnasiumTrainer(scenario, agent, iterations, eval_episodes, task_ids=task_ids,
-                            layout=layout,
-                            success_keys=list(success_keys_for(scenario_name, backend)))
+        trainer = OfflineFunctionalTrainer if offline else FunctionalTrainer
+        return trainer(scenario, agent, iterations, eval_episodes, task_ids=task_ids,
+                       layout=layout, **offline)
+    trainer = OfflineGymnasiumTrainer if offline else GymnasiumTrainer
+    return trainer(scenario, agent, iterations, eval_episodes, task_ids=task_ids,
+                   layout=layout, success_keys=list(success_keys_for(scenario_name, backend)),
+                   **offline)
 
 
 def package_versions() -> dict[str, str]:
@@ -312,13 +348,14 @@ def start_run(config: RunConfig, run_dir: Path | None = None, *, quiet: bool = F
     if note and not quiet:
         console.print(note, highlight=False, soft_wrap=True)
     sources = _score_sources(config)
-    if not plan.scenario.scored:
-        try:
+    try:
+        make_datasets(plan.scenario, quiet)
+        if not plan.scenario.scored:
             plan = _with_measured_scores(plan, quiet)
-        except BaseException:
-            if not any(run_dir.iterdir()):
-                run_dir.rmdir()  # nothing half-written stays behind
-            raise
+    except BaseException:
+        if not any(run_dir.iterdir()):
+            run_dir.rmdir()  # nothing half-written stays behind
+        raise
     with run_lock(run_dir):  # one writer per run directory
         return _begin(plan, run_dir, sources, quiet=quiet, stop_after=stop_after,
                       tensorboard=tensorboard)
@@ -388,6 +425,19 @@ def _score_sources(config: RunConfig) -> list[dict[str, str]]:
     return out
 
 
+def make_datasets(scenario: Scenario, quiet: bool) -> None:
+    """Make the built-in recipe datasets an offline scenario names and that are not stored
+    yet (`everlearn.data.recipes`; minutes, once per task and quality)."""
+    if not scenario.offline:
+        return
+    from everlearn.data import recipes
+
+    for task in scenario.tasks:
+        if task.dataset in recipes.QUALITIES:
+            recipes.make_recipe(task, task.dataset,
+                                log=(lambda line: None) if quiet else console.print)
+
+
 def _with_measured_scores(plan: RunPlan, quiet: bool) -> RunPlan:
     """Measure the normalisation scores the scenario does not give (`everlearn.runs.scores`)."""
     config, scenario = plan.config, plan.scenario
@@ -440,6 +490,7 @@ def resume_run(run_dir: Path, *, quiet: bool = False, stop_after: int | None = N
             _refuse_edited_config(run_dir, info["config"], config.to_dict())
         # The normalisation scores the run measured, if any.
         plan = make_plan(config, info.get("normalisation"))
+        make_datasets(plan.scenario, quiet)  # a recipe is made again where it is missing
         template = plan.trainer.init(plan.config.seeds)
         try:
             state, index = load_checkpoint(run_dir / "checkpoints", template)

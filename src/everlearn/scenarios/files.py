@@ -41,6 +41,7 @@ class TaskSpec(BaseModel):
     random_score: float | None = None
     reference_score: float | None = None
     success_key: Name | None = None
+    dataset: Name | None = None  # a local Minari dataset id, or "random" / "medium" / "expert"
 
     @field_validator("import_", mode="before")
     @classmethod
@@ -65,6 +66,7 @@ class TaskSpec(BaseModel):
             action_scale=_tuple(self.action_scale), reward_scale=self.reward_scale,
             reward_shift=self.reward_shift, random_score=self.random_score,
             reference_score=self.reference_score, success_key=self.success_key,
+            dataset=self.dataset,
         )
 
 

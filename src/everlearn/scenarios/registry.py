@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import warnings
 from collections.abc import Callable
+from dataclasses import replace
 from functools import cache
 from importlib import metadata
 from pathlib import Path
@@ -318,6 +319,22 @@ def pendulum_drift() -> Scenario:
         steps_per_task=10_000,
         boundaries_visible=False,
         drift=True,
+    )
+
+
+@register_scenario("pendulum-offline")
+def pendulum_offline() -> Scenario:
+    """Continual offline RL: three Pendulum contexts, each learnt from its built-in "medium"
+    dataset alone (made on first use, `everlearn.data.recipes`), with no env interaction
+    during training; the envs only evaluate. Steps are gradient steps."""
+    tasks = pendulum_contexts().tasks[:3]
+    return Scenario(
+        name="pendulum-offline",
+        description="Pendulum standard; heavy bob + reversed motor; long pole, low gravity: "
+        "each from its medium dataset (offline)",
+        tasks=tuple(replace(t, dataset="medium") for t in tasks),
+        steps_per_task=10_000,
+        task_ids_visible=True,
     )
 
 

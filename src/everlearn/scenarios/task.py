@@ -22,6 +22,9 @@ class Task:
     of a good policy; they define normalised performance `(R - random) / (reference - random)`.
     Left out, a run measures them (`everlearn.runs.scores`). Where the env reports success
     (`info[success_key]`, or `success` / `is_success`), performance is the success rate.
+    `dataset` makes the task offline: the agent learns from this dataset instead of stepping
+    the env, which serves only to evaluate it — a local Minari dataset id, or a built-in
+    recipe for this task, "random", "medium" or "expert" (`everlearn.data.recipes`).
     """
 
     name: str
@@ -40,6 +43,7 @@ class Task:
     kwargs: Mapping[str, Any] = field(default_factory=dict)
     imports: tuple[str, ...] = ()
     success_key: str | None = None
+    dataset: str | None = None
 
     def normalise(self, returns: np.ndarray | float) -> np.ndarray:
         return (np.asarray(returns) - self.random_score) / (
@@ -61,6 +65,8 @@ class Task:
             out["reward"] = {"scale": self.reward_scale, "shift": self.reward_shift}
         if self.success_key is not None:
             out["success_key"] = self.success_key
+        if self.dataset is not None:
+            out["dataset"] = self.dataset
         for key in ("random_score", "reference_score"):
             if getattr(self, key) is not None:
                 out[key] = getattr(self, key)
@@ -94,6 +100,13 @@ class Scenario:
         if len(set(names)) != len(names):
             raise ValueError(f"scenario '{self.name}' names a task twice ({names}); give each "
                              "task its own name")
+        without = [t.name for t in self.tasks if t.dataset is None]
+        if without and len(without) < len(self.tasks):
+            raise ValueError(f"scenario '{self.name}': tasks {without} have no dataset; in an "
+                             "offline scenario every task names one")
+        if self.drift and not without:
+            raise ValueError(f"scenario '{self.name}': a drifting scenario cannot be offline "
+                             "(its context changes every episode); remove drift or datasets")
         if self.drift:
             keys = {tuple(sorted(t.physics)) for t in self.tasks}
             others = {(t.env, t.obs_perm, t.obs_scale, t.action_map, t.action_scale,
@@ -108,6 +121,11 @@ class Scenario:
     def env(self) -> str:
         """The environments of the tasks, in order of first appearance."""
         return ", ".join(dict.fromkeys(t.env for t in self.tasks))
+
+    @property
+    def offline(self) -> bool:
+        """The agent learns from datasets, not from stepping the envs (every task has one)."""
+        return any(t.dataset is not None for t in self.tasks)
 
     @property
     def scored(self) -> bool:

@@ -1,0 +1,205 @@
+"""Recording a policy's episodes on a task, on the functional path: many envs stepped at once
+inside one compiled `lax.scan`, then cut into whole episodes for a Minari dataset.
+
+What is recorded is the task as an agent meets it (`everlearn.data.datasets`): observations
+after the task's context (permutation, scale), the agent's own action (in [-1, 1] for
+continuous actions, before the task's motor scale), the reward after the task's reward scale
+and shift. Only whole episodes are kept: each env's unfinished last episode is dropped, so a
+dataset holds at least `steps` transitions minus at most one episode per env.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import gymnasium as gym
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from everlearn.data import minari_io
+from everlearn.data.minari_io import Episode
+from everlearn.envs.functional import FunctionalEnv
+from everlearn.envs.sources import EnvSpaces, gymnax_id
+from everlearn.runs.functional import task_params
+from everlearn.scenarios.task import Task
+
+# A policy: (obs[num_envs, d], key) -> action[num_envs, ...].
+Policy = Callable[[jax.Array, jax.Array], jax.Array]
+
+
+def agent_spaces(spaces: EnvSpaces) -> dict[str, gym.Space]:
+    """The Gymnasium spaces of what is recorded: the task's observations, and the agent's
+    actions (a continuous action in [-1, 1] per dimension)."""
+    observation = gym.spaces.Box(-np.inf, np.inf, spaces.obs_shape, np.float32)
+    action = (gym.spaces.Box(-1.0, 1.0, (spaces.num_actions,), np.float32) if spaces.continuous
+              else gym.spaces.Discrete(spaces.num_actions))
+    return {"observation_space": observation, "action_space": action}
+
+
+def random_policy(env: FunctionalEnv) -> Policy:
+    """Uniform actions: in [-1, 1] per dimension, or uniform over the discrete actions."""
+    spaces = env.spaces
+
+    def act(obs: jax.Array, key: jax.Array) -> jax.Array:
+        if spaces.continuous:
+            return jax.random.uniform(key, (obs.shape[0], spaces.num_actions), minval=-1.0,
+                                      maxval=1.0)
+        return jax.random.randint(key, (obs.shape[0],), 0, spaces.num_actions)
+
+    return act
+
+
+def rollout(task: Task, policy: Policy, steps: int, seed: int,
+            num_envs: int = 16) -> list[Episode]:
+    """Run `policy` on `task` for about `steps` transitions over `num_envs` envs; the whole
+    episodes, in the order they ended."""
+    env = FunctionalEnv(task)
+    params = task_params(env, task)
+    per_env = -(-steps // num_envs) + env.max_episode_steps  # room to finish an episode
+    key = jax.random.PRNGKey(seed)
+    k_reset, k_steps = jax.random.split(key)
+    obs, state = jax.vmap(env.reset, in_axes=(0, None))(jax.random.split(k_reset, num_envs),
+                                                         params)
+
+    def step(carry, key):
+        obs, state = carry
+        k_act, k_env = jax.random.split(key)
+        action = policy(obs, k_act)
+        next_obs, state, reward, terminated, truncated, true_next = jax.vmap(
+            env.step, in_axes=(0, 0, 0, None))(jax.random.split(k_env, num_envs), state,
+                                               action, params)
+        return (next_obs, state), (obs, action, reward, terminated, truncated, true_next)
+
+    _, columns = jax.jit(lambda c, k: jax.lax.scan(step, c, k))(
+        (obs, state), jax.random.split(k_steps, per_env))
+    obs, action, reward, terminated, truncated, true_next = (np.asarray(c) for c in columns)
+    continuous = env.spaces.continuous
+    episodes: list[tuple[int, Episode]] = []
+    for e in range(num_envs):
+        ends = np.flatnonzero(terminated[:, e] | truncated[:, e])
+        start = 0
+        for end in ends:
+            rows = slice(start, end + 1)
+            episodes.append((int(end), Episode(
+                observations=np.concatenate([obs[rows, e], true_next[end:end + 1, e]]),
+                actions=action[rows, e].astype(np.float32 if continuous else np.int64),
+                rewards=reward[rows, e].astype(np.float64),
+                terminations=terminated[rows, e].astype(bool),
+                truncations=truncated[rows, e].astype(bool))))
+            start = end + 1
+    episodes.sort(key=lambda item: item[0])
+    kept, total = [], 0
+    for _, episode in episodes:  # the earliest-ending episodes up to the asked size
+        if total >= steps:
+            break
+        kept.append(episode)
+        total += len(episode.rewards)
+    return kept
+
+
+def agent_policy(agent: Any, agent_state: Any, greedy: bool = False) -> Policy:
+    """An everlearn agent's exploring (`act`) or greedy policy, for one seed's state."""
+    if greedy:
+        return lambda obs, key: agent.greedy_action(agent_state, obs)
+    return lambda obs, key: agent.act(agent_state, obs, key)[0]
+
+
+def run_policy(run_dir: str | Path, task: Task, seed_index: int = 0,
+               greedy: bool = False) -> tuple[Policy, dict]:
+    """The policy of a run directory's newest checkpoint (seed `seed_index` of its seeds),
+    acting on `task`, which must be a task of the run's scenario by name: the policy is fed
+    the task's observations as the run fed them (padding, task id, action mask). Returns the
+    policy and a description for the dataset's metadata."""
+    from everlearn.data.datasets import agent_observations
+    from everlearn.runs.checkpoint import NoCheckpoint, load_checkpoint
+    from everlearn.runs.run import load_config, make_plan, scenario_layout_for
+
+    run_dir = Path(run_dir)
+    config = load_config(run_dir)
+    info = json.loads((run_dir / "run.json").read_text()) if (run_dir / "run.json").is_file() else {}
+    plan = make_plan(config, info.get("normalisation"))
+    names = [t.name for t in plan.scenario.tasks]
+    if task.name not in names:
+        raise ValueError(f"task '{task.name}' is not a task of run '{run_dir}' (its tasks: "
+                         f"{', '.join(names)}); collect on one of them")
+    if not 0 <= seed_index < len(config.seeds):
+        raise ValueError(f"--seed-index {seed_index}: run '{run_dir}' has {len(config.seeds)} "
+                         f"seeds; use 0..{len(config.seeds) - 1}")
+    try:
+        state, index = load_checkpoint(run_dir / "checkpoints",
+                                       plan.trainer.init(config.seeds))
+    except NoCheckpoint:
+        raise ValueError(f"run '{run_dir}' has no checkpoint yet; let it reach its first "
+                         "evaluation") from None
+    agent = plan.trainer.agent
+    agent_state = jax.tree.map(lambda x: x[seed_index], state.agent)
+    position = names.index(task.name)
+    acting = agent.for_task(agent_state, position)  # the methods' view of the task (PackNet)
+    layout = scenario_layout_for(config.scenario, config.backend)
+    spaces = FunctionalEnv(task).spaces
+    extra = agent.view.obs_dim - len(agent_observations(
+        np.zeros((1, int(np.prod(spaces.obs_shape))), np.float32), spaces, layout)[0])
+    onehot = np.eye(plan.scenario.num_tasks, dtype=np.float32)[position] if extra else None
+    inner = agent_policy(agent, acting, greedy)
+
+    def policy(obs: jax.Array, key: jax.Array) -> jax.Array:
+        return inner(agent_observations(obs, spaces, layout, onehot, jnp), key)
+
+    about = {"policy": f"{config.agent} of run {run_dir.name}, seed {config.seeds[seed_index]}, "
+                       f"checkpoint at segment {index['segment']}, "
+                       f"{'greedy' if greedy else 'exploring'} actions",
+             "run": str(run_dir.resolve()), "segment": index["segment"]}
+    return policy, about
+
+
+def record(scenario_name: str, task_name: str, dataset_name: str, policy: str, steps: int,
+           seed: int = 0, seed_index: int = 0, greedy: bool = False,
+           overwrite: bool = False) -> str:
+    """`everlearn collect`: record `policy` ("random" or a run directory) on a task of a
+    scenario into the Minari dataset `dataset_name`; returns a line saying what was written.
+    Every check comes before the recording, so bad input writes nothing."""
+    from everlearn import __version__
+    from everlearn.scenarios import get_scenario
+
+    scenario = get_scenario(scenario_name)
+    names = [t.name for t in scenario.tasks]
+    if task_name not in names:
+        raise ValueError(f"scenario '{scenario.name}' has no task '{task_name}'; its tasks: "
+                         f"{', '.join(names)}")
+    task = scenario.tasks[names.index(task_name)]
+    if gymnax_id(task) is None:
+        raise ValueError(f"task '{task.name}' ({task.env}) has no functional env, and collect "
+                         "records on the functional path; record it with Minari's "
+                         "DataCollector instead")
+    if steps < 1:
+        raise ValueError(f"--steps {steps}: record at least one transition")
+    minari_io.check_dataset_id(dataset_name)
+    if not overwrite and dataset_name in minari_io.list_local():
+        raise ValueError(f"dataset '{dataset_name}' exists; choose another --name or pass "
+                         "--overwrite")
+    env = FunctionalEnv(task)
+    if policy == "random":
+        act, about = random_policy(env), {"policy": "uniform random"}
+    elif Path(policy).is_dir():
+        act, about = run_policy(policy, task, seed_index, greedy)
+    else:
+        raise ValueError(f"--policy '{policy}' is neither 'random' nor a run directory")
+    episodes = rollout(task, act, steps, seed)
+    if not episodes:
+        raise ValueError(f"--steps {steps} is shorter than one episode of task '{task.name}' "
+                         f"(up to {env.max_episode_steps} steps); record more")
+    returns = [float(e.rewards.sum()) for e in episodes]
+    metadata = {"everlearn_version": __version__, "scenario": scenario.name,
+                "task": task.describe(), "seed": seed, **about,
+                "mean_return": float(np.mean(returns))}
+    path = minari_io.write_dataset(dataset_name, episodes, **agent_spaces(env.spaces),
+                                   metadata=metadata, overwrite=overwrite,
+                                   description=f"task '{task.name}' of scenario "
+                                               f"'{scenario.name}': {about['policy']}")
+    rows = sum(len(e.rewards) for e in episodes)
+    return (f"wrote {dataset_name}: {len(episodes)} episodes, {rows:,} transitions, mean "
+            f"return {np.mean(returns):.1f} ({path})")
