@@ -4,15 +4,17 @@ datasets, so nothing is downloaded and a second use reads the same data.
 
 The qualities follow D4RL's (Fu et al., 2020, "D4RL: Datasets for Deep Data-Driven
 Reinforcement Learning"): "random" from a uniform-random policy; "expert" from a fully
-trained SAC agent; "medium" from the same agent stopped early, at about a third of the way
-from random to expert return. Each is `RECIPE_STEPS` transitions of whole episodes, collected
+trained SAC agent; "medium" from the same agent stopped early, at a third of the way from
+random to expert return. Each is `RECIPE_STEPS` transitions of whole episodes, collected
 with the policy's own exploring (stochastic) actions, as D4RL's were.
 
 Deliberate differences from D4RL: 50k transitions, not 1M (Pendulum episodes are 200 steps;
 this is 250 episodes); SAC with [64, 64] networks trained for `EXPERT_STEPS` steps (it
-balances Pendulum by 12k steps: `tests/agents/test_continuous.py`); "medium" is the snapshot
-(one every `SNAPSHOT_EVERY` steps) whose greedy return is closest to a third of the way from
-the random return to the best snapshot's, where D4RL stopped training by hand.
+balances Pendulum by 12k steps: `tests/agents/test_continuous.py`); "medium" is the first
+snapshot (one every `SNAPSHOT_EVERY` steps) whose greedy return is a third of the way from the
+random return to the task's reference score (D4RL stopped training by hand); for a task
+without a reference score, the snapshot closest to a third of the way to the best snapshot's.
+The random return is measured (100 episodes), not the task's `random_score`.
 
 A recipe's id names the task's env and a hash of its whole context
 (`everlearn/pendulum-v1-3f2a9c1d/medium-v0`), so two contexts never share data and a changed
@@ -21,6 +23,7 @@ recipe gets a new version number.
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
 import re
@@ -76,6 +79,17 @@ def make_recipe(task: Task, quality: str, log=print) -> str:
     name = recipe_id(task, quality)
     if name in minari_io.list_local():
         return name
+    root = minari_io.datasets_root()
+    root.mkdir(parents=True, exist_ok=True)
+    with open(root / ".everlearn-recipes.lock", "w") as lock:
+        # Runs of a sweep that need the same recipe: one makes it, the others wait and read it.
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if name not in minari_io.list_local():
+            _make(task, quality, name, log)
+    return name
+
+
+def _make(task: Task, quality: str, name: str, log) -> None:
     env = FunctionalEnv(task)
     if quality == "random":
         policy, about = random_policy(env), {"policy": "uniform random"}
@@ -93,7 +107,6 @@ def make_recipe(task: Task, quality: str, log=print) -> str:
         description=f"everlearn's built-in '{quality}' data for task '{task.name}' "
                     f"({task.env}): {about['policy']}")
     log(f"dataset {name}: {len(episodes)} episodes, mean return {np.mean(returns):.1f}")
-    return name
 
 
 def _trained_policy(task: Task, quality: str) -> tuple[Any, dict]:
@@ -110,14 +123,24 @@ def _trained_policy(task: Task, quality: str) -> tuple[Any, dict]:
     agent = make_agent("sac", AGENTS["sac"].config(**EXPERT_AGENT), spec)
     scenario = Scenario(f"recipe-{task.name}", "recipe training", (task,), EXPERT_STEPS)
     trainer = FunctionalTrainer(scenario, agent, SNAPSHOT_EVERY, eval_episodes=10)
+    random_return = _functional_random_return(task, 100, RECIPE_SEED)
+    # Where the task gives its reference (expert-level) return, "medium" is the first
+    # snapshot a third of the way there, and training stops at it; otherwise it is picked
+    # after the whole training, against the best snapshot's return.
+    target = None
+    if quality == "medium" and task.reference_score is not None:
+        target = random_return + MEDIUM_FRACTION * (task.reference_score - random_return)
     state = trainer.init([RECIPE_SEED])
     snapshots, scores = [], []
     for k in range(EXPERT_STEPS // SNAPSHOT_EVERY):
         state, _ = trainer.train_segment(state, 0)
         snapshots.append(jax.tree.map(lambda x: x[0], state.agent))
         scores.append(float(trainer.evaluate(state, [RECIPE_SEED], k + 1)[0, 0]))
-    random_return = _functional_random_return(task, 100, RECIPE_SEED)
+        if target is not None and scores[-1] >= target:
+            break
     if quality == "expert":
+        pick = len(snapshots) - 1
+    elif target is not None and scores[-1] >= target:
         pick = len(snapshots) - 1
     else:
         target = random_return + MEDIUM_FRACTION * (max(scores) - random_return)
