@@ -1,4 +1,5 @@
-"""Shared test set-up: reference-run caches go to a temporary folder, never the user's."""
+"""Shared test set-up: reference-run caches and Minari datasets go to a temporary folder (one
+per test session and worker, so a recipe dataset is made once), never the user's."""
 
 import pytest
 
@@ -6,6 +7,7 @@ import pytest
 @pytest.fixture(autouse=True)
 def _isolated_cache(tmp_path_factory, monkeypatch):
     monkeypatch.setenv("EVERLEARN_CACHE", str(tmp_path_factory.getbasetemp() / "cache"))
+    monkeypatch.setenv("MINARI_DATASETS_PATH", str(tmp_path_factory.getbasetemp() / "minari"))
 
 
 @pytest.fixture
