@@ -31,10 +31,14 @@ test: $(BIN)/.installed
 	$(BIN)/python -m pytest -q -n 2 --dist loadfile
 	JAX_NUM_CPU_DEVICES=1 $(BIN)/python -m pytest -q $(LEARNING_TESTS)
 
-# Benchmarks need the baseline: torch==2.13.0 (CPU build) goes in before stable-baselines3.
+# Benchmarks need the baselines: torch==2.13.0 (CPU build) goes in before stable-baselines3
+# and d3rlpy.
 $(BIN)/.bench: $(BIN)/.installed
 	$(BIN)/python -m pip install -q torch==2.13.0
 	$(BIN)/python -m pip install -q -e '.[bench]'
+	@# d3rlpy 2.8.1 pins gymnasium==1.0.0; its algorithms work with everlearn's gymnasium and
+	@# are used on datasets only (benchmarks/offline.py), so it goes in without its pins.
+	$(BIN)/python -m pip install -q --no-deps d3rlpy==2.8.1
 	touch $@
 
 bench: $(BIN)/.bench
