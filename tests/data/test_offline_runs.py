@@ -145,3 +145,37 @@ def test_a_scenario_mixing_offline_and_online_tasks_is_refused(tmp_path):
                     "  - {name: b, env: Pendulum-v1}\n")
     result = CliRunner().invoke(app, ["run", "--scenario", str(path), "--agent", "td3"])
     assert result.exit_code == 2 and "have no dataset" in result.output
+
+
+def test_td3_bc_beats_the_medium_datasets_average_offline(tmp_path):
+    """TD3+BC, 8 vmapped seeds, [64, 64] networks, 10,000 gradient steps on the standard
+    Pendulum's built-in medium dataset (no env step), each seed's greedy return over 10
+    episodes, normalised. Bar: the median beats the dataset's own average return (what
+    behaviour cloning of the data reaches, at best) by 0.1.
+
+    Measured on 2026-11-30, 2 cores, dataset average 0.33 (its greedy snapshot 0.48):
+      seeds 0-7:   median 0.70, per seed 0.56-0.90 (the same with JAX_NUM_CPU_DEVICES=1)
+      seeds 8-15:  median 0.66, per seed 0.64-0.70
+      seeds 16-23: median 0.69, per seed 0.48-0.82
+    The recipe is remade on each machine (its SAC run differs with the machine's XLA code),
+    so the bar is relative to the dataset's own average rather than a fixed number.
+    About 30 s, after the medium recipe (made by the test above in the same worker, ~20 s).
+    IQL and CQL do not clear this bar at this budget yet (IQL median 0.05 at 10k steps; CQL
+    0.23 at 3k): issue 14's notes."""
+    task = get_scenario("pendulum-offline").tasks[0]
+    name = recipes.make_recipe(task, "medium", log=lambda line: None)
+    average = float(task.normalise(np.mean(minari_io.load_transitions(name).episode_returns)))
+    seeds = list(range(8))
+    scenario = tmp_path / "medium.yaml"  # pendulum-offline's first task alone
+    scenario.write_text("name: medium\nsteps_per_task: 10000\ntasks:\n  - {name: standard, "
+                        "env: Pendulum-v1, dataset: medium, random_score: -1214.0, "
+                        "reference_score: -150.0}\n")
+    config = build_config(None, {"scenario": str(scenario), "agent": "td3_bc", "seeds": seeds},
+                          ["td3_bc.hidden_sizes=[64,64]", "evals_per_task=1",
+                           "eval_episodes=10"])
+    plan = make_plan(config)
+    state, _ = plan.trainer.train_segment(plan.trainer.init(seeds), 0)
+    returns = plan.trainer.evaluate(state, seeds, 1)[:, 0]
+    scores = task.normalise(returns)
+    assert np.median(scores) >= average + 0.1, (
+        f"median {np.median(scores):.2f} vs the data's {average:.2f}; per seed {scores.round(2)}")

@@ -11,7 +11,7 @@ from scipy import stats
 from everlearn.agents import EnvSpec, make_agent
 from everlearn.agents.common import ReplayBuffer
 from everlearn.agents.dqn import DQNConfig
-from everlearn.methods import METHODS, Method
+from everlearn.methods import METHODS, OFF_POLICY_AGENTS, Method
 from everlearn.methods.replay import (BalancedReplayConfig, ReplayConfig, make_replay,
                                       memory_nbytes, sample_rows)
 
@@ -170,7 +170,7 @@ def test_the_view_gives_the_full_observation_width_to_multi_head_networks():
 
 
 def test_dqn_updates_with_replay_under_jit_and_vmap(two_seeds):
-    assert METHODS["replay"].agents == METHODS["replay_balanced"].agents == ("dqn", "sac", "td3")
+    assert METHODS["replay"].agents == METHODS["replay_balanced"].agents == OFF_POLICY_AGENTS
     assert not METHODS["replay"].needs_boundaries and METHODS["replay_balanced"].needs_boundaries
     # Both variants at once (they compose), to compile the agent once.
     agent = make_agent("dqn", DQN_SMALL, EnvSpec(4, 2, num_tasks=2), [

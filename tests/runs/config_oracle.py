@@ -25,9 +25,9 @@ OPEN_UNIT = {"gamma": (0.0, 1.0, False, True), "target_tau": (0.0, 1.0, False, T
 # Keys where null means "work it out": the scenario's budget, PackNet's equal split, SAC's
 # random steps (learning_starts), evaluations per task (evals_per_task).
 NONE_IS_DEFAULT = {"steps_per_task", "keep_fraction", "random_steps", "eval_every"}
-# Polyak steps of the continuous agents: `tau` of sac/td3 is a step in (0, 1], of redo a
-# threshold (>= 0); told apart by section.
-POLYAK_SECTIONS = {"sac", "td3"}
+# Polyak steps of the continuous agents: `tau` of sac/td3/td3_bc/iql/cql is a step in
+# (0, 1], of redo a threshold (>= 0); told apart by section.
+POLYAK_SECTIONS = {"sac", "td3", "td3_bc", "iql", "cql"}
 
 
 def _number(value: Any) -> float | None:

@@ -43,7 +43,7 @@ def _yaml(value) -> str:
 
 
 # The scenario each agent acts in (the default one has discrete actions).
-SCENARIO = {"sac": "pendulum-contexts", "td3": "pendulum-contexts"}
+SCENARIO = {name: "pendulum-contexts" for name in ("sac", "td3", "td3_bc", "iql", "cql")}
 
 
 @settings(max_examples=150, deadline=None, derandomize=True,

@@ -8,10 +8,13 @@ from typing import NamedTuple
 from pydantic import BaseModel
 
 from everlearn.agents.common import Agent, EnvSpec, Transition
+from everlearn.agents.cql import CQLConfig, make_cql
 from everlearn.agents.dqn import DQNConfig, make_dqn
+from everlearn.agents.iql import IQLConfig, make_iql
 from everlearn.agents.ppo import PPOConfig, make_ppo
 from everlearn.agents.sac import SACConfig, make_sac
 from everlearn.agents.td3 import TD3Config, make_td3
+from everlearn.agents.td3_bc import TD3BCConfig, make_td3_bc
 
 
 class AgentEntry(NamedTuple):
@@ -25,6 +28,10 @@ AGENTS: dict[str, AgentEntry] = {
     "dqn": AgentEntry(DQNConfig, make_dqn, continuous=False),
     "sac": AgentEntry(SACConfig, make_sac, continuous=True),
     "td3": AgentEntry(TD3Config, make_td3, continuous=True),
+    # Offline agents (they learn from datasets through `Agent.learn`, and online as well)
+    "td3_bc": AgentEntry(TD3BCConfig, make_td3_bc, continuous=True),
+    "iql": AgentEntry(IQLConfig, make_iql, continuous=True),
+    "cql": AgentEntry(CQLConfig, make_cql, continuous=True),
 }
 
 

@@ -28,16 +28,23 @@ from everlearn.methods.redo import ReDoConfig, make_redo
 from everlearn.methods.replay import BalancedReplayConfig, ReplayConfig, make_replay
 from everlearn.methods.shrink_perturb import (PeriodicShrinkPerturbConfig, ShrinkPerturbConfig,
                                               make_shrink_perturb)
+from everlearn.methods.replay_selective import SelectiveReplayConfig, make_replay_selective
 from everlearn.methods.task_identity import (TaskIdentityConfig, make_multi_head,
                                              make_task_id_input)
 from everlearn.methods.upgd import UPGDConfig, make_upgd
+
+
+# The agents each kind of method works with: every agent, or the off-policy ones (their minibatch
+# rows are transitions that any policy's TD loss can learn from).
+ALL_AGENTS = ("ppo", "dqn", "sac", "td3", "td3_bc", "iql", "cql")
+OFF_POLICY_AGENTS = ("dqn", "sac", "td3", "td3_bc", "iql", "cql")
 
 
 class MethodEntry(NamedTuple):
     config: type[BaseModel]
     make: Callable[[BaseModel, AgentView], Method]
     summary: str
-    agents: tuple[str, ...] = ("ppo", "dqn", "sac", "td3")
+    agents: tuple[str, ...] = ALL_AGENTS
     needs_boundaries: bool = False
     needs_task_ids: bool = False
     # How the method shapes the agent's input and networks: "task_input" (task one-hot appended
@@ -47,10 +54,14 @@ class MethodEntry(NamedTuple):
 
 METHODS: dict[str, MethodEntry] = {
     "replay": MethodEntry(ReplayConfig, make_replay, "mix a reservoir sample of all past "
-                          "transitions into every minibatch", agents=("dqn", "sac", "td3")),
+                          "transitions into every minibatch", agents=OFF_POLICY_AGENTS),
     "replay_balanced": MethodEntry(BalancedReplayConfig, make_replay, "replay with an equal "
-                                   "share of the memory per task", agents=("dqn", "sac", "td3"),
+                                   "share of the memory per task", agents=OFF_POLICY_AGENTS,
                                    needs_boundaries=True),
+    "replay_selective": MethodEntry(SelectiveReplayConfig, make_replay_selective, "at each "
+                                    "task end keep the transitions the learned policy agrees "
+                                    "with, and mix them into every minibatch",
+                                    agents=OFF_POLICY_AGENTS, needs_boundaries=True),
     "bc_replay": MethodEntry(BCReplayConfig, make_bc_replay, "clone the acting policy's "
                              "stored outputs on a reservoir of past states (CLEAR)"),
     "bc_replay_end_of_task": MethodEntry(BCReplayEndOfTaskConfig, make_bc_replay_end_of_task,
@@ -68,9 +79,11 @@ METHODS: dict[str, MethodEntry] = {
                         needs_boundaries=True),
     "l2_init": MethodEntry(L2InitConfig, make_l2_init,
                            "pull weights towards their initial values"),
+    # PackNet packs the network each agent acts with (`packnet.POLICY_NETWORK`), which names
+    # no offline agent yet.
     "packnet": MethodEntry(PackNetConfig, make_packnet,
                            "prune after each task and freeze the weights it keeps",
-                           needs_boundaries=True),
+                           agents=("ppo", "dqn", "sac", "td3"), needs_boundaries=True),
     "multi_head": MethodEntry(TaskIdentityConfig, make_multi_head,
                               "one output head per task, picked by the task id",
                               needs_task_ids=True, network="multi_head"),

@@ -20,6 +20,9 @@ from everlearn.agents.dqn import DQNConfig
 from everlearn.agents.ppo import PPOConfig
 from everlearn.agents.sac import SACConfig
 from everlearn.agents.td3 import TD3Config
+from everlearn.agents.td3_bc import TD3BCConfig
+from everlearn.agents.iql import IQLConfig
+from everlearn.agents.cql import CQLConfig
 from everlearn.envs.sources import gymnax_id
 from everlearn.methods import METHODS
 from everlearn.ranges import SEED_MAX, STEPS_MAX
@@ -97,6 +100,9 @@ class _RunConfigFields(BaseModel):
     dqn: DQNConfig = DQNConfig()
     sac: SACConfig = SACConfig()
     td3: TD3Config = TD3Config()
+    td3_bc: TD3BCConfig = TD3BCConfig()
+    iql: IQLConfig = IQLConfig()
+    cql: CQLConfig = CQLConfig()
 
     @field_validator("seeds", mode="before")
     @classmethod
