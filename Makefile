@@ -20,16 +20,13 @@ $(BIN)/.installed: pyproject.toml
 run: $(BIN)/.installed
 	$(BIN)/everlearn run --scenario cartpole-contexts --agent ppo --seeds 0-4 --reference
 
-# A learning test runs a second time on one XLA device: a 1-core machine compiles other code
-# (the seed axis is not split), and the bars must hold there too. TD3 (functional path, the bar
-# nearest its measured distribution); all four pass there (their docstrings), in 171 s.
-LEARNING_TESTS := "tests/agents/test_continuous.py::test_learns_pendulum_within_12k_steps[td3]"
-
 # Two worker processes (pytest-xdist), a test file each at a time: compilation is mostly one
 # thread, so two files compile side by side; a file's tests share their compiled programs.
+# The heaviest files go first, in the order tests/conftest.py gives (not xdist's by test count),
+# so that both workers finish together. A learning test also runs on one XLA device
+# (tests/agents/test_one_device.py).
 test: $(BIN)/.installed
-	$(BIN)/python -m pytest -q -n 2 --dist loadfile
-	JAX_NUM_CPU_DEVICES=1 $(BIN)/python -m pytest -q $(LEARNING_TESTS)
+	$(BIN)/python -m pytest -q -n 2 --dist loadfile --no-loadscope-reorder
 
 # Benchmarks need the baselines: torch==2.13.0 (CPU build) goes in before stable-baselines3
 # and d3rlpy.

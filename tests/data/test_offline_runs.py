@@ -138,13 +138,13 @@ def test_offline_configs_are_refused_in_one_line(tmp_path, agent, env, dataset, 
     assert "\n" not in str(error.value)
 
 
-def test_a_scenario_mixing_offline_and_online_tasks_is_refused(tmp_path):
-    path = tmp_path / "mixed.yaml"
-    path.write_text("name: mixed\nsteps_per_task: 100\ntasks:\n"
-                    "  - {name: a, env: Pendulum-v1, dataset: medium}\n"
-                    "  - {name: b, env: Pendulum-v1}\n")
+def test_a_drifting_scenario_with_a_dataset_is_refused(tmp_path):
+    path = tmp_path / "drifting.yaml"
+    path.write_text("name: drifting\nsteps_per_task: 100\ndrift: true\ntasks:\n"
+                    "  - {name: a, env: Pendulum-v1, dataset: medium, physics: {m: 1.0}}\n"
+                    "  - {name: b, env: Pendulum-v1, physics: {m: 1.5}}\n")
     result = CliRunner().invoke(app, ["run", "--scenario", str(path), "--agent", "td3"])
-    assert result.exit_code == 2 and "have no dataset" in result.output
+    assert result.exit_code == 2 and "cannot be offline" in result.output, result.output
 
 
 def test_td3_bc_beats_the_medium_datasets_average_offline(tmp_path):

@@ -9,9 +9,9 @@ noise of scale `exploration_noise` to the actor's action.
 
 Each `update` call receives `train_every` steps from each env, stores them in the replay buffer
 (part of the agent state) and — once it holds `learning_starts` transitions — takes
-`utd_ratio` gradient steps per env step, fused into one `lax.scan`; until then the agent acts
-uniformly at random — with `explore_each_task`, also for the first `learning_starts` steps of
-every later task (learning goes on meanwhile). One gradient step is one loss over all three
+`utd_ratio` gradient steps per env step, fused into one `lax.scan`. It acts uniformly at random
+for `random_steps` env steps (by default `learning_starts`) — with `explore_each_task`, also for
+the first `random_steps` steps of every later task (learning goes on meanwhile). One gradient step is one loss over all three
 networks (the critics held fixed in the actor's term); the delay is an Optax mask on the
 actor's part of the update, so the continual-learning methods (`everlearn.methods`) hook in
 once, at the points marked.
@@ -50,7 +50,10 @@ class TD3Config(BaseModel):
     buffer_size: PositiveInt = 1_000_000
     batch_size: PositiveInt = 256
     learning_starts: NonNegativeInt = 1_000
-    # Act at random for the first `learning_starts` env steps of each task, not only of the
+    # Env steps of uniformly random actions; None: `learning_starts`. 0 with a pre-trained
+    # actor is WSRL's warm-up: it acts from the first step, learning waits for the buffer.
+    random_steps: NonNegativeInt | None = None
+    # Act at random for the first `random_steps` env steps of each task, not only of the
     # run. None: on where the scenario shows its task boundaries (the run resolves it).
     explore_each_task: bool | None = None
     learning_rate: PositiveFloat = 1e-3
@@ -84,6 +87,7 @@ def make_td3(config: TD3Config, spec: EnvSpec,
     if not spec.continuous:
         raise ValueError("td3 needs continuous actions; use ppo or dqn for discrete ones")
     action_dim = spec.num_actions
+    random_steps = config.learning_starts if config.random_steps is None else config.random_steps
     gradient_steps = gradient_steps_per_update("td3", config)
     network_options = dict(activation=config.activation, heads=spec.heads,
                            layer_norm=config.layer_norm, elephant_a=config.elephant_a,
@@ -167,8 +171,8 @@ def make_td3(config: TD3Config, spec: EnvSpec,
         action = policy(state.params["actor"], obs)
         action = jnp.clip(action + config.exploration_noise
                           * jax.random.normal(k_noise, action.shape), -1.0, 1.0)
-        # at random for `learning_starts` steps of the run, or of each task (explore_each_task)
-        warming_up = state.env_steps - state.explore_from < config.learning_starts
+        # at random for `random_steps` steps of the run, or of each task (explore_each_task)
+        warming_up = state.env_steps - state.explore_from < random_steps
         return jnp.where(warming_up, random_actions(k_random, action.shape), action), {}
 
     def total_loss(params, target_params, mb, key, method_state):

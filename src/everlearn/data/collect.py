@@ -108,26 +108,19 @@ def agent_policy(agent: Any, agent_state: Any, greedy: bool = False) -> Policy:
     return lambda obs, key: agent.act(agent_state, obs, key)[0]
 
 
-def run_policy(run_dir: str | Path, task: Task, seed_index: int = 0,
-               greedy: bool = False) -> tuple[Policy, dict]:
-    """The policy of a run directory's newest checkpoint (seed `seed_index` of its seeds),
-    acting on `task`, which must be a task of the run's scenario by name: the policy is fed
-    the task's observations as the run fed them (padding, task id, action mask). Returns the
-    policy and a description for the dataset's metadata."""
-    from everlearn.data.datasets import agent_observations
+def load_run(run_dir: str | Path, seed_index: int = 0):
+    """A run directory's plan, its newest checkpoint's state of seed `seed_index` (the agent
+    state) and that checkpoint's index entry; refuses a missing checkpoint or seed in one
+    line."""
     from everlearn.runs.checkpoint import NoCheckpoint, load_checkpoint
-    from everlearn.runs.run import load_config, make_plan, scenario_layout_for
+    from everlearn.runs.run import load_config, make_plan
 
     run_dir = Path(run_dir)
     config = load_config(run_dir)
     info = json.loads((run_dir / "run.json").read_text()) if (run_dir / "run.json").is_file() else {}
     plan = make_plan(config, info.get("normalisation"))
-    names = [t.name for t in plan.scenario.tasks]
-    if task.name not in names:
-        raise ValueError(f"task '{task.name}' is not a task of run '{run_dir}' (its tasks: "
-                         f"{', '.join(names)}); collect on one of them")
     if not 0 <= seed_index < len(config.seeds):
-        raise ValueError(f"--seed-index {seed_index}: run '{run_dir}' has {len(config.seeds)} "
+        raise ValueError(f"seed index {seed_index}: run '{run_dir}' has {len(config.seeds)} "
                          f"seeds; use 0..{len(config.seeds) - 1}")
     try:
         state, index = load_checkpoint(run_dir / "checkpoints",
@@ -135,8 +128,26 @@ def run_policy(run_dir: str | Path, task: Task, seed_index: int = 0,
     except NoCheckpoint:
         raise ValueError(f"run '{run_dir}' has no checkpoint yet; let it reach its first "
                          "evaluation") from None
+    return plan, jax.tree.map(lambda x: x[seed_index], state.agent), index
+
+
+def run_policy(run_dir: str | Path, task: Task, seed_index: int = 0,
+               greedy: bool = False) -> tuple[Policy, dict]:
+    """The policy of a run directory's newest checkpoint (seed `seed_index` of its seeds),
+    acting on `task`, which must be a task of the run's scenario by name: the policy is fed
+    the task's observations as the run fed them (padding, task id, action mask). Returns the
+    policy and a description for the dataset's metadata."""
+    from everlearn.data.datasets import agent_observations
+    from everlearn.runs.run import scenario_layout_for
+
+    run_dir = Path(run_dir)
+    plan, agent_state, index = load_run(run_dir, seed_index)
+    config = plan.config
+    names = [t.name for t in plan.scenario.tasks]
+    if task.name not in names:
+        raise ValueError(f"task '{task.name}' is not a task of run '{run_dir}' (its tasks: "
+                         f"{', '.join(names)}); collect on one of them")
     agent = plan.trainer.agent
-    agent_state = jax.tree.map(lambda x: x[seed_index], state.agent)
     position = names.index(task.name)
     acting = agent.for_task(agent_state, position)  # the methods' view of the task (PackNet)
     layout = scenario_layout_for(config.scenario, config.backend)

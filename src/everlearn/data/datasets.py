@@ -12,14 +12,18 @@ env is in the env's units).
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import jax.numpy as jnp
 import numpy as np
+from pydantic import BaseModel
 
 from everlearn.agents.common import ReplayBuffer
 from everlearn.data import minari_io
 from everlearn.data.recipes import dataset_id
 from everlearn.envs.layout import Layout, action_mask, pad_observation
 from everlearn.envs.sources import EnvSpaces
+from everlearn.methods.base import AgentView
 from everlearn.scenarios.task import Scenario, Task
 
 
@@ -75,21 +79,67 @@ def agent_rows(task: Task, index: int, spaces: EnvSpaces, layout: Layout, num_ta
             "terminated": data.terminated.astype(bool), "next_obs": observe(data.next_obs)}
 
 
+def full_buffer(rows: dict[str, np.ndarray], capacity: int | None = None) -> ReplayBuffer:
+    """`rows` (the agent's minibatch format) as a full `ReplayBuffer` of `capacity` rows (at
+    least the rows' count; the extra rows are zeros, never sampled: `ReplayBuffer.sample`
+    reads only its first `size`)."""
+    n = rows["reward"].shape[0]
+    capacity = n if capacity is None else capacity
+    padded = {k: jnp.asarray(np.concatenate([v, np.zeros((capacity - n, *v.shape[1:]), v.dtype)]))
+              for k, v in rows.items()}
+    return ReplayBuffer(obs=padded["obs"], action=padded["action"], reward=padded["reward"],
+                        terminated=padded["terminated"], next_obs=padded["next_obs"],
+                        position=jnp.asarray(n % capacity, jnp.int32),
+                        size=jnp.asarray(n, jnp.int32))
+
+
 def dataset_buffers(scenario: Scenario, spaces: list[EnvSpaces], layout: Layout,
-                    task_ids: bool) -> list[ReplayBuffer]:
-    """One full buffer per task, all with the rows of the largest dataset (a smaller one's
-    extra rows are never sampled: `ReplayBuffer.sample` reads only its first `size`)."""
+                    task_ids: bool) -> list[ReplayBuffer | None]:
+    """One full buffer per offline task, all with the rows of the largest dataset, so that one
+    compiled program serves every task; None for a task that learns online."""
     rows = [agent_rows(task, i, spaces[i], layout, scenario.num_tasks, task_ids)
-            for i, task in enumerate(scenario.tasks)]
-    capacity = max(r["reward"].shape[0] for r in rows)
-    buffers = []
-    for r in rows:
-        n = r["reward"].shape[0]
-        padded = {k: np.concatenate([v, np.zeros((capacity - n, *v.shape[1:]), v.dtype)])
-                  for k, v in r.items()}
-        buffers.append(ReplayBuffer(
-            obs=jnp.asarray(padded["obs"]), action=jnp.asarray(padded["action"]),
-            reward=jnp.asarray(padded["reward"]), terminated=jnp.asarray(padded["terminated"]),
-            next_obs=jnp.asarray(padded["next_obs"]),
-            position=jnp.asarray(n % capacity, jnp.int32), size=jnp.asarray(n, jnp.int32)))
-    return buffers
+            if task.dataset is not None else None for i, task in enumerate(scenario.tasks)]
+    capacity = max((r["reward"].shape[0] for r in rows if r is not None), default=0)
+    return [full_buffer(r, capacity) if r is not None else None for r in rows]
+
+
+def method_data(methods: dict[str, BaseModel], scenario: Scenario, spaces: list[EnvSpaces],
+                layout: Layout, task_ids: bool, view: AgentView) -> dict[str, ReplayBuffer]:
+    """The data of each method that takes data (`offline_mix`), as full buffers in the agent's
+    input format: a dataset mapped onto the scenario task its config names (the first by
+    default), or an earlier run's replay buffer, which must have this agent's widths."""
+    if "offline_mix" not in methods:
+        return {}
+    mix = methods["offline_mix"]
+    if mix.run is not None:
+        rows = run_buffer_rows(mix.run, mix.run_seed_index)
+        want = {k: (tuple(v.shape), np.dtype(v.dtype).kind)
+                for k, v in view.minibatch_row.items() if k in ("obs", "action")}
+        got = {k: (rows[k].shape[1:], rows[k].dtype.kind) for k in ("obs", "action")}
+        if got != want:
+            from everlearn.runs.config import ConfigError
+
+            raise ConfigError(f"offline_mix.run: run '{mix.run}' stores observations and actions "
+                             f"of shapes {got['obs'][0]} and {got['action'][0]}, this run's "
+                             f"agent takes {want['obs'][0]} and {want['action'][0]}; mix a run "
+                             "of the same scenario and methods, or record a dataset")
+    else:
+        names = [t.name for t in scenario.tasks]
+        index = names.index(mix.task) if mix.task else 0
+        task = replace(scenario.tasks[index], dataset=mix.dataset)
+        rows = agent_rows(task, index, spaces[index], layout, scenario.num_tasks, task_ids)
+    return {"offline_mix": full_buffer(rows)}
+
+
+def run_buffer_rows(run_dir: str, seed_index: int) -> dict[str, np.ndarray]:
+    """The filled rows of seed `seed_index`'s replay buffer in a run's newest checkpoint."""
+    from everlearn.data.collect import load_run
+
+    _, agent_state, _ = load_run(run_dir, seed_index)
+    buffer = getattr(agent_state, "buffer", None)
+    if buffer is None:
+        raise ValueError(f"offline_mix.run: run '{run_dir}' has no replay buffer (an on-policy "
+                         "agent); mix an off-policy agent's run, or record a dataset")
+    n = int(buffer.size)
+    return {k: np.asarray(getattr(buffer, k)[:n])
+            for k in ("obs", "action", "reward", "terminated", "next_obs")}

@@ -23,6 +23,7 @@ from everlearn.methods.continual_backprop import (ContinualBackpropConfig,
 from everlearn.methods.ewc import EWCConfig, OnlineEWCConfig, make_ewc, make_online_ewc
 from everlearn.methods.l2_init import L2InitConfig, make_l2_init
 from everlearn.methods.mas import MASConfig, make_mas
+from everlearn.methods.offline_mix import OfflineMixConfig, make_offline_mix
 from everlearn.methods.packnet import PackNetConfig, make_packnet
 from everlearn.methods.redo import ReDoConfig, make_redo
 from everlearn.methods.replay import BalancedReplayConfig, ReplayConfig, make_replay
@@ -50,6 +51,9 @@ class MethodEntry(NamedTuple):
     # How the method shapes the agent's input and networks: "task_input" (task one-hot appended
     # to observations), "multi_head" (that, plus one output head per task), or None.
     network: str | None = None
+    # The run's trainer loads data for it and puts it in its state for each training segment
+    # (`everlearn.runs.offline`; the method's config names the source).
+    takes_data: bool = False
 
 
 METHODS: dict[str, MethodEntry] = {
@@ -62,6 +66,10 @@ METHODS: dict[str, MethodEntry] = {
                                     "task end keep the transitions the learned policy agrees "
                                     "with, and mix them into every minibatch",
                                     agents=OFF_POLICY_AGENTS, needs_boundaries=True),
+    "offline_mix": MethodEntry(OfflineMixConfig, make_offline_mix, "draw a fixed share of "
+                               "every minibatch from a dataset or an earlier run's buffer "
+                               "(RLPD-style symmetric sampling, RaE)",
+                               agents=OFF_POLICY_AGENTS, takes_data=True),
     "bc_replay": MethodEntry(BCReplayConfig, make_bc_replay, "clone the acting policy's "
                              "stored outputs on a reservoir of past states (CLEAR)"),
     "bc_replay_end_of_task": MethodEntry(BCReplayEndOfTaskConfig, make_bc_replay_end_of_task,

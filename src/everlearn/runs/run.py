@@ -23,7 +23,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from importlib import metadata
 from pathlib import Path
@@ -51,12 +51,13 @@ from everlearn.runs.config import ConfigError, RunConfig, build_config
 from everlearn.runs.failures import EnvFailed, RunStopped, divergence, write_error_log
 from everlearn.runs.functional import FunctionalTrainer
 from everlearn.runs.gymnasium import GymnasiumTrainer
-from everlearn.runs.offline import OfflineFunctionalTrainer, OfflineGymnasiumTrainer
+from everlearn.runs.offline import DataFunctionalTrainer, DataGymnasiumTrainer
 from everlearn.runs.lock import LOCK_NAME, run_lock
 from everlearn.runs.reference import normalise_reference, reference_curves
 from everlearn.runs.scores import random_scores, reference_scores, success_key
 from everlearn.runs.tensorboard import TensorBoardLog, require_tensorboard
 from everlearn.scenarios import Scenario, get_scenario
+from everlearn.scenarios.task import Task
 
 console = Console(stderr=True)
 # Agents that learn only from their own fresh rollouts, never from a dataset.
@@ -138,8 +139,6 @@ def check_config(config: RunConfig, scores: dict | None = None) -> Scenario:
     if layout.image and layout.continuous:
         raise ConfigError(f"scenario '{scenario.name}' has image observations, which sac and "
                           "td3 do not take yet; use a vector observation or ppo/dqn")
-    if scenario.offline:
-        _check_datasets(config, scenario)
     for name in config.methods:
         entry = METHODS[name]
         if config.agent not in entry.agents:
@@ -152,29 +151,54 @@ def check_config(config: RunConfig, scores: dict | None = None) -> Scenario:
         if entry.needs_task_ids and not scenario.task_ids_visible:
             raise ConfigError(f"method '{name}' needs task ids, which scenario "
                               f"'{scenario.name}' hides; pick another method or scenario")
+    if scenario.offline or any(METHODS[name].takes_data for name in config.methods):
+        _check_datasets(config, scenario)
     return scenario
 
 
 def _check_datasets(config: RunConfig, scenario: Scenario) -> None:
-    """An offline scenario: an agent that can learn from data, and every dataset at hand
-    (a stored Minari dataset, or a built-in recipe that can be made for its task)."""
+    """Data to learn from: an agent that can learn from it, and every dataset at hand (a stored
+    Minari dataset, or a built-in recipe that can be made for its task), for the offline tasks
+    and for the methods that take data (`offline_mix`: exactly one source)."""
     from everlearn.data import minari_io, recipes
 
-    if config.agent in ONLINE_ONLY_AGENTS:
+    if scenario.offline and config.agent in ONLINE_ONLY_AGENTS:
         fits = [name for name in AGENTS if name not in ONLINE_ONLY_AGENTS]
         raise ConfigError(f"scenario '{scenario.name}' learns from datasets, which agent "
                           f"'{config.agent}' cannot; use {', '.join(fits)}")
     stored = set(minari_io.list_local())
-    for task in scenario.tasks:
+
+    def check(task: Task, dataset: str, what: str) -> None:
         try:
-            recipes.check_recipe(task)
+            recipes.check_recipe(replace(task, dataset=dataset))
         except ValueError as e:
             raise ConfigError(str(e)) from None
-        if task.dataset not in recipes.QUALITIES and task.dataset not in stored:
+        if dataset not in recipes.QUALITIES and dataset not in stored:
             known = ", ".join(sorted(stored)) or "none"
-            raise ConfigError(f"task '{task.name}': no local Minari dataset '{task.dataset}' "
-                              f"(nothing is downloaded; local: {known}); record it with "
-                              "`everlearn collect`, or use random, medium or expert")
+            raise ConfigError(f"{what}: no local Minari dataset '{dataset}' (nothing is "
+                              f"downloaded; local: {known}); record it with `everlearn "
+                              "collect`, or use random, medium or expert")
+
+    for task in scenario.tasks:
+        if task.dataset is not None:
+            check(task, task.dataset, f"task '{task.name}'")
+    if "offline_mix" in config.methods:
+        mix = config.offline_mix
+        if (mix.dataset is None) == (mix.run is None):
+            raise ConfigError("offline_mix takes its data from exactly one source: set "
+                              "offline_mix.dataset=ID (a Minari id, or random, medium or "
+                              "expert) or offline_mix.run=RUN_DIR")
+        names = [t.name for t in scenario.tasks]
+        if mix.task is not None and mix.task not in names:
+            raise ConfigError(f"offline_mix.task: scenario '{scenario.name}' has no task "
+                              f"'{mix.task}' (its tasks: {', '.join(names)})")
+        if mix.dataset is not None:
+            task = scenario.tasks[names.index(mix.task) if mix.task else 0]
+            check(task, mix.dataset, "offline_mix.dataset")
+        elif not (Path(mix.run) / "checkpoints" / "latest.json").is_file():
+            raise ConfigError(f"offline_mix.run: '{mix.run}' is not a run directory with a "
+                              "checkpoint; give the --out directory of a run that reached "
+                              "its first evaluation")
 
 
 def _check_budget(plan: RunPlan, steps_per_task: int) -> None:
@@ -289,21 +313,24 @@ def _trainer(scenario_name: str, backend: str, agent_name: str, agent_json: str,
     agent = make_agent(agent_name, agent_config, spec,
                        method_builders([n for n, _ in methods], dict(methods)))
     iterations = max(1, round(steps_per_eval / agent.steps_per_update))
-    offline = {}
-    if scenario.offline:  # learns from the tasks' datasets, loaded at the first segment
-        from everlearn.data.datasets import dataset_buffers
+    data = {}  # the datasets of offline tasks and of methods that take data, loaded lazily
+    if scenario.offline or any(METHODS[name].takes_data for name, _ in methods):
+        from everlearn.data.datasets import dataset_buffers, method_data
 
         spaces = [task_spaces(t, backend) for t in scenario.tasks]
-        offline = {"load_datasets": functools.partial(dataset_buffers, scenario, spaces, layout,
-                                                      task_ids)}
+        data = {"load_datasets": functools.partial(dataset_buffers, scenario, spaces, layout,
+                                                   task_ids),
+                "load_method_data": functools.partial(
+                    method_data, dict(methods), scenario, spaces, layout, task_ids,
+                    agent.view)}
     if backend == "jax":
-        trainer = OfflineFunctionalTrainer if offline else FunctionalTrainer
+        trainer = DataFunctionalTrainer if data else FunctionalTrainer
         return trainer(scenario, agent, iterations, eval_episodes, task_ids=task_ids,
-                       layout=layout, **offline)
-    trainer = OfflineGymnasiumTrainer if offline else GymnasiumTrainer
+                       layout=layout, **data)
+    trainer = DataGymnasiumTrainer if data else GymnasiumTrainer
     return trainer(scenario, agent, iterations, eval_episodes, task_ids=task_ids,
                    layout=layout, success_keys=list(success_keys_for(scenario_name, backend)),
-                   **offline)
+                   **data)
 
 
 def package_versions() -> dict[str, str]:
@@ -349,7 +376,7 @@ def start_run(config: RunConfig, run_dir: Path | None = None, *, quiet: bool = F
         console.print(note, highlight=False, soft_wrap=True)
     sources = _score_sources(config)
     try:
-        make_datasets(plan.scenario, quiet)
+        make_datasets(plan.scenario, plan.config, quiet)
         if not plan.scenario.scored:
             plan = _with_measured_scores(plan, quiet)
     except BaseException:
@@ -425,16 +452,20 @@ def _score_sources(config: RunConfig) -> list[dict[str, str]]:
     return out
 
 
-def make_datasets(scenario: Scenario, quiet: bool) -> None:
-    """Make the built-in recipe datasets an offline scenario names and that are not stored
-    yet (`everlearn.data.recipes`; minutes, once per task and quality)."""
-    if not scenario.offline:
-        return
+def make_datasets(scenario: Scenario, config: RunConfig, quiet: bool) -> None:
+    """Make the built-in recipe datasets that the offline tasks and `offline_mix` name and that
+    are not stored yet (`everlearn.data.recipes`; minutes, once per task and quality)."""
     from everlearn.data import recipes
 
-    for task in scenario.tasks:
-        if task.dataset in recipes.QUALITIES:
-            recipes.make_recipe(task, task.dataset,
+    wanted = [(task, task.dataset) for task in scenario.tasks]
+    if "offline_mix" in config.methods and config.offline_mix.dataset is not None:
+        names = [t.name for t in scenario.tasks]
+        task = scenario.tasks[names.index(config.offline_mix.task)
+                              if config.offline_mix.task else 0]
+        wanted.append((task, config.offline_mix.dataset))
+    for task, dataset in wanted:
+        if dataset in recipes.QUALITIES:
+            recipes.make_recipe(task, dataset,
                                 log=(lambda line: None) if quiet else console.print)
 
 
@@ -490,7 +521,7 @@ def resume_run(run_dir: Path, *, quiet: bool = False, stop_after: int | None = N
             _refuse_edited_config(run_dir, info["config"], config.to_dict())
         # The normalisation scores the run measured, if any.
         plan = make_plan(config, info.get("normalisation"))
-        make_datasets(plan.scenario, quiet)  # a recipe is made again where it is missing
+        make_datasets(plan.scenario, plan.config, quiet)  # a recipe is made again where it is missing
         template = plan.trainer.init(plan.config.seeds)
         try:
             state, index = load_checkpoint(run_dir / "checkpoints", template)

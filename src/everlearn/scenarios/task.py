@@ -24,7 +24,9 @@ class Task:
     (`info[success_key]`, or `success` / `is_success`), performance is the success rate.
     `dataset` makes the task offline: the agent learns from this dataset instead of stepping
     the env, which serves only to evaluate it — a local Minari dataset id, or a built-in
-    recipe for this task, "random", "medium" or "expert" (`everlearn.data.recipes`).
+    recipe for this task, "random", "medium" or "expert" (`everlearn.data.recipes`). A
+    scenario may put offline tasks before online ones: offline pre-training, then online
+    fine-tuning (docs/offline.md).
     """
 
     name: str
@@ -100,11 +102,7 @@ class Scenario:
         if len(set(names)) != len(names):
             raise ValueError(f"scenario '{self.name}' names a task twice ({names}); give each "
                              "task its own name")
-        without = [t.name for t in self.tasks if t.dataset is None]
-        if without and len(without) < len(self.tasks):
-            raise ValueError(f"scenario '{self.name}': tasks {without} have no dataset; in an "
-                             "offline scenario every task names one")
-        if self.drift and not without:
+        if self.drift and self.offline:
             raise ValueError(f"scenario '{self.name}': a drifting scenario cannot be offline "
                              "(its context changes every episode); remove drift or datasets")
         if self.drift:
@@ -124,7 +122,8 @@ class Scenario:
 
     @property
     def offline(self) -> bool:
-        """The agent learns from datasets, not from stepping the envs (every task has one)."""
+        """Some task learns from a dataset instead of stepping its env (a task without one
+        learns online: offline pre-training, then online fine-tuning)."""
         return any(t.dataset is not None for t in self.tasks)
 
     @property

@@ -1,0 +1,184 @@
+"""Offline-to-online: a scenario whose first task learns from a dataset and whose next task
+learns online; WSRL's warm-up (the pre-trained policy fills a fresh buffer, no gradient step
+meanwhile, no offline row kept); `offline_mix` (RLPD-style symmetric sampling, RaE) draws its
+share of every minibatch from a dataset or an earlier run's buffer, holds the data only
+during a segment, and refuses a bad source in one line. The datasets are random-policy
+recipes (seconds to make), in the session's MINARI_DATASETS_PATH (tests/conftest.py)."""
+
+import json
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from everlearn.agents.common import ReplayBuffer
+from everlearn.cli import app
+from everlearn.data import minari_io
+from everlearn.data.collect import random_policy, rollout
+from everlearn.envs.functional import FunctionalEnv
+from everlearn.methods.base import AgentView
+from everlearn.methods.offline_mix import OfflineMixConfig, make_offline_mix
+from everlearn.runs.config import ConfigError, build_config
+from everlearn.runs.run import make_datasets, make_plan
+from everlearn.scenarios import get_scenario
+
+SCORES = "random_score: -1214.0, reference_score: -150.0"
+SMALL_TD3 = ["td3.hidden_sizes=[16,16]", "evals_per_task=2", "eval_episodes=1"]
+# WSRL's settings on TD3: no random actions, learning waits until the online buffer holds two
+# Pendulum episodes (the warm-up).
+WSRL = ["td3.random_steps=0", "td3.learning_starts=400"]
+
+
+def scenario_file(directory, *tasks: str, steps: int = 400) -> str:
+    path = directory / "scenario.yaml"
+    path.write_text(f"name: o2o\nsteps_per_task: {steps}\ntasks:\n"
+                    + "".join(f"  - {{{t}, {SCORES}}}\n" for t in tasks))
+    return str(path)
+
+
+def plan_for(scenario: str, *sets: str, methods=(), seeds=(0, 1)):
+    config = build_config(None, {"scenario": scenario, "agent": "td3", "seeds": list(seeds),
+                                 "methods": list(methods)}, [*SMALL_TD3, *sets])
+    plan = make_plan(config)
+    make_datasets(plan.scenario, plan.config, quiet=True)  # what `everlearn run` does first
+    return plan
+
+
+@pytest.fixture(scope="module")
+def offline_to_online(tmp_path_factory):
+    """A random-policy Pendulum dataset learnt offline (400 gradient steps), then the same
+    Pendulum online (400 env steps) with WSRL's settings, from the command line. The tests
+    below reuse its compiled programs (same scenario file, same settings) and its run."""
+    directory = tmp_path_factory.mktemp("o2o")
+    scenario = scenario_file(directory, "name: offline, env: Pendulum-v1, dataset: random",
+                             "name: online, env: Pendulum-v1")
+    out = directory / "run"
+    result = CliRunner().invoke(app, ["run", "--scenario", scenario, "--agent", "td3",
+                                      "--seeds", "0-1", "--out", str(out),
+                                      *sum((["--set", s] for s in SMALL_TD3 + WSRL), [])])
+    assert result.exit_code == 0, result.output
+    return scenario, out
+
+
+def test_an_offline_to_online_run_reports_both_phases(offline_to_online):
+    """The summary's matrix covers the offline task and the online one; the online phase's
+    steps are env steps, the offline phase's gradient steps."""
+    _, out = offline_to_online
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["tasks"] == ["offline", "online"]
+    assert np.asarray(summary["performance_matrix"]).shape[-2:] == (2, 2)
+
+
+def test_wsrl_warm_up_fills_a_fresh_buffer_with_the_pretrained_policy(offline_to_online):
+    """During the warm-up no weight moves, the buffer holds exactly the online steps and no
+    row of the dataset, and the actions are the pre-trained policy's (TD3: its greedy action
+    plus N(0, 0.1) noise, far closer to it than uniform actions, 0.67 away on average);
+    gradient steps start right after."""
+    scenario, _ = offline_to_online
+    trainer = plan_for(scenario, *WSRL).trainer
+    state, _ = trainer.train_segment(trainer.init([0, 1]), 0)  # 200 gradient steps offline
+    pretrained = state.agent
+    assert int(pretrained.gradient_steps[0]) == 200 and int(pretrained.buffer.size[0]) == 0
+    state = trainer.task_boundary(state, 0, 1)
+    state, _ = trainer.train_segment(state, 1)  # 200 env steps: the warm-up
+    warm = state.agent
+    assert int(warm.buffer.size[0]) == 200 == int(warm.env_steps[0])
+    assert all(jax.tree.leaves(jax.tree.map(lambda a, b: bool(jnp.array_equal(a, b)),
+                                            pretrained.params, warm.params)))
+    obs = np.asarray(warm.buffer.obs[0, :200])
+    dataset = trainer._datasets[0]
+    dataset_obs = np.asarray(dataset.obs[:int(dataset.size)])
+    assert not (obs[:, None, :] == dataset_obs[None, :, :]).all(-1).any()
+    seed0 = jax.tree.map(lambda x: x[0], warm)
+    greedy = np.asarray(trainer.agent.greedy_action(seed0, jnp.asarray(obs)))
+    gap = np.abs(np.asarray(warm.buffer.action[0, :200]) - greedy).mean()
+    assert gap < 0.15, f"warm-up actions are {gap:.2f} from the pre-trained policy's"
+    state, _ = trainer.train_segment(state, 1)  # the buffer reached 400 rows: learning
+    assert int(state.agent.gradient_steps[0]) > 200
+
+
+def test_offline_mix_replaces_its_share_of_the_minibatch_and_nothing_without_data():
+    """`fraction` 0.25 of 64 rows: exactly the first 16 come from the data; with the one-row
+    placeholder (no data in the state) the minibatch is returned as it was."""
+    row = {"obs": jax.ShapeDtypeStruct((3,), jnp.float32),
+           "action": jax.ShapeDtypeStruct((1,), jnp.float32)}
+    view = AgentView("td3", True, None, None, None, ("actor",), 1, 3, row)
+    method = make_offline_mix(OfflineMixConfig(fraction=0.25, dataset="x"), view)
+    state = method.init(jax.random.PRNGKey(0), {})
+    minibatch = {"obs": jnp.zeros((64, 3)), "action": jnp.zeros((64, 1)),
+                 "reward": jnp.zeros(64), "terminated": jnp.zeros(64, bool),
+                 "next_obs": jnp.zeros((64, 3))}
+    unchanged = method.transform_batch(state, minibatch, jax.random.PRNGKey(1))
+    assert all(bool(jnp.array_equal(unchanged[k], minibatch[k])) for k in minibatch)
+    data = ReplayBuffer.create(10, 3, (1,), jnp.float32)
+    data = data.replace(obs=data.obs + 7.0, reward=data.reward - 5.0, size=jnp.int32(10))
+    mixed = method.transform_batch({**state, "data": data}, minibatch, jax.random.PRNGKey(1))
+    assert bool((mixed["obs"][:16] == 7.0).all()) and bool((mixed["obs"][16:] == 0.0).all())
+    assert bool((mixed["reward"][:16] == -5.0).all()) and bool((mixed["reward"][16:] == 0).all())
+
+
+def write_rewarding_dataset(name: str, reward: float) -> None:
+    """Random Pendulum transitions whose every reward is `reward`."""
+    task = get_scenario("pendulum-offline").tasks[0]
+    episodes = rollout(task, random_policy(FunctionalEnv(task)), 1000, seed=5)
+    spaces = FunctionalEnv(task).spaces
+    from everlearn.data.collect import agent_spaces
+
+    minari_io.write_dataset(
+        name, [minari_io.Episode(e.observations, e.actions, np.full_like(e.rewards, reward),
+                                 e.terminations, e.truncations) for e in episodes],
+        **agent_spaces(spaces), overwrite=True)
+
+
+def test_offline_mix_trains_on_its_data_during_a_segment_only(offline_to_online):
+    """The online task with all of each minibatch from a dataset whose rewards are +1000:
+    after 200 gradient steps the critics' values are positive, where the same run without the
+    method (the module run's compiled program) learns negative ones from Pendulum's own
+    rewards (all in [-16.3, 0]); between segments the state holds the one-row placeholder, so
+    checkpoints never carry the data."""
+    write_rewarding_dataset("test/rewarding-v0", 1000.0)
+    scenario, _ = offline_to_online
+    q_mean, final = {}, {}
+    for name, sets, methods in [
+            ("mixed", ["offline_mix.dataset=test/rewarding-v0", "offline_mix.fraction=1.0"],
+             ["offline_mix"]),
+            ("plain", [], [])]:
+        trainer = plan_for(scenario, *WSRL, *sets, methods=methods).trainer
+        state = trainer.init([0, 1])
+        for _ in range(3):  # learning starts once the buffer holds 400 rows (end of the 2nd)
+            state, metrics = trainer.train_segment(state, 1)
+        q_mean[name], final[name] = metrics["q_mean"], state
+    assert float(np.min(q_mean["mixed"])) > 1.0 and float(np.max(q_mean["plain"])) < 0, q_mean
+    assert final["mixed"].agent.methods["offline_mix"]["data"].obs.shape[1] == 1
+
+
+def test_rae_mixes_an_earlier_runs_buffer(offline_to_online):
+    """RaE: an earlier run's newest checkpoint holds its replay buffer; a new run mixes it
+    (`offline_mix.run`), and the rows it loads are exactly that buffer's filled rows."""
+    scenario, first = offline_to_online
+    plan = plan_for(scenario, *WSRL, f"offline_mix.run={first}", "offline_mix.run_seed_index=1",
+                    methods=["offline_mix"])
+    loaded = plan.trainer._load_method_data()["offline_mix"]
+    from everlearn.runs.checkpoint import load_checkpoint
+
+    saved, _ = load_checkpoint(first / "checkpoints", plan_for(scenario, *WSRL).trainer.init([0, 1]))
+    buffer = jax.tree.map(lambda x: x[1], saved.agent.buffer)
+    assert int(loaded.size) == int(buffer.size) == 400
+    np.testing.assert_array_equal(np.asarray(loaded.obs), np.asarray(buffer.obs[:400]))
+    np.testing.assert_array_equal(np.asarray(loaded.action), np.asarray(buffer.action[:400]))
+
+
+@pytest.mark.parametrize("sets, message", [
+    ([], "exactly one source"),
+    (["offline_mix.dataset=random", "offline_mix.run=/nowhere"], "exactly one source"),
+    (["offline_mix.dataset=random", "offline_mix.task=nope"], "no task 'nope'"),
+    (["offline_mix.dataset=nobody/missing-v0"], "no local Minari dataset"),
+    (["offline_mix.run=/nowhere"], "not a run directory"),
+])
+def test_offline_mix_sources_are_refused_in_one_line(offline_to_online, sets, message):
+    scenario, _ = offline_to_online
+    with pytest.raises(ConfigError, match=message) as error:
+        plan_for(scenario, *sets, methods=["offline_mix"])
+    assert "\n" not in str(error.value)
