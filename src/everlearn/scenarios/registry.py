@@ -338,6 +338,22 @@ def pendulum_offline() -> Scenario:
     )
 
 
+@register_scenario("pendulum-offline-to-online")
+def pendulum_offline_to_online() -> Scenario:
+    """Offline pre-training, then online fine-tuning: the standard Pendulum learnt first from
+    its built-in "medium" dataset (gradient steps, no env step), then online in the same env
+    (env steps). The recipes of docs/offline.md (plain fine-tuning, WSRL's warm-up,
+    `offline_mix`) are settings and methods of a run on it."""
+    standard = pendulum_contexts().tasks[0]
+    return Scenario(
+        name="pendulum-offline-to-online",
+        description="Pendulum standard: from its medium dataset (offline), then online",
+        tasks=(replace(standard, name="standard-offline", dataset="medium"),
+               replace(standard, name="standard-online")),
+        steps_per_task=10_000,
+    )
+
+
 # MuJoCo (Gymnasium path only). Random scores: a uniform-random policy's mean return over 100
 # episodes (measured 2026-11-25, Gymnasium 1.3, mujoco 4.0); reference scores: D4RL's expert
 # returns (Fu et al., 2020: Hopper 3234.3, HalfCheetah 12135.0). Budgets this short stay far
