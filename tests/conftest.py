@@ -15,6 +15,7 @@ HEAVY_FIRST = (
     "tests/runs/test_run_end_to_end.py",  # ~130 s: resume after SIGKILL, CLI runs
     "tests/agents/test_learning.py",  # ~90 s: DQN and PPO learn CartPole
     "tests/data/test_offline_runs.py",  # ~90 s: the medium recipe, TD3+BC learns from it
+    "tests/data/test_offline_to_online.py",  # ~60 s: an offline-then-online run, WSRL, mixing
     "tests/agents/test_offline_agents.py",
     "tests/methods/test_hooks.py",
     "tests/runs/test_continuous_runs.py",
