@@ -182,3 +182,29 @@ def test_offline_mix_sources_are_refused_in_one_line(offline_to_online, sets, me
     with pytest.raises(ConfigError, match=message) as error:
         plan_for(scenario, *sets, methods=["offline_mix"])
     assert "\n" not in str(error.value)
+
+
+def test_a_resumed_run_with_offline_mix_equals_the_uninterrupted_one(offline_to_online,
+                                                                     tmp_path):
+    """Stopped mid-way through the online task (the checkpoint written while the data is
+    mixed in holds the placeholder), then resumed: the data is loaded again, and every
+    evaluation and the summary equal the uninterrupted run's."""
+    from everlearn.runs.run import resume_run, start_run
+
+    scenario, _ = offline_to_online
+    config = plan_for(scenario, *WSRL, "offline_mix.dataset=random",
+                      methods=["offline_mix"]).config
+    whole = start_run(config, tmp_path / "whole", quiet=True)
+    killed = start_run(config, tmp_path / "killed", quiet=True, stop_after=3)
+    assert not (killed / "summary.json").exists()
+    resume_run(killed, quiet=True)
+    a = json.loads((whole / "summary.json").read_text())
+    b = json.loads((killed / "summary.json").read_text())
+    assert a["per_seed"] == b["per_seed"] and a["aggregate"] == b["aggregate"]
+    assert evals(killed) == evals(whole)
+
+
+def evals(run_dir) -> list[dict]:
+    """A run's metrics lines without their wall time."""
+    lines = (run_dir / "metrics.jsonl").read_text().splitlines()
+    return [{k: v for k, v in json.loads(line).items() if k != "wall_time"} for line in lines]
