@@ -158,18 +158,27 @@ def make_cql(config: CQLConfig, spec: EnvSpec,
         mean, log_std = jnp.split(actor.apply(actor_params, obs), 2, axis=-1)
         return mean, jnp.clip(log_std, LOG_STD_MIN, LOG_STD_MAX)
 
-    def sample(actor_params: dict, obs: jax.Array, key: jax.Array):
-        """A squashed-Gaussian action and its log-probability (with the tanh correction)."""
-        mean, log_std = gaussian(actor_params, obs)
-        noise = jax.random.normal(key, mean.shape)
+    def squash(mean: jax.Array, log_std: jax.Array, noise: jax.Array):
+        """The squashed-Gaussian action for `noise` and its log-probability (with the tanh
+        correction)."""
         pre_tanh = mean + jnp.exp(log_std) * noise
         log_prob = (-0.5 * noise**2 - log_std - 0.5 * jnp.log(2 * jnp.pi)).sum(-1)
         log_prob -= (2 * (jnp.log(2.0) - pre_tanh - jax.nn.softplus(-2 * pre_tanh))).sum(-1)
         return jnp.tanh(pre_tanh), log_prob
 
-    def data_log_prob(actor_params: dict, obs: jax.Array, action: jax.Array) -> jax.Array:
-        """log π(a | s) of the data's actions (rlkit's TanhNormal, atanh of the clipped a)."""
+    def sample(actor_params: dict, obs: jax.Array, key: jax.Array):
+        """A squashed-Gaussian action and its log-probability (with the tanh correction)."""
         mean, log_std = gaussian(actor_params, obs)
+        return squash(mean, log_std, jax.random.normal(key, mean.shape))
+
+    def sample_n(mean: jax.Array, log_std: jax.Array, key: jax.Array):
+        """`n` actions per row of the policy's [B, a] `mean` and `log_std` (one actor pass for
+        all of them): [B, n, a] actions and [B, n] log-probabilities."""
+        noise = jax.random.normal(key, (mean.shape[0], n, action_dim))
+        return squash(mean[:, None], log_std[:, None], noise)
+
+    def data_log_prob(mean: jax.Array, log_std: jax.Array, action: jax.Array) -> jax.Array:
+        """log π(a | s) of the data's actions (rlkit's TanhNormal, atanh of the clipped a)."""
         a = jnp.clip(action, -1.0 + ATANH_CLIP, 1.0 - ATANH_CLIP)
         z = (jnp.arctanh(a) - mean) * jnp.exp(-log_std)
         log_prob = -0.5 * z**2 - log_std - 0.5 * jnp.log(2 * jnp.pi)
@@ -178,8 +187,9 @@ def make_cql(config: CQLConfig, spec: EnvSpec,
     def greedy(params: dict, obs: jax.Array) -> jax.Array:
         return jnp.tanh(gaussian(params["actor"], obs)[0])
 
-    def sampled_values(params: dict, obs: jax.Array, actions: jax.Array):
-        """Both critics at `obs` [B, d] for N actions each [B, N, a]: two [B, N] arrays."""
+    def critic_values(params: dict, obs: jax.Array, actions: jax.Array):
+        """Both critics at `obs` [B, d] for K actions each [B, K, a], in one pass of each
+        critic over the B·K pairs: two [B, K] arrays."""
         repeated = jnp.broadcast_to(obs[:, None], (*actions.shape[:2], obs.shape[-1]))
         return twin_q(q_net, params, repeated, actions)
 
@@ -188,39 +198,45 @@ def make_cql(config: CQLConfig, spec: EnvSpec,
         k_new, k_next, k_random, k_pi, k_pi_next = jax.random.split(key, 5)
         obs, next_obs, action = mb["obs"], mb["next_obs"], mb["action"]
         fixed = jax.lax.stop_gradient(params)
+        # One actor pass at s (the actor's loss; held fixed, the samples at s) and one at s'.
+        mean, log_std = gaussian(params["actor"], obs)
+        next_mean, next_log_std = jax.lax.stop_gradient(gaussian(params["actor"], next_obs))
         # The actor: SAC's objective, or cloning the data during the warm-up.
-        new_action, log_pi = sample(params["actor"], obs, k_new)
+        new_action, log_pi = squash(mean, log_std, jax.random.normal(k_new, mean.shape))
         q_new = jnp.minimum(*twin_q(q_net, fixed, obs, new_action))
-        policy_term = jnp.where(cloning, data_log_prob(params["actor"], obs, action), q_new)
+        policy_term = jnp.where(cloning, data_log_prob(mean, log_std, action), q_new)
         actor_loss = jnp.mean(alpha * log_pi - policy_term)
         # The critics' Bellman error against the target critics at a' ~ π(s').
-        next_action, next_log_pi = sample(fixed["actor"], next_obs, k_next)
+        next_action, next_log_pi = squash(next_mean, next_log_std,
+                                          jax.random.normal(k_next, next_mean.shape))
         next_q = jnp.minimum(*twin_q(q_net, target_params, next_obs, next_action))
         if config.backup_entropy:
             next_q = next_q - alpha * next_log_pi
         target = jax.lax.stop_gradient(
             mb["reward"] + config.gamma * (1.0 - mb["terminated"]) * next_q)
-        q1, q2 = twin_q(q_net, params, obs, action)
-        bellman = jnp.mean((q1 - target) ** 2) + jnp.mean((q2 - target) ** 2)
-        # The conservative term over random actions and policy actions at s and s' (fixed).
+        # The conservative term over random actions and policy actions at s and s' (fixed),
+        # each critic evaluated once at s for the data's action and all 3N sampled ones.
         batch = obs.shape[0]
         random = jax.random.uniform(k_random, (batch, n, action_dim), minval=-1.0, maxval=1.0)
-        repeat = lambda x: jnp.repeat(x[:, None], n, axis=1)  # noqa: E731
-        pi, log_pi_n = jax.lax.stop_gradient(sample(fixed["actor"], repeat(obs), k_pi))
-        pi_next, log_pi_next = jax.lax.stop_gradient(
-            sample(fixed["actor"], repeat(next_obs), k_pi_next))
-        q_rand, q_pi, q_pi_next = (sampled_values(params, obs, a)
-                                   for a in (random, pi, pi_next))
-        gaps = [conservative_gap(q_data, q_rand[i], q_pi[i], log_pi_n, q_pi_next[i],
-                                 log_pi_next, action_dim, config.cql_temperature)
-                for i, q_data in enumerate((q1, q2))]
+        pi, log_pi_n = sample_n(*jax.lax.stop_gradient((mean, log_std)), k_pi)
+        pi_next, log_pi_next = sample_n(next_mean, next_log_std, k_pi_next)
+        values = critic_values(params, obs, jnp.concatenate(
+            [action[:, None], random, pi, pi_next], axis=1))
+        # Per critic: Q at the data's actions [B], at the random ones, π(s)'s and π(s')'s [B, N].
+        per_critic = [(v[:, 0], v[:, 1:1 + n], v[:, 1 + n:1 + 2 * n], v[:, 1 + 2 * n:])
+                      for v in values]
+        q1, q2 = (q_data for q_data, *_ in per_critic)
+        bellman = jnp.mean((q1 - target) ** 2) + jnp.mean((q2 - target) ** 2)
+        gaps = [conservative_gap(q_data, q_rand, q_pi, log_pi_n, q_pi_next, log_pi_next,
+                                 action_dim, config.cql_temperature)
+                for q_data, q_rand, q_pi, q_pi_next in per_critic]
         conservative = [config.min_q_weight * gap for gap in gaps]
         if config.lagrange:
             conservative = [alpha_prime * (c - config.lagrange_threshold) for c in conservative]
         critic_loss = bellman + conservative[0] + conservative[1]
         info = {"critic_loss": critic_loss, "actor_loss": actor_loss, "q_mean": q1.mean(),
                 "entropy": -log_pi.mean(), "cql_gap": 0.5 * (gaps[0] + gaps[1]),
-                "q_random": q_rand[0].mean()}
+                "q_random": per_critic[0][1].mean()}
         return critic_loss + actor_loss, info
 
     def plain_loss(params: dict, mb: dict) -> jax.Array:
