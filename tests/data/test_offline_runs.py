@@ -169,6 +169,12 @@ def medium_scores(tmp_path, agent: str, steps: int, settings: list[str],
     return task.normalise(returns), average
 
 
+def assert_beats_the_data(scores: np.ndarray, average: float) -> None:
+    """The learning tests' bar: the seeds' median beats the dataset's own average by 0.1."""
+    assert np.median(scores) >= average + 0.1, (
+        f"median {np.median(scores):.2f} vs the data's {average:.2f}; per seed {scores.round(2)}")
+
+
 def test_td3_bc_beats_the_medium_datasets_average_offline(tmp_path):
     """TD3+BC, 8 vmapped seeds, [64, 64] networks, 10,000 gradient steps on the standard
     Pendulum's built-in medium dataset (no env step), each seed's greedy return over 10
@@ -184,8 +190,7 @@ def test_td3_bc_beats_the_medium_datasets_average_offline(tmp_path):
     About 30 s, after the medium recipe (made by the test above in the same worker, ~20 s).
     IQL and CQL clear the same kind of bar in the two tests below, with test-sized settings."""
     scores, average = medium_scores(tmp_path, "td3_bc", 10_000, ["td3_bc.hidden_sizes=[64,64]"])
-    assert np.median(scores) >= average + 0.1, (
-        f"median {np.median(scores):.2f} vs the data's {average:.2f}; per seed {scores.round(2)}")
+    assert_beats_the_data(scores, average)
 
 
 IQL_SETTINGS = ["iql.hidden_sizes=[64,64]", "iql.actor_learning_rate=3e-3",
@@ -213,8 +218,7 @@ def test_iql_beats_the_medium_datasets_average_offline(tmp_path):
       seeds 16-23: median 0.89, per seed 0.42-0.96
     About 20 s (after the medium recipe)."""
     scores, average = medium_scores(tmp_path, "iql", 5_000, IQL_SETTINGS)
-    assert np.median(scores) >= average + 0.1, (
-        f"median {np.median(scores):.2f} vs the data's {average:.2f}; per seed {scores.round(2)}")
+    assert_beats_the_data(scores, average)
 
 
 CQL_SETTINGS = ["cql.hidden_sizes=[32,32]", "cql.batch_size=128", "cql.bc_steps=0",
@@ -243,5 +247,4 @@ def test_cql_beats_the_medium_datasets_average_offline(tmp_path):
       seeds 16-23: median 0.61, per seed 0.47-0.82
     About 35 s (after the medium recipe)."""
     scores, average = medium_scores(tmp_path, "cql", 3_000, CQL_SETTINGS)
-    assert np.median(scores) >= average + 0.1, (
-        f"median {np.median(scores):.2f} vs the data's {average:.2f}; per seed {scores.round(2)}")
+    assert_beats_the_data(scores, average)

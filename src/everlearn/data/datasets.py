@@ -24,6 +24,7 @@ from everlearn.data.recipes import dataset_id
 from everlearn.envs.layout import Layout, action_mask, pad_observation
 from everlearn.envs.sources import EnvSpaces
 from everlearn.methods.base import AgentView
+from everlearn.methods.replay import TRANSITION_KEYS
 from everlearn.scenarios.task import Scenario, Task
 
 
@@ -141,5 +142,4 @@ def run_buffer_rows(run_dir: str, seed_index: int) -> dict[str, np.ndarray]:
         raise ValueError(f"offline_mix.run: run '{run_dir}' has no replay buffer (an on-policy "
                          "agent); mix an off-policy agent's run, or record a dataset")
     n = int(buffer.size)
-    return {k: np.asarray(getattr(buffer, k)[:n])
-            for k in ("obs", "action", "reward", "terminated", "next_obs")}
+    return {k: np.asarray(getattr(buffer, k)[:n]) for k in TRANSITION_KEYS}

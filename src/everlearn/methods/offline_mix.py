@@ -42,7 +42,7 @@ from pydantic import BaseModel, ConfigDict, Field, NonNegativeInt
 
 from everlearn.agents.common import ReplayBuffer
 from everlearn.methods.base import AgentView, Method
-from everlearn.methods.replay import TRANSITION_KEYS
+from everlearn.methods.replay import replace_head
 
 DATA_KEY = "data"  # where a data-taking method's state holds the data during a segment
 
@@ -80,16 +80,10 @@ def make_offline_mix(config: OfflineMixConfig, view: AgentView) -> Method:
 
     def transform_batch(state, minibatch, key):
         mixed_rows = round(config.fraction * minibatch["obs"].shape[0])
-        data = state[DATA_KEY]
         if mixed_rows == 0:
             return minibatch
+        data = state[DATA_KEY]  # the placeholder (size 0) leaves the minibatch as it is
         rows = jax.random.randint(key, (mixed_rows,), 0, jnp.maximum(data.size, 1))
-        has_data = data.size > 0  # the placeholder: leave the minibatch as it is
-        mixed = dict(minibatch)
-        for name in TRANSITION_KEYS:
-            drawn = getattr(data, name)[rows].astype(minibatch[name].dtype)
-            mixed[name] = minibatch[name].at[:mixed_rows].set(
-                jnp.where(has_data, drawn, minibatch[name][:mixed_rows]))
-        return mixed
+        return replace_head(minibatch, data, rows)
 
     return Method("offline_mix", init=init, transform_batch=transform_batch)

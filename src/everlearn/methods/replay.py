@@ -119,6 +119,18 @@ def write_rows(memory: ReplayBuffer, rows: jax.Array, data: dict) -> ReplayBuffe
     })
 
 
+def replace_head(minibatch: dict, memory: ReplayBuffer, rows: jax.Array) -> dict:
+    """The minibatch with its first `len(rows)` rows replaced by `memory`'s rows `rows`, or
+    unchanged while the memory is empty."""
+    count, has_data = rows.shape[0], memory.size > 0
+    mixed = dict(minibatch)
+    for name in TRANSITION_KEYS:
+        kept = getattr(memory, name)[rows].astype(minibatch[name].dtype)
+        mixed[name] = minibatch[name].at[:count].set(
+            jnp.where(has_data, kept, minibatch[name][:count]))
+    return mixed
+
+
 def make_replay(config: ReplayConfig, view: AgentView) -> Method:
     balanced = config.strategy == "task_balanced"
     segments = view.num_tasks if balanced else 1
@@ -145,13 +157,7 @@ def make_replay(config: ReplayConfig, view: AgentView) -> Method:
         if replaced == 0:
             return minibatch
         rows = sample_rows(key, jnp.minimum(state["seen"], quota), quota, replaced)
-        has_data = state["memory"].size > 0
-        mixed = dict(minibatch)
-        for name in TRANSITION_KEYS:
-            kept = getattr(state["memory"], name)[rows].astype(minibatch[name].dtype)
-            head = jnp.where(has_data, kept, minibatch[name][:replaced])
-            mixed[name] = minibatch[name].at[:replaced].set(head)
-        return mixed
+        return replace_head(minibatch, state["memory"], rows)
 
     return Method(ENTRY_OF_STRATEGY[config.strategy], needs_boundaries=balanced, init=init,
                   observe=observe, transform_batch=transform_batch)

@@ -41,7 +41,7 @@ from pydantic import BaseModel, ConfigDict, Field, PositiveInt
 
 from everlearn.agents.common import ReplayBuffer
 from everlearn.methods.base import AgentView, Method, clear_store, empty_store, store_rows
-from everlearn.methods.replay import TRANSITION_KEYS, sample_rows
+from everlearn.methods.replay import TRANSITION_KEYS, replace_head, sample_rows
 
 
 class SelectiveReplayConfig(BaseModel):
@@ -102,13 +102,7 @@ def make_replay_selective(config: SelectiveReplayConfig, view: AgentView) -> Met
         if replaced == 0:
             return minibatch
         rows = sample_rows(key, state["filled"], quota, replaced)
-        has_data = state["memory"].size > 0
-        mixed = dict(minibatch)
-        for name in TRANSITION_KEYS:
-            kept = getattr(state["memory"], name)[rows].astype(minibatch[name].dtype)
-            mixed[name] = minibatch[name].at[:replaced].set(
-                jnp.where(has_data, kept, minibatch[name][:replaced]))
-        return mixed
+        return replace_head(minibatch, state["memory"], rows)
 
     return Method("replay_selective", needs_boundaries=True, init=init, observe=observe,
                   on_task_end=on_task_end, transform_batch=transform_batch)

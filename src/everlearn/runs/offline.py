@@ -41,6 +41,7 @@ class DataTraining:
         self._load_method_data = load_method_data or dict
         self._datasets: list[ReplayBuffer | None] | None = None
         self._method_data: dict[str, ReplayBuffer] | None = None
+        self._per_seed_data: dict = {}
         self._learn_segment = jax.jit(jax.vmap(self._learn_seed, in_axes=(0, None, None)))
 
     def train_segment(self, state: SeedState, task_index: int,
@@ -57,13 +58,19 @@ class DataTraining:
         if not self._method_data:
             return super().train_segment(state, task_index, drift)
         placeholders = {name: state.agent.methods[name][DATA_KEY] for name in self._method_data}
-        seeds = jax.tree.leaves(state.agent)[0].shape[0]
-        per_seed = {name: jax.tree.map(lambda x: jnp.broadcast_to(x, (seeds, *x.shape)), data)
-                    for name, data in self._method_data.items()}
-        state = _with_agent_methods(state, with_method_data(state.agent.methods, per_seed))
+        state = _with_agent_methods(state, with_method_data(
+            state.agent.methods, self._per_seed(jax.tree.leaves(state.agent)[0].shape[0])))
         state, metrics = super().train_segment(state, task_index, drift)
         return _with_agent_methods(state, with_method_data(state.agent.methods,
                                                            placeholders)), metrics
+
+    def _per_seed(self, seeds: int) -> dict[str, ReplayBuffer]:
+        """The methods' data with a leading axis of `seeds` copies, made once per seed count."""
+        if self._per_seed_data.get("seeds") != seeds:
+            self._per_seed_data = {"seeds": seeds, "data": {
+                name: jax.tree.map(lambda x: jnp.broadcast_to(x, (seeds, *x.shape)), data)
+                for name, data in self._method_data.items()}}
+        return self._per_seed_data["data"]
 
     def _learn_seed(self, state: SeedState, dataset: ReplayBuffer,
                     method_data: dict[str, ReplayBuffer]):
