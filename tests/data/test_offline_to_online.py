@@ -208,3 +208,80 @@ def evals(run_dir) -> list[dict]:
     """A run's metrics lines without their wall time."""
     lines = (run_dir / "metrics.jsonl").read_text().splitlines()
     return [{k: v for k, v in json.loads(line).items() if k != "wall_time"} for line in lines]
+
+
+# -- JSRL ----------------------------------------------------------------------------------
+
+JSRL = ["jsrl.horizon=80", "jsrl.stages=3"]  # the guide's horizons: 80, 40, 0 steps
+
+
+@pytest.mark.parametrize("backend", ["jax", "gymnasium"])
+def test_jsrl_guide_acts_exactly_the_first_h_steps_of_each_episode(offline_to_online,
+                                                                   backend):
+    """After the offline task, the online task's first segment (200 env steps: one Pendulum
+    episode) is acted by the guide (the policy as the online task began) for exactly its
+    first h = 80 steps and by the agent after: from step 80 on, TD3's uniform random
+    warm-up, which never equals the guide's action. On both paths."""
+    scenario, _ = offline_to_online
+    trainer = plan_for(scenario, *JSRL, f"backend={backend}", methods=["jsrl"]).trainer
+    state, _ = trainer.train_segment(trainer.init([0, 1]), 0)
+    state = trainer.task_boundary(state, 0, 1)
+    guide_params = state.agent.params
+    state, _ = trainer.train_segment(state, 1)
+    agent = state.agent
+    for seed in range(2):
+        jsrl = jax.tree.map(lambda x: x[seed], agent.methods["jsrl"])
+        assert bool(jsrl["guiding"]) and int(jsrl["stage"]) == 0
+        assert all(jax.tree.leaves(jax.tree.map(
+            lambda a, b: bool(jnp.array_equal(a[seed], b)), guide_params, jsrl["guide"])))
+        obs = jnp.asarray(agent.buffer.obs[seed, :200])
+        guide = trainer.agent.view.outputs(jsrl["guide"], obs)["action"]
+        gap = np.abs(np.asarray(agent.buffer.action[seed, :200]) - np.asarray(guide)).max(-1)
+        assert (gap[:80] < 1e-5).all(), gap[:80].max()
+        assert (gap[80:] > 1e-5).all(), gap[80:].min()
+
+
+def test_jsrl_curriculum_advances_as_the_returns_hold_up():
+    """Hand-computed on a window of 2, tolerance 0.1, horizons 100/50/0: the first full window
+    advances (best -11); -16 and -15.5 stay below -11 - 1.1 = -12.1; -10.5 advances to the
+    last stage (h = 0), after which nothing moves. Rows that end no episode change nothing,
+    and before a task start (no guide yet) neither do ended episodes."""
+    from everlearn.methods.jsrl import JSRLConfig, horizons, make_jsrl
+
+    config = JSRLConfig(horizon=100, stages=3, tolerance=0.1, window=2)
+    assert horizons(config).tolist() == [100, 50, 0]
+    method = make_jsrl(config, view=None)
+    params = {"w": jnp.ones(3)}
+    state = method.init(jax.random.PRNGKey(0), params)
+
+    def episodes(state, returns):
+        ended = jnp.asarray([r is not None for r in returns])
+        values = jnp.asarray([0.0 if r is None else r for r in returns])
+        return method.observe(state, {"episode_end": ended, "episode_return": values}, 1, None)
+
+    assert int(episodes(state, [-10.0, -12.0, -1.0])["stage"]) == 0  # no guide yet
+    state, _ = method.on_task_start(state, params, 1, None)
+    stages, bests = [], []
+    for returns in ([-10.0, None], [None, -12.0], [-20.0], [-11.0], [None, -10.0], [-30.0]):
+        state = episodes(state, returns)
+        stages.append(int(state["stage"]))
+        bests.append(float(state["best"]))
+    assert stages == [0, 1, 1, 1, 2, 2]
+    assert bests[1:] == [-11.0, -11.0, -11.0, -10.5, -10.5]
+    state, _ = method.on_task_start(state, params, 2, None)  # a new task: a new curriculum
+    assert int(state["stage"]) == 0 and float(state["best"]) == -np.inf
+
+
+def test_jsrl_refuses_an_on_policy_agent_in_one_line():
+    with pytest.raises(ConfigError, match="method 'jsrl' does not apply to agent 'ppo'"):
+        make_plan(build_config(None, {"scenario": "cartpole-contexts", "agent": "ppo",
+                                      "methods": ["jsrl"]}, []))
+
+
+def test_jsrl_horizon_defaults_to_the_longest_episode_of_the_scenario(offline_to_online):
+    from everlearn.methods.jsrl import JSRLConfig
+    from everlearn.runs.run import _with_jsrl_horizon
+
+    scenario, _ = offline_to_online
+    assert _with_jsrl_horizon(JSRLConfig(), get_scenario(scenario), "jax").horizon == 200
+    assert _with_jsrl_horizon(JSRLConfig(horizon=7), get_scenario(scenario), "jax").horizon == 7

@@ -100,10 +100,20 @@ class Agent(NamedTuple):
     # dataset (a full `ReplayBuffer`) instead of new env data (`learn_from_dataset`); None for
     # an agent that cannot learn offline (PPO).
     learn: Callable[[Any, "ReplayBuffer", jax.Array], tuple[Any, dict[str, jax.Array]]] | None = None
+    # `guide(state, obs, action, episode_step[num_envs]) -> action`: the action the env takes
+    # instead of `act`'s (the methods' `guide_action`, e.g. JSRL's guide policy); None: `act`'s.
+    # Where it is set, the trainers count each env's episode steps and return, and put
+    # `EPISODE_KEYS` in the batch's extras for the methods' `observe`.
+    guide: Callable[[Any, jax.Array, jax.Array, jax.Array], jax.Array] | None = None
 
     @property
     def steps_per_update(self) -> int:
         return self.num_envs * self.rollout_length
+
+
+# Extras the trainers add to a batch where the agent has a `guide`: per row, whether it ends an
+# episode, and the episode's return up to and including it.
+EPISODE_KEYS = ("episode_end", "episode_return")
 
 
 @struct.dataclass
@@ -327,10 +337,11 @@ def store_and_learn(state: Any, batch: Transition, key: jax.Array, hooks: Any,
     `train`'s metrics)."""
     n = batch.reward.size
     flat = jax.tree.map(lambda x: x.reshape(n, *x.shape[2:]), batch)
+    episodes = {k: flat.extras[k] for k in EPISODE_KEYS if k in flat.extras}  # Agent.guide
     method_state = hooks.observe(  # hook: observe (params: those that acted on `batch`)
         state.methods,
         {"obs": flat.obs, "action": flat.action, "reward": flat.reward,
-         "terminated": flat.terminated, "next_obs": flat.next_obs},
+         "terminated": flat.terminated, "next_obs": flat.next_obs, **episodes},
         state.params, jax.random.fold_in(key, 1))
     state = state.replace(buffer=state.buffer.add(batch), env_steps=state.env_steps + n,
                           methods=method_state)

@@ -355,4 +355,5 @@ def make_cql(config: CQLConfig, spec: EnvSpec,
 
     return Agent("cql", config.num_envs, config.train_every, init, act, greedy_action, update,
                  restarting_boundary(hooks, config.explore_each_task), view,
-                 hooks.agent_for_task, partial(learn_from_dataset, hooks=hooks, train=train))
+                 hooks.agent_for_task, partial(learn_from_dataset, hooks=hooks, train=train),
+                 hooks.agent_guide)

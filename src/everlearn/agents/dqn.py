@@ -183,4 +183,5 @@ def make_dqn(config: DQNConfig, spec: EnvSpec,
 
     return Agent("dqn", config.num_envs, config.train_every, init, act, greedy_action, update,
                  restarting_boundary(hooks, config.explore_each_task), view,
-                 hooks.agent_for_task, partial(learn_from_dataset, hooks=hooks, train=train))
+                 hooks.agent_for_task, partial(learn_from_dataset, hooks=hooks, train=train),
+                 hooks.agent_guide)

@@ -280,4 +280,5 @@ def make_iql(config: IQLConfig, spec: EnvSpec,
 
     return Agent("iql", config.num_envs, config.train_every, init, act, greedy_action, update,
                  restarting_boundary(hooks, config.explore_each_task), view,
-                 hooks.agent_for_task, partial(learn_from_dataset, hooks=hooks, train=train))
+                 hooks.agent_for_task, partial(learn_from_dataset, hooks=hooks, train=train),
+                 hooks.agent_guide)

@@ -265,4 +265,4 @@ def make_sac(config: SACConfig, spec: EnvSpec,
 
     return Agent("sac", config.num_envs, config.train_every, init, act, greedy_action, update,
                  task_boundary, view, hooks.agent_for_task,
-                 partial(learn_from_dataset, hooks=hooks, train=train))
+                 partial(learn_from_dataset, hooks=hooks, train=train), hooks.agent_guide)

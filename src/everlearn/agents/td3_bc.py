@@ -286,4 +286,4 @@ def make_td3_bc(config: TD3BCConfig, spec: EnvSpec,
 
     return Agent("td3_bc", config.num_envs, config.train_every, init, act, greedy_action,
                  update, restarting_boundary(hooks, config.explore_each_task), view,
-                 hooks.agent_for_task, learn)
+                 hooks.agent_for_task, learn, hooks.agent_guide)

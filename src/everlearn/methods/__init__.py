@@ -21,6 +21,7 @@ from everlearn.methods.bc_replay import (BCReplayConfig, BCReplayEndOfTaskConfig
 from everlearn.methods.continual_backprop import (ContinualBackpropConfig,
                                                   make_continual_backprop)
 from everlearn.methods.ewc import EWCConfig, OnlineEWCConfig, make_ewc, make_online_ewc
+from everlearn.methods.jsrl import JSRLConfig, make_jsrl
 from everlearn.methods.l2_init import L2InitConfig, make_l2_init
 from everlearn.methods.mas import MASConfig, make_mas
 from everlearn.methods.offline_mix import OfflineMixConfig, make_offline_mix
@@ -70,6 +71,10 @@ METHODS: dict[str, MethodEntry] = {
                                "every minibatch from a dataset or an earlier run's buffer "
                                "(RLPD-style symmetric sampling, RaE)",
                                agents=OFF_POLICY_AGENTS, takes_data=True),
+    "jsrl": MethodEntry(JSRLConfig, make_jsrl, "a guide (the policy at the task's start) "
+                        "acts for the first h steps of each episode; h shrinks as the returns "
+                        "hold up (Jump-Start RL)", agents=OFF_POLICY_AGENTS,
+                        needs_boundaries=True),
     "bc_replay": MethodEntry(BCReplayConfig, make_bc_replay, "clone the acting policy's "
                              "stored outputs on a reservoir of past states (CLEAR)"),
     "bc_replay_end_of_task": MethodEntry(BCReplayEndOfTaskConfig, make_bc_replay_end_of_task,

@@ -15,6 +15,12 @@ Hooks (every one optional; the defaults do nothing):
   agent's params change only in `update` and at task boundaries, which fall between updates).
   Replay stores and episodic memories fill up here. (An addition to DESIGN.md's list: storing
   what arrives and changing what is trained on are different moments for an off-policy agent.)
+- `guide_action(state, obs, action, episode_step) -> action`: the action an env takes instead
+  of the agent's own (`action`, from its exploring policy) while training; `episode_step` is
+  each env's step count in its current episode (0 at an episode's first step). The trainers
+  call it only where a method has it (`Agent.guide`), and then also hand `observe` two more
+  columns per row: `episode_end` (bool: the row ends an episode) and `episode_return` (the
+  episode's return up to and including the row). JSRL's guide policy and curriculum.
 - `transform_batch(state, minibatch, key) -> minibatch`: replay mixing; called once per
   gradient step with a fresh key. A method may also add an entry under its own name for its
   `extra_loss` to read (`bc_replay`: replayed rows drawn fresh for each gradient step).
@@ -227,6 +233,9 @@ class Method(NamedTuple):
     # `task` while the agent trains task `current` (PackNet's per-task view); None: the same
     # params for every task.
     task_params: Callable | None = None
+    # `guide_action(state, obs, action, episode_step) -> action` (see the module docstring);
+    # None: the agent's own action is taken.
+    guide_action: Callable | None = None
 
 
 def _bind(name: str, link: optax.GradientTransformationExtraArgs):
@@ -329,6 +338,23 @@ class Hooks:
         for m, k in zip(self.methods, jax.random.split(key, max(len(self.methods), 1))):
             state[m.name] = m.observe(state[m.name], data, state["task"], k)
         return state
+
+    @property
+    def agent_guide(self) -> Callable | None:
+        """`Agent.guide(agent_state, obs, action, episode_step) -> action` for an agent state
+        with a `methods` field: each method's `guide_action` in turn; None where no method
+        has one (the trainers then leave acting exactly as it was)."""
+        guides = [m for m in self.methods if m.guide_action is not None]
+        if not guides:
+            return None
+
+        def guide(agent_state: Any, obs: jax.Array, action: jax.Array,
+                  episode_step: jax.Array) -> jax.Array:
+            for m in guides:
+                action = m.guide_action(agent_state.methods[m.name], obs, action, episode_step)
+            return action
+
+        return guide
 
     def transform_batch(self, state: dict, minibatch: dict, key: jax.Array) -> dict:
         for m, k in zip(self.methods, jax.random.split(key, max(len(self.methods), 1))):

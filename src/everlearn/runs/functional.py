@@ -184,14 +184,26 @@ class FunctionalTrainer:
         obs, env_state = jax.vmap(env.reset, in_axes=(0, params_axis))(
             jax.random.split(k_reset, num_envs), params)
 
+        # Where a method guides acting (`Agent.guide`), each env counts its episode's steps and
+        # return in the carry; otherwise the carry and the program are as they always were.
+        guided = agent.guide is not None
+        episodes = (jnp.zeros(num_envs, jnp.int32), jnp.zeros(num_envs)) if guided else ()
+
         def env_step(carry, inputs):
-            agent_state, obs, env_state, params = carry
+            agent_state, obs, env_state, params, episodes = carry
             key, step = inputs
             k_act, k_env = jax.random.split(key)
             action, extras = agent.act(agent_state, obs, k_act)
+            if guided:
+                action = agent.guide(agent_state, obs, action, episodes[0])
             next_obs, env_state, reward, terminated, truncated, true_next = jax.vmap(
                 env.step, in_axes=(0, 0, 0, params_axis)
             )(jax.random.split(k_env, num_envs), env_state, action, params)
+            if guided:
+                ended, episode_return = terminated | truncated, episodes[1] + reward
+                extras = {**extras, "episode_end": ended, "episode_return": episode_return}
+                episodes = (jnp.where(ended, 0, episodes[0] + 1),
+                            jnp.where(ended, 0.0, episode_return))
             if drifting:  # episodes that just ended restart in the drift's current context
                 position = drift[0] + (drift[1] - drift[0]) * (step + 1) / segment_steps
                 now = interpolate_params(group.tasks, position)
@@ -200,22 +212,22 @@ class FunctionalTrainer:
                     lambda old, new: jnp.where(ended.reshape(-1, *[1] * new.ndim), new, old),
                     params, now)
             transition = Transition(obs, action, reward, terminated, truncated, true_next, extras)
-            return (agent_state, next_obs, env_state, params), transition
+            return (agent_state, next_obs, env_state, params, episodes), transition
 
         def iteration(carry, inputs):
-            agent_state, obs, env_state, params = carry
+            agent_state, obs, env_state, params, episodes = carry
             key, index = inputs
             k_rollout, k_update = jax.random.split(key)
             T = agent.rollout_length
-            (_, obs, env_state, params), batch = jax.lax.scan(
-                env_step, (agent_state, obs, env_state, params),
+            (_, obs, env_state, params, episodes), batch = jax.lax.scan(
+                env_step, (agent_state, obs, env_state, params, episodes),
                 (jax.random.split(k_rollout, T), index * T + jnp.arange(T)),
             )
             agent_state, metrics = agent.update(agent_state, batch, k_update)
-            return (agent_state, obs, env_state, params), metrics
+            return (agent_state, obs, env_state, params, episodes), metrics
 
         (agent_state, *_), metrics = jax.lax.scan(
-            iteration, (state.agent, obs, env_state, params),
+            iteration, (state.agent, obs, env_state, params, episodes),
             (jax.random.split(k_loop, self.iterations), jnp.arange(self.iterations)),
         )
         return SeedState(agent_state, key), jax.tree.map(jnp.mean, metrics)

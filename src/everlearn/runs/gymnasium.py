@@ -53,9 +53,11 @@ class GymnasiumTrainer:
             k_agent, k_run = jax.random.split(jax.random.PRNGKey(seed))
             return SeedState(agent.init(k_agent), k_run)
 
-        def act(agent_state, obs, key):
+        def act(agent_state, obs, key, episode_step):
             key, k_act = jax.random.split(key)
             action, extras = agent.act(agent_state, obs, k_act)
+            if agent.guide is not None:  # a method's guide acts instead (JSRL)
+                action = agent.guide(agent_state, obs, action, episode_step)
             return action, extras, key
 
         def update(agent_state, batch, key, metric_sums):
@@ -127,7 +129,8 @@ class GymnasiumTrainer:
 
     def _actor(self, agent_state: Any, obs: np.ndarray, key: jax.Array):
         """`act` compiled on only the agent-state leaves it reads: (their indices in
-        `jax.tree.leaves(agent_state)`, the jitted `act(inputs, obs, key)`, the action's
+        `jax.tree.leaves(agent_state)`, the jitted `act(inputs, obs, key, episode_step)`, the
+        action's
         shape). Which leaves it reads comes from `act`'s jaxpr, once per state structure; the
         others (replay buffer, optimiser moments, ...) are placeholders that XLA drops as dead
         code, so each call passes a few arrays instead of the whole state."""
@@ -136,24 +139,25 @@ class GymnasiumTrainer:
         signature = (treedef, avals, obs.shape, obs.dtype)
         if signature not in self._actors:
             act = self._act_fn
+            episode_step = np.zeros(obs.shape[0], np.int32)
 
-            def act_leaves(leaves, obs, key):
-                return act(jax.tree.unflatten(treedef, leaves), obs, key)
+            def act_leaves(leaves, obs, key, episode_step):
+                return act(jax.tree.unflatten(treedef, leaves), obs, key, episode_step)
 
-            closed = jax.make_jaxpr(act_leaves)(list(leaves), obs, key)
+            closed = jax.make_jaxpr(act_leaves)(list(leaves), obs, key, episode_step)
             read = {v for eqn in closed.jaxpr.eqns for v in eqn.invars if isinstance(v, Var)}
             read |= {v for v in closed.jaxpr.outvars if isinstance(v, Var)}
             reads = tuple(
                 i for i, (v, (_, dtype)) in enumerate(zip(closed.jaxpr.invars, avals))
                 if v in read or jnp.issubdtype(dtype, jax.dtypes.extended))
 
-            def act_on(inputs, obs, key):
+            def act_on(inputs, obs, key, episode_step):
                 full = [jnp.zeros(shape, dtype) for shape, dtype in avals]
                 for i, x in zip(reads, inputs):
                     full[i] = x
-                return act_leaves(full, obs, key)
+                return act_leaves(full, obs, key, episode_step)
 
-            action_spec = jax.eval_shape(act_leaves, list(leaves), obs, key)[0]
+            action_spec = jax.eval_shape(act_leaves, list(leaves), obs, key, episode_step)[0]
             self._actors[signature] = (reads, jax.jit(act_on), action_spec)
         return self._actors[signature]
 
@@ -184,12 +188,16 @@ class GymnasiumTrainer:
             "next_obs": np.empty((T, E, obs_dim), np.float32),
         }
         extras_buf: dict[str, np.ndarray] = {}
+        # Each env's step count and return in its current episode (the envs were just reset):
+        # what a method's guide reads, and, in the batch's extras, what its `observe` sees.
+        guided = agent.guide is not None
+        episode_step, episode_return = np.zeros(E, np.int32), np.zeros(E, np.float32)
         metric_sums = None
         for iteration in range(self.iterations):
             leaves = jax.tree.leaves(agent_state)
             inputs = [leaves[i] for i in reads]
             for t in range(T):
-                action, extras, key = act(inputs, obs, key)
+                action, extras, key = act(inputs, obs, key, episode_step)
                 action = np.asarray(action)
                 try:
                     next_obs, reward, terminated, truncated, info = envs.step(action)
@@ -201,6 +209,13 @@ class GymnasiumTrainer:
                 if "_final_obs" in info:  # the true last observation of finished episodes
                     ended = info["_final_obs"]
                     buf["next_obs"][t][ended] = np.stack(info["final_obs"][ended])
+                if guided:
+                    ended = terminated | truncated
+                    episode_return = episode_return + reward
+                    extras = {**extras, "episode_end": ended,
+                              "episode_return": episode_return.astype(np.float32)}
+                    episode_step = np.where(ended, 0, episode_step + 1).astype(np.int32)
+                    episode_return = np.where(ended, 0.0, episode_return).astype(np.float32)
                 for name, value in extras.items():
                     if name not in extras_buf:
                         extras_buf[name] = np.empty((T, *value.shape), value.dtype)

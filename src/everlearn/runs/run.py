@@ -290,6 +290,17 @@ def success_keys_for(scenario_name: str, backend: str) -> tuple[str | None, ...]
     return tuple(success_key(t, backend) for t in get_scenario(scenario_name).tasks)
 
 
+def _with_jsrl_horizon(config: Any, scenario: Scenario, backend: str) -> Any:
+    """JSRL's first horizon, where unset: the longest episode of the scenario's tasks."""
+    if config.horizon is not None:
+        return config
+    limits = [task_spaces(task, backend).max_episode_steps for task in scenario.tasks]
+    if None in limits:
+        raise ConfigError("jsrl.horizon: a task's env has no episode length to take it from; "
+                          "set it with --set jsrl.horizon=STEPS")
+    return config.model_copy(update={"horizon": max(limits)})
+
+
 @functools.lru_cache(maxsize=8)
 def _trainer(scenario_name: str, backend: str, agent_name: str, agent_json: str,
              steps_per_eval: float, eval_episodes: int,
@@ -301,6 +312,8 @@ def _trainer(scenario_name: str, backend: str, agent_name: str, agent_json: str,
     agent_config = AGENTS[agent_name].config.model_validate_json(agent_json)
     methods = [(name, METHODS[name].config.model_validate(data))
                for name, data in json.loads(methods_json)]
+    methods = [(name, _with_jsrl_horizon(method, scenario, backend) if name == "jsrl" else method)
+               for name, method in methods]
     networks = {METHODS[name].network for name, _ in methods}
     task_ids = bool(networks & {"task_input", "multi_head"})
     num_tasks = scenario.num_tasks
