@@ -5,13 +5,15 @@ directories.
 
     python benchmarks/offline.py --online /work/bench-runs/o2o_online \
         --pretrained /work/bench-runs/o2o_pretrained --rae /work/bench-runs/o2o_rae \
-        --out benchmarks/results/offline_to_online
+        --jsrl /work/bench-runs/o2o_jsrl --out benchmarks/results/offline_to_online
 
 `--online`: a sweep of `benchmarks/sweeps/offline_to_online_online.yaml` (TD3 from scratch and
 RLPD-style on `pendulum-stationary`); `--pretrained`: a sweep of
 `benchmarks/sweeps/offline_to_online_pretrained.yaml` (TD3+BC fine-tuning and WSRL on
 `pendulum-offline-to-online`); `--rae`: a run directory of RaE (`everlearn run ... --method
-offline_mix --set offline_mix.run=...`). Writes OUT.md and OUT.json; `--header FILE` puts a
+offline_mix --set offline_mix.run=...`); `--jsrl`: a run directory of JSRL on TD3+BC (`everlearn
+run --scenario pendulum-offline-to-online --agent td3_bc --method jsrl ...`). Writes OUT.md and
+OUT.json; `--header FILE` puts a
 file's text (the commands, commit, machine) at the top of OUT.md.
 """
 
@@ -56,6 +58,7 @@ def main() -> None:
     parser.add_argument("--online", type=Path, required=True)
     parser.add_argument("--pretrained", type=Path, required=True)
     parser.add_argument("--rae", type=Path)
+    parser.add_argument("--jsrl", type=Path)
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/offline_to_online"))
     parser.add_argument("--header", type=Path)
     args = parser.parse_args()
@@ -72,6 +75,8 @@ def main() -> None:
             runs[label] = cell[0]
     if args.rae and (args.rae / "summary.json").exists():
         runs["RaE (TD3, offline_mix 0.5 of the scratch run's seed-0 buffer)"] = args.rae
+    if args.jsrl and (args.jsrl / "summary.json").exists():
+        runs["JSRL (TD3+BC, the pre-trained policy guides)"] = args.jsrl
 
     table, curves, record = [], [], {}
     for label, run in runs.items():

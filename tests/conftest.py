@@ -1,21 +1,40 @@
 """Shared test set-up: reference-run caches and Minari datasets go to a temporary folder (one
-per test session and worker, so a recipe dataset is made once), never the user's."""
+per test session and worker, so a recipe dataset is made once), never the user's; XLA compiles
+faster than by default (below)."""
+
+import os
+from importlib import metadata
 
 import pytest
+
+# Half of the suite's time is XLA compiling (~890 s of ~1,900 s of test time, 2026-12-01). LLVM
+# at -O1 with XLA's previous CPU fusion emitters halves compile time; the compiled programs run
+# ~20% slower, a good trade for tests, which compile far more than they run
+# (`benchmarks/compile_time.py`, benchmarks/results/compile_time.md). Results may differ in the
+# last bits from the default flags', as on another CPU model: the learning bars are set for
+# that. The fusion flag exists in the jaxlib versions tested here (0.10); XLA aborts on a flag
+# it does not know, so other versions get -O1 only. Set before any test starts JAX's backend;
+# subprocesses the tests start inherit it. Flags the caller set win.
+TEST_XLA_FLAGS = ["--xla_backend_optimization_level=1"]
+if metadata.version("jaxlib").startswith("0.10."):
+    TEST_XLA_FLAGS.append("--xla_cpu_use_fusion_emitters=false")
+if "xla_backend_optimization_level" not in os.environ.get("XLA_FLAGS", ""):
+    os.environ["XLA_FLAGS"] = " ".join([os.environ.get("XLA_FLAGS", ""), *TEST_XLA_FLAGS]).strip()
 
 # The files that take a minute or more of one core (`pytest --durations`), heaviest first. They
 # run first: `make test` hands whole files to two xdist workers in collection order
 # (`--dist loadfile --no-loadscope-reorder`), and a heavy file handed out last would leave one
-# worker idle while the other finishes it. Measured on 2026-12-01, 2 cores.
+# worker idle while the other finishes it. Measured on 2026-12-01, 2 cores, under the XLA
+# flags above.
 HEAVY_FIRST = (
-    "tests/sweeps/test_executors.py",  # ~230 s: three sweeps in subprocesses, a Ray cluster
-    "tests/agents/test_continuous.py",  # ~150 s: SAC and TD3 learn Pendulum
-    "tests/agents/test_one_device.py",  # ~55 s: TD3 learns Pendulum on one XLA device
-    "tests/scenarios/test_minatar_sequence.py",  # ~130 s: four games compile
-    "tests/runs/test_run_end_to_end.py",  # ~130 s: resume after SIGKILL, CLI runs
-    "tests/agents/test_learning.py",  # ~90 s: DQN and PPO learn CartPole
-    "tests/data/test_offline_runs.py",  # ~90 s: the medium recipe, TD3+BC learns from it
-    "tests/data/test_offline_to_online.py",  # ~60 s: an offline-then-online run, WSRL, mixing
+    "tests/sweeps/test_executors.py",  # ~155 s: three sweeps in subprocesses, a Ray cluster
+    "tests/agents/test_continuous.py",  # ~170 s: SAC and TD3 learn Pendulum
+    "tests/agents/test_one_device.py",  # ~90 s: TD3 learns Pendulum on one XLA device
+    "tests/data/test_offline_runs.py",  # ~190 s: the medium recipe; TD3+BC, IQL, CQL learn
+    "tests/agents/test_learning.py",  # ~95 s: DQN and PPO learn CartPole
+    "tests/scenarios/test_minatar_sequence.py",  # ~70 s: four games compile
+    "tests/runs/test_run_end_to_end.py",  # ~110 s: resume after SIGKILL, CLI runs
+    "tests/data/test_offline_to_online.py",  # ~110 s: offline-then-online runs, WSRL, JSRL
     "tests/agents/test_offline_agents.py",
     "tests/methods/test_hooks.py",
     "tests/runs/test_continuous_runs.py",

@@ -34,10 +34,18 @@ def _rollout(agent, state, key) -> Transition:
     return Transition(obs, action, zeros, zeros.astype(bool), zeros.astype(bool), obs, extras)
 
 
+_COMPILED_UPDATES: dict[int, tuple] = {}
+
+
 def _train(agent, state, updates: int, key):
+    # One compiled `update` per agent: called eagerly, the `lax.cond` inside it would compile
+    # the whole learning step again on every call (about a second each).
+    if id(agent) not in _COMPILED_UPDATES:
+        _COMPILED_UPDATES[id(agent)] = (agent, jax.jit(agent.update))
+    update = _COMPILED_UPDATES[id(agent)][1]
     metrics = None
     for k in jax.random.split(key, updates):
-        state, metrics = agent.update(state, _rollout(agent, state, k), k)
+        state, metrics = update(state, _rollout(agent, state, k), k)
     return state, metrics
 
 
