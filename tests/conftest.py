@@ -10,9 +10,9 @@ import pytest
 # Half of the suite's time is XLA compiling (~890 s of ~1,900 s of test time, 2026-12-01). LLVM
 # at -O1 with XLA's previous CPU fusion emitters halves compile time; the compiled programs run
 # ~20% slower, a good trade for tests, which compile far more than they run
-# (`benchmarks/compile_time.py`, benchmarks/results/compile_time.md). Results may differ in the
-# last bits from the default flags', as on another CPU model: the learning bars are set for
-# that. The fusion flag exists in the jaxlib versions tested here (0.10); XLA aborts on a flag
+# (`benchmarks/compile_time.py`, benchmarks/results/compile_time.md). These are other programs,
+# as on another CPU model, so a training run's numbers differ from the default flags' (trained
+# TD3 parameters by up to 0.76 after 3,000 steps there): the learning bars are set for that. The fusion flag exists in the jaxlib versions tested here (0.10); XLA aborts on a flag
 # it does not know, so other versions get -O1 only. Set before any test starts JAX's backend;
 # subprocesses the tests start inherit it. Flags the caller set win.
 TEST_XLA_FLAGS = ["--xla_backend_optimization_level=1"]
