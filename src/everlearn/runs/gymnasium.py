@@ -130,8 +130,7 @@ class GymnasiumTrainer:
     def _actor(self, agent_state: Any, obs: np.ndarray, key: jax.Array):
         """`act` compiled on only the agent-state leaves it reads: (their indices in
         `jax.tree.leaves(agent_state)`, the jitted `act(inputs, obs, key, episode_step)`, the
-        action's
-        shape). Which leaves it reads comes from `act`'s jaxpr, once per state structure; the
+        action's shape; `episode_step` is None unless the agent has a guide). Which leaves it reads comes from `act`'s jaxpr, once per state structure; the
         others (replay buffer, optimiser moments, ...) are placeholders that XLA drops as dead
         code, so each call passes a few arrays instead of the whole state."""
         leaves, treedef = jax.tree.flatten(agent_state)
@@ -139,7 +138,9 @@ class GymnasiumTrainer:
         signature = (treedef, avals, obs.shape, obs.dtype)
         if signature not in self._actors:
             act = self._act_fn
-            episode_step = np.zeros(obs.shape[0], np.int32)
+            # Only a guided agent reads the episode steps: otherwise nothing is passed per step.
+            episode_step = (np.zeros(obs.shape[0], np.int32) if self.agent.guide is not None
+                            else None)
 
             def act_leaves(leaves, obs, key, episode_step):
                 return act(jax.tree.unflatten(treedef, leaves), obs, key, episode_step)
@@ -197,7 +198,7 @@ class GymnasiumTrainer:
             leaves = jax.tree.leaves(agent_state)
             inputs = [leaves[i] for i in reads]
             for t in range(T):
-                action, extras, key = act(inputs, obs, key, episode_step)
+                action, extras, key = act(inputs, obs, key, episode_step if guided else None)
                 action = np.asarray(action)
                 try:
                     next_obs, reward, terminated, truncated, info = envs.step(action)
