@@ -39,6 +39,7 @@ HEAVY_FIRST = (
     "tests/methods/test_hooks.py",
     "tests/runs/test_continuous_runs.py",
     "tests/runs/test_open_scenarios.py",
+    "tests/data/test_record.py",  # ~40 s: recorded runs on both paths
 )
 
 

@@ -123,6 +123,7 @@ def run(
     out: Annotated[Optional[Path], typer.Option(help="Run directory (default runs/<scenario>-<agent>-<backend>-<time>).")] = None,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Check the config and the scenario, print the resolved config, and exit without writing anything.")] = False,
     tensorboard: Annotated[bool, typer.Option("--tensorboard", help="Also write TensorBoard event files into <run dir>/tensorboard (needs the tensorboard extra).")] = False,
+    record: Annotated[Optional[str], typer.Option(help="Record every transition of the run as Minari datasets NAMESPACE/task<k>-<task>-seed<S>-v0, one per online task and seed (docs/offline.md).", metavar="NAMESPACE")] = None,
 ) -> None:
     """Run an agent through a scenario; writes a run directory ending with a report."""
     from everlearn.runs.config import ConfigError, build_config
@@ -132,19 +133,22 @@ def run(
         cfg = build_config(config, {"scenario": scenario, "agent": agent, "seeds": seeds,
                                     "backend": backend, "reference": reference,
                                     "methods": method or None}, set_, preset)
-        from everlearn.runs.run import budget_note, check_memory, make_plan, start_run
+        from everlearn.runs.run import (budget_note, check_memory, make_plan, make_recorder,
+                                        start_run)
 
         if dry_run:
             import yaml
 
             plan = make_plan(cfg)
             check_memory(plan)
+            if record is not None:
+                make_recorder(plan, out or Path("runs"), record).check_new()
             note = budget_note(plan)
             typer.echo(yaml.safe_dump(cfg.to_dict(), sort_keys=False), nl=False)
             if note:
                 err.print(note, highlight=False, soft_wrap=True)
             return
-        start_run(cfg, out, tensorboard=tensorboard)
+        start_run(cfg, out, tensorboard=tensorboard, record=record)
     except (ConfigError, ValueError) as e:
         _fail(str(e))
     except RunStopped as e:

@@ -44,6 +44,15 @@ def agent_observations(obs, spaces: EnvSpaces, layout: Layout, onehot=None, xp=n
     return xp.concatenate(parts, axis=1)
 
 
+def task_observations(obs: np.ndarray, spaces: EnvSpaces, layout: Layout) -> np.ndarray:
+    """The inverse of `agent_observations`: the task's own observations [n, its obs size] from
+    what the agent took in (the padding, task id and action mask dropped)."""
+    n = obs.shape[0]
+    padded = obs[:, :layout.obs_size].reshape(n, *layout.obs_shape)
+    own = padded[(slice(None), *(slice(0, size) for size in spaces.obs_shape))]
+    return np.ascontiguousarray(own.reshape(n, -1))
+
+
 def agent_rows(task: Task, index: int, spaces: EnvSpaces, layout: Layout, num_tasks: int,
                task_ids: bool) -> dict[str, np.ndarray]:
     """Task `index`'s dataset as rows of the agent's minibatch format."""

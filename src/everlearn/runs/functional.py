@@ -30,6 +30,10 @@ from everlearn.envs.sources import env_identity
 from everlearn.scenarios.task import Scenario, Task
 
 
+# The columns of a recorded segment (`record_segment`), as `Transition` names them.
+RECORDED = ("obs", "action", "reward", "terminated", "truncated", "next_obs")
+
+
 @struct.dataclass
 class SeedState:
     agent: Any
@@ -124,9 +128,8 @@ class FunctionalTrainer:
                          for k, i in enumerate(group.task_indices)}
         self.eval_episodes = eval_episodes
         self._init = jax.jit(self._init_seed)
-        self._segments = [
-            jax.jit(jax.vmap(functools.partial(self._train_segment, group), in_axes=(0, None, None)))
-            for group in self.groups]
+        self._segments = [self._segment_program(group, record=False) for group in self.groups]
+        self._recording_segments: dict[int, Any] = {}  # compiled only for a recording run
         self._evaluate = jax.jit(jax.vmap(self._evaluate_seed))
         self._boundary = jax.jit(jax.vmap(boundary_for(agent), in_axes=(0, None, None)))
         self._measure = jax.jit(functools.partial(diagnostics.measure, agent.view))
@@ -148,6 +151,25 @@ class FunctionalTrainer:
                                            jnp.asarray(drift, jnp.float32))
         return state, jax.tree.map(np.asarray, metrics)
 
+    def record_segment(self, state: SeedState, task_index: int,
+                       drift: tuple[float, float] | None = None
+                       ) -> tuple[SeedState, dict, dict[str, np.ndarray]]:
+        """`train_segment`, also returning every transition the envs made
+        (`everlearn run --record`): obs, action, reward, terminated, truncated, next_obs, each
+        [seeds, steps per env, envs, ...]. Its own program, so other runs' is unchanged."""
+        if drift is None:
+            drift = (float(task_index), float(task_index))
+        g, k = self.group_of[task_index]
+        if g not in self._recording_segments:
+            self._recording_segments[g] = self._segment_program(self.groups[g], record=True)
+        params = index_params(self.groups[g].tasks, k)
+        state, metrics, batch = self._recording_segments[g](
+            split_seeds(state), params, jnp.asarray(drift, jnp.float32))
+        columns = {name: np.asarray(getattr(batch, name)) for name in RECORDED}
+        # [seeds, iterations, T, envs, ...] -> [seeds, iterations * T, envs, ...]
+        columns = {name: x.reshape(x.shape[0], -1, *x.shape[3:]) for name, x in columns.items()}
+        return state, jax.tree.map(np.asarray, metrics), columns
+
     def diagnostics(self, state: SeedState) -> dict[str, list[float]]:
         """Plasticity diagnostics per seed (`everlearn.evaluation.diagnostics`)."""
         return diagnostics.per_seed(self._measure, state.agent)
@@ -168,8 +190,12 @@ class FunctionalTrainer:
         k_agent, k_run = jax.random.split(jax.random.PRNGKey(seed))
         return SeedState(self.agent.init(k_agent), k_run)
 
+    def _segment_program(self, group: EnvGroup, record: bool):
+        return jax.jit(jax.vmap(functools.partial(self._train_segment, group, record=record),
+                                in_axes=(0, None, None)))
+
     def _train_segment(self, group: EnvGroup, state: SeedState, params: TaskParams,
-                       drift: jax.Array):
+                       drift: jax.Array, record: bool = False):
         agent, env, num_envs = self.agent, group.env, self.agent.num_envs
         key, k_reset, k_loop = jax.random.split(state.key, 3)
         # In a drifting scenario every env carries its episode's context: the drift's position
@@ -224,12 +250,15 @@ class FunctionalTrainer:
                 (jax.random.split(k_rollout, T), index * T + jnp.arange(T)),
             )
             agent_state, metrics = agent.update(agent_state, batch, k_update)
-            return (agent_state, obs, env_state, params, episodes), metrics
+            recorded = batch.replace(extras={}) if record else None
+            return (agent_state, obs, env_state, params, episodes), (metrics, recorded)
 
-        (agent_state, *_), metrics = jax.lax.scan(
+        (agent_state, *_), (metrics, recorded) = jax.lax.scan(
             iteration, (state.agent, obs, env_state, params, episodes),
             (jax.random.split(k_loop, self.iterations), jnp.arange(self.iterations)),
         )
+        if record:
+            return SeedState(agent_state, key), jax.tree.map(jnp.mean, metrics), recorded
         return SeedState(agent_state, key), jax.tree.map(jnp.mean, metrics)
 
     def _evaluate_seed(self, agent_state: Any, key: jax.Array) -> jax.Array:

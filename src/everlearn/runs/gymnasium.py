@@ -25,7 +25,8 @@ from everlearn.agents.common import Agent, Transition
 from everlearn.envs.gymnasium_context import make_vector_env
 from everlearn.envs.layout import Layout
 from everlearn.evaluation import diagnostics
-from everlearn.runs.functional import SeedState, boundary_for, init_seeds, task_onehot
+from everlearn.runs.functional import (RECORDED, SeedState, boundary_for, init_seeds,
+                                      task_onehot)
 from everlearn.runs.failures import EnvFailed
 from everlearn.scenarios.task import Scenario
 
@@ -120,12 +121,26 @@ class GymnasiumTrainer:
         """Train on task `task_index`; in a drifting scenario, `drift` = (start, end) positions
         along the waypoints instead: each episode starts with the context where the drift is
         at its first step (`Scenario.drift_positions`)."""
+        return self._train_seeds(state, task_index, drift, record=False)[:2]
+
+    def record_segment(self, state: SeedState, task_index: int,
+                       drift: tuple[float, float] | None = None
+                       ) -> tuple[SeedState, dict, dict[str, np.ndarray]]:
+        """`train_segment`, also returning every transition the envs made
+        (`everlearn run --record`): obs, action, reward, terminated, truncated, next_obs, each
+        [seeds, steps per env, envs, ...]."""
+        return self._train_seeds(state, task_index, drift, record=True)
+
+    def _train_seeds(self, state: SeedState, task_index: int,
+                     drift: tuple[float, float] | None, record: bool):
         num_seeds = jax.tree.leaves(state)[0].shape[0]
-        results = [self._train_seed(_seed_slice(state, i), task_index, drift)
+        results = [self._train_seed(_seed_slice(state, i), task_index, drift, record)
                    for i in range(num_seeds)]
         new_state = jax.tree.map(lambda *xs: jnp.stack(xs), *[r[0] for r in results])
         metrics = {k: np.array([r[1][k] for r in results]) for k in results[0][1]}
-        return new_state, metrics
+        columns = ({name: np.stack([r[2][name] for r in results]) for name in RECORDED}
+                   if record else None)
+        return new_state, metrics, columns
 
     def _actor(self, agent_state: Any, obs: np.ndarray, key: jax.Array):
         """`act` compiled on only the agent-state leaves it reads: (their indices in
@@ -163,7 +178,10 @@ class GymnasiumTrainer:
         return self._actors[signature]
 
     def _train_seed(self, state: SeedState, task_index: int,
-                    drift: tuple[float, float] | None) -> tuple[SeedState, dict]:
+                    drift: tuple[float, float] | None,
+                    record: bool = False) -> tuple[SeedState, dict, dict | None]:
+        """One seed's segment: its state, its mean update metrics and, with `record`, its
+        transitions ([steps per env, envs, ...] per column)."""
         agent = self.agent
         T, E = agent.rollout_length, agent.num_envs
         envs = self._vector_env(self._envs, task_index, E, drift=drift is not None)
@@ -194,6 +212,7 @@ class GymnasiumTrainer:
         guided = agent.guide is not None
         episode_step, episode_return = np.zeros(E, np.int32), np.zeros(E, np.float32)
         metric_sums = None
+        recorded: list[dict[str, np.ndarray]] = []  # a copy of each rollout, when recording
         for iteration in range(self.iterations):
             leaves = jax.tree.leaves(agent_state)
             inputs = [leaves[i] for i in reads]
@@ -222,12 +241,16 @@ class GymnasiumTrainer:
                         extras_buf[name] = np.empty((T, *value.shape), value.dtype)
                     extras_buf[name][t] = value
                 obs = next_obs
+            if record:
+                recorded.append({name: value.copy() for name, value in buf.items()})
             batch = Transition(**buf, extras=extras_buf)
             if metric_sums is None:
                 metric_sums = self._zero_metrics(agent_state, batch, key)
             agent_state, metric_sums, key = self._update(agent_state, batch, key, metric_sums)
         means = {k: float(v) / self.iterations for k, v in (metric_sums or {}).items()}
-        return SeedState(agent_state, key), means
+        columns = ({name: np.concatenate([r[name] for r in recorded]) for name in RECORDED}
+                   if record else None)
+        return SeedState(agent_state, key), means, columns
 
     def _zero_metrics(self, agent_state: Any, batch: Transition, key: jax.Array) -> dict:
         """Zeroed running sums of `update`'s metrics (their names traced once)."""

@@ -48,21 +48,36 @@ class DataTraining:
                       drift: tuple[float, float] | None = None) -> tuple[SeedState, dict]:
         """One segment of task `task_index`: from its dataset where it has one (`drift` is
         then never set: a scenario with datasets cannot drift), else online."""
+        return self._segment(state, task_index, drift, record=False)
+
+    def record_segment(self, state: SeedState, task_index: int,
+                       drift: tuple[float, float] | None = None
+                       ) -> tuple[SeedState, dict, dict[str, np.ndarray] | None]:
+        """`train_segment` with the online transitions (`everlearn run --record`); None for
+        a task that learns from its dataset, which makes none."""
+        return self._segment(state, task_index, drift, record=True)
+
+    def _segment(self, state: SeedState, task_index: int, drift: tuple[float, float] | None,
+                 record: bool) -> tuple:
+        """A segment from the task's dataset, or online as the wrapped trainer trains, with
+        the methods' data in the agent state for its length."""
+        online = super().record_segment if record else super().train_segment
         if self._datasets is None:
             self._datasets = self._load_datasets()
             self._method_data = self._load_method_data()
         dataset = self._datasets[task_index]
         if dataset is not None:
             state, metrics = self._learn_segment(split_seeds(state), dataset, self._method_data)
-            return state, jax.tree.map(np.asarray, metrics)
+            metrics = jax.tree.map(np.asarray, metrics)
+            return (state, metrics, None) if record else (state, metrics)
         if not self._method_data:
-            return super().train_segment(state, task_index, drift)
+            return online(state, task_index, drift)
         placeholders = {name: state.agent.methods[name][DATA_KEY] for name in self._method_data}
         state = _with_agent_methods(state, with_method_data(
             state.agent.methods, self._per_seed(jax.tree.leaves(state.agent)[0].shape[0])))
-        state, metrics = super().train_segment(state, task_index, drift)
-        return _with_agent_methods(state, with_method_data(state.agent.methods,
-                                                           placeholders)), metrics
+        state, *rest = online(state, task_index, drift)  # metrics (and recorded transitions)
+        return (_with_agent_methods(state, with_method_data(state.agent.methods, placeholders)),
+                *rest)
 
     def _per_seed(self, seeds: int) -> dict[str, ReplayBuffer]:
         """The methods' data with a leading axis of `seeds` copies, made once per seed count."""

@@ -365,16 +365,21 @@ def default_run_dir(config: RunConfig) -> Path:
 
 
 def start_run(config: RunConfig, run_dir: Path | None = None, *, quiet: bool = False,
-              stop_after: int | None = None, tensorboard: bool = False) -> Path:
+              stop_after: int | None = None, tensorboard: bool = False,
+              record: str | None = None) -> Path:
     """Validate everything, create the run directory, and run to the end (or `stop_after`
     segments, which leaves the directory as a kill after that checkpoint would);
-    `tensorboard`: also write TensorBoard event files (recorded in run.json, so resume goes on
-    writing them)."""
+    `tensorboard`: also write TensorBoard event files; `record`: a Minari namespace to record
+    the run's transitions under (`everlearn.data.record`). Both are kept in run.json, so a
+    resumed run goes on with them."""
     if tensorboard:
         require_tensorboard()
     plan = make_plan(config)  # fails before anything is written
     check_memory(plan)
     run_dir = Path(run_dir) if run_dir else default_run_dir(config)
+    recorder = make_recorder(plan, run_dir, record)
+    if recorder is not None:
+        recorder.check_new()
     if run_dir.exists() and not run_dir.is_dir():
         raise ConfigError(f"--out '{run_dir}' is a file; give a directory path")
     if run_dir.exists() and any(p.name != LOCK_NAME for p in run_dir.iterdir()):
@@ -398,11 +403,26 @@ def start_run(config: RunConfig, run_dir: Path | None = None, *, quiet: bool = F
         raise
     with run_lock(run_dir):  # one writer per run directory
         return _begin(plan, run_dir, sources, quiet=quiet, stop_after=stop_after,
-                      tensorboard=tensorboard)
+                      tensorboard=tensorboard, recorder=recorder)
+
+
+def make_recorder(plan: RunPlan, run_dir: Path, namespace: str | None):
+    """The recorder of a run recording under `namespace` (`--record`); None when it does not."""
+    if namespace is None:
+        return None
+    from everlearn.data.record import RunRecorder
+
+    config = plan.config
+    about = {"run": str(Path(run_dir).resolve()), "agent": config.agent,
+             "methods": list(config.methods), "backend": config.backend}
+    return RunRecorder(run_dir, namespace, plan.scenario, config.seeds,
+                       [task_spaces(t, config.backend) for t in plan.scenario.tasks],
+                       scenario_layout_for(config.scenario, config.backend),
+                       config.evals_per_task, about)
 
 
 def _begin(plan: RunPlan, run_dir: Path, sources: list[dict[str, str]], *, quiet: bool,
-           stop_after: int | None, tensorboard: bool) -> Path:
+           stop_after: int | None, tensorboard: bool, recorder=None) -> Path:
     """Write the new run directory's config and run.json, then run from the initial state."""
     config = plan.config  # with `reference` on where the scores needed the reference runs
     atomic_write(run_dir / "config.yaml", yaml.safe_dump(config.to_dict(), sort_keys=False))
@@ -433,6 +453,7 @@ def _begin(plan: RunPlan, run_dir: Path, sources: list[dict[str, str]], *, quiet
         # The config the run started with: resume refuses an edited config.yaml.
         "config": config.to_dict(),
         "tensorboard": tensorboard,
+        "record": recorder.namespace if recorder is not None else None,
     }
     state = plan.trainer.init(config.seeds)
     buffer = getattr(state.agent, "buffer", None)
@@ -444,7 +465,7 @@ def _begin(plan: RunPlan, run_dir: Path, sources: list[dict[str, str]], *, quiet
                           f"{per_seed / 2**20:,.1f} MiB per seed")
     atomic_write(run_dir / "run.json", json.dumps(info, indent=1))
     return _execute(plan, run_dir, state, 0, quiet=quiet, stop_after=stop_after,
-                    tensorboard=tensorboard)
+                    tensorboard=tensorboard, recorder=recorder)
 
 
 _MEASURED = {"random_score": "uniform-random policy",
@@ -556,8 +577,13 @@ def resume_run(run_dir: Path, *, quiet: bool = False, stop_after: int | None = N
         tensorboard = bool(info.get("tensorboard"))
         if tensorboard:
             require_tensorboard()
+        recorder = make_recorder(plan, run_dir, info.get("record"))
+        if recorder is not None:  # segments after the checkpoint are redone, and recorded again
+            recorder.rollback(done)
+            if done:
+                recorder.flush(done)
         return _execute(plan, run_dir, state, start, quiet=quiet, stop_after=stop_after,
-                        tensorboard=tensorboard)
+                        tensorboard=tensorboard, recorder=recorder)
 
 
 def run_or_resume(run_dir: Path, make_config: Callable[[], RunConfig], *,
@@ -668,7 +694,7 @@ def _interrupts_as_keyboard_interrupt():
 
 
 def _execute(plan: RunPlan, run_dir: Path, state: Any, start: int, *, quiet: bool,
-             stop_after: int | None, tensorboard: bool = False) -> Path:
+             stop_after: int | None, tensorboard: bool = False, recorder=None) -> Path:
     config, scenario, trainer = plan.config, plan.scenario, plan.trainer
     seeds, seg_steps = config.seeds, plan.segment_steps
     log_path = run_dir / "metrics.jsonl"
@@ -744,7 +770,11 @@ def _execute(plan: RunPlan, run_dir: Path, state: Any, start: int, *, quiet: boo
                 t0 = time.perf_counter()
                 drift = (scenario.drift_positions(segment, config.evals_per_task)
                          if scenario.drift else None)
-                state, train_metrics = trainer.train_segment(state, task, drift)
+                if recorder is None:
+                    state, train_metrics = trainer.train_segment(state, task, drift)
+                else:
+                    state, train_metrics, transitions = trainer.record_segment(state, task,
+                                                                               drift)
                 diverged = divergence(train_metrics, state.agent.params, len(seeds))
                 if diverged:  # nothing of this segment is logged or checkpointed
                     what, bad = diverged
@@ -756,6 +786,8 @@ def _execute(plan: RunPlan, run_dir: Path, state: Any, start: int, *, quiet: boo
                         f"lower the learning rate ({config.agent}.learning_rate) and start a "
                         "new run")
                 rate = seg_steps * len(seeds) / (time.perf_counter() - t0)
+                if recorder is not None:
+                    recorder.add(segment, task, transitions)
                 last = log_eval(segment, state, trainer.evaluate(state, seeds, segment),
                                 train_metrics)
                 task_ends = segment % config.evals_per_task == 0 and task + 1 < scenario.num_tasks
@@ -764,12 +796,17 @@ def _execute(plan: RunPlan, run_dir: Path, state: Any, start: int, *, quiet: boo
                     # the methods' task hooks, and the exploration restart (explore_each_task)
                     state = trainer.task_boundary(state, task, task + 1)
                 finished = (segment, state)
+                written = []  # the datasets of a recorded task, once its end is checkpointed
                 if segment % config.evals_per_task == 0 or segment % config.checkpoint_every == 0:
                     checkpoint(segment, state)
+                    written = recorder.flush(segment) if recorder is not None else []
                 progress.update(bar, advance=seg_steps, rate=f"{rate:,.0f}", last=last)
                 if not quiet and not console.is_terminal:  # logs get a line where a bar can't draw
                     console.print(f"step {segment * seg_steps:>9,} task {task + 1} "
                                   f"{rate:>9,.0f} steps/s  mean normalised eval {last}")
+                if written and not quiet:
+                    console.print(f"recorded task {task + 1}: {len(written)} Minari dataset(s) "
+                                  f"under {recorder.namespace}/", highlight=False)
 
             if config.reference:
                 phase = "the reference runs"
