@@ -112,7 +112,7 @@ def list_cmd() -> None:
 @app.command()
 def run(
     scenario: Annotated[Optional[str], typer.Option(help="Scenario name (see 'everlearn list').")] = None,
-    agent: Annotated[Optional[str], typer.Option(help="Agent: ppo, dqn (discrete actions), sac, td3 (continuous); offline: td3_bc, iql, cql (continuous), or any off-policy agent on a scenario of datasets.")] = None,
+    agent: Annotated[Optional[str], typer.Option(help="Agent: ppo, dqn (discrete actions), sac, td3 (continuous); offline: td3_bc, iql, cql (continuous), cql_dqn (discrete), or any off-policy agent on a scenario of datasets.")] = None,
     seeds: Annotated[Optional[str], typer.Option(help="Seeds, e.g. 0-4 or 0,3,7.")] = None,
     backend: Annotated[Optional[str], typer.Option(help="jax (functional) or gymnasium; default: jax where the scenario has a functional env.")] = None,
     method: Annotated[Optional[list[str]], typer.Option(help="Continual-learning method; repeat to compose (see 'everlearn list').")] = None,

@@ -9,6 +9,7 @@ from pydantic import BaseModel
 
 from everlearn.agents.common import Agent, EnvSpec, Transition
 from everlearn.agents.cql import CQLConfig, make_cql
+from everlearn.agents.cql_dqn import CQLDQNConfig, make_cql_dqn
 from everlearn.agents.dqn import DQNConfig, make_dqn
 from everlearn.agents.iql import IQLConfig, make_iql
 from everlearn.agents.ppo import PPOConfig, make_ppo
@@ -32,6 +33,7 @@ AGENTS: dict[str, AgentEntry] = {
     "td3_bc": AgentEntry(TD3BCConfig, make_td3_bc, continuous=True),
     "iql": AgentEntry(IQLConfig, make_iql, continuous=True),
     "cql": AgentEntry(CQLConfig, make_cql, continuous=True),
+    "cql_dqn": AgentEntry(CQLDQNConfig, make_cql_dqn, continuous=False),
 }
 
 

@@ -28,7 +28,7 @@ from everlearn.agents.common import (MLP, Agent, EnvSpec, ReplayBuffer, Transiti
                                      uniform_actions)
 from everlearn.methods.base import AgentView, Hooks, Method
 from everlearn.ranges import (Count, Discount, Fraction, HiddenSizes, LearningRate,
-                              NonNegativeCount, PolyakStep, Positive)
+                              NonNegative, NonNegativeCount, PolyakStep, Positive)
 
 
 class DQNConfig(BaseModel):
@@ -54,9 +54,12 @@ class DQNConfig(BaseModel):
     # Restart the epsilon schedule at each task boundary. None: on where the scenario shows
     # its boundaries (the run resolves it), off where it hides them.
     explore_each_task: bool | None = None
-    max_grad_norm: Positive = 10.0
+    max_grad_norm: Positive | None = 10.0  # None: no clipping
+    adam_eps: PositiveFloat = 1e-8
     double: bool = True
     loss: Literal["mse", "huber"] = "mse"
+    # CQL(H)'s conservative term, weighted (`everlearn.agents.cql_dqn`); 0: plain DQN
+    min_q_weight: NonNegative = 0.0
     hidden_sizes: HiddenSizes = (256, 256)
     activation: Literal["tanh", "relu", "elephant"] = "relu"
     layer_norm: bool = False  # LayerNorm before each hidden activation
@@ -78,7 +81,7 @@ class DQNState:
 
 
 def make_dqn(config: DQNConfig, spec: EnvSpec,
-             methods: Sequence[Callable[[AgentView], Method]] = ()) -> Agent:
+             methods: Sequence[Callable[[AgentView], Method]] = (), name: str = "dqn") -> Agent:
     q_net = MLP(config.hidden_sizes, spec.num_actions, config.activation, heads=spec.heads,
                 layer_norm=config.layer_norm, elephant_a=config.elephant_a,
                 elephant_d=config.elephant_d, mask_output=True,
@@ -89,7 +92,7 @@ def make_dqn(config: DQNConfig, spec: EnvSpec,
         # computed from the same params (adequate for Fisher / reference gradients).
         return loss_fn(params, jax.lax.stop_gradient(params), mb)[0]
 
-    view = AgentView("dqn", off_policy=True,
+    view = AgentView(name, off_policy=True,
                      outputs=lambda params, obs: {"q": q_net.apply(params["q"], obs)},
                      policy_logits=lambda params, obs: q_net.apply(params["q"], obs),
                      loss=plain_loss, networks=("q",), num_tasks=spec.num_tasks,
@@ -100,9 +103,9 @@ def make_dqn(config: DQNConfig, spec: EnvSpec,
                      env_steps_per_update=config.train_every * config.num_envs,
                      gradient_steps_per_update=config.gradient_steps)
     hooks = Hooks(view, [build(view) for build in methods])
-    optimiser = hooks.optimiser(
-        optax.clip_by_global_norm(config.max_grad_norm), optax.adam(config.learning_rate)
-    )
+    clip = ([optax.clip_by_global_norm(config.max_grad_norm)]
+            if config.max_grad_norm is not None else [])
+    optimiser = hooks.optimiser(*clip, optax.adam(config.learning_rate, eps=config.adam_eps))
 
     def init(key: jax.Array) -> DQNState:
         params = {"q": q_net.init(key, jnp.zeros((1, spec.obs_dim), jnp.float32))}
@@ -139,14 +142,19 @@ def make_dqn(config: DQNConfig, spec: EnvSpec,
             next_action = jnp.argmax(next_q_target, axis=-1)
         next_value = jnp.take_along_axis(next_q_target, next_action[:, None], axis=-1)[:, 0]
         target = mb["reward"] + config.gamma * (1.0 - mb["terminated"]) * next_value
-        q = jnp.take_along_axis(q_net.apply(params["q"], mb["obs"]),
-                                mb["action"][:, None], axis=-1)[:, 0]
+        q_all = q_net.apply(params["q"], mb["obs"])
+        q = jnp.take_along_axis(q_all, mb["action"][:, None], axis=-1)[:, 0]
         error = q - jax.lax.stop_gradient(target)
         if config.loss == "huber":
             loss = optax.huber_loss(error).mean()
         else:
             loss = jnp.mean(error**2)
-        return loss, {"q_loss": loss, "q_mean": q.mean()}
+        info = {"q_loss": loss, "q_mean": q.mean()}
+        if config.min_q_weight:  # CQL(H): log-sum-exp of Q over actions, minus the data's
+            gap = jnp.mean(jax.nn.logsumexp(q_all, axis=-1)) - q.mean()
+            loss = loss + config.min_q_weight * gap
+            info["conservative_gap"] = gap
+        return loss, info
 
     def total_loss(params: dict, target_params: dict, mb: dict, method_state: dict):
         loss, info = loss_fn(params, target_params, mb)
@@ -181,7 +189,7 @@ def make_dqn(config: DQNConfig, spec: EnvSpec,
         state, info = store_and_learn(state, batch, key, hooks, config.learning_starts, train)
         return state, {**info, "epsilon": epsilon(state)}
 
-    return Agent("dqn", config.num_envs, config.train_every, init, act, greedy_action, update,
+    return Agent(name, config.num_envs, config.train_every, init, act, greedy_action, update,
                  restarting_boundary(hooks, config.explore_each_task), view,
                  hooks.agent_for_task, partial(learn_from_dataset, hooks=hooks, train=train),
                  hooks.agent_guide)

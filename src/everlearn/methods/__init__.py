@@ -38,8 +38,8 @@ from everlearn.methods.upgd import UPGDConfig, make_upgd
 
 # The agents each kind of method works with: every agent, or the off-policy ones (their minibatch
 # rows are transitions that any policy's TD loss can learn from).
-ALL_AGENTS = ("ppo", "dqn", "sac", "td3", "td3_bc", "iql", "cql")
-OFF_POLICY_AGENTS = ("dqn", "sac", "td3", "td3_bc", "iql", "cql")
+ALL_AGENTS = ("ppo", "dqn", "sac", "td3", "td3_bc", "iql", "cql", "cql_dqn")
+OFF_POLICY_AGENTS = ("dqn", "sac", "td3", "td3_bc", "iql", "cql", "cql_dqn")
 
 
 class MethodEntry(NamedTuple):
@@ -93,10 +93,11 @@ METHODS: dict[str, MethodEntry] = {
     "l2_init": MethodEntry(L2InitConfig, make_l2_init,
                            "pull weights towards their initial values"),
     # PackNet packs the network each agent acts with (`packnet.POLICY_NETWORK`), which names
-    # no offline agent yet.
+    # of the offline agents only cql_dqn (a DQN) yet.
     "packnet": MethodEntry(PackNetConfig, make_packnet,
                            "prune after each task and freeze the weights it keeps",
-                           agents=("ppo", "dqn", "sac", "td3"), needs_boundaries=True),
+                           agents=("ppo", "dqn", "sac", "td3", "cql_dqn"),
+                           needs_boundaries=True),
     "multi_head": MethodEntry(TaskIdentityConfig, make_multi_head,
                               "one output head per task, picked by the task id",
                               needs_task_ids=True, network="multi_head"),

@@ -93,7 +93,7 @@ def reset_adam_moments(opt_state: Any, mask: Params) -> Any:
 class AgentView(NamedTuple):
     """What a method may use of the agent it plugs into."""
 
-    agent: str  # "ppo" | "dqn" | "sac" | "td3"
+    agent: str  # the agent's name: "ppo", "dqn", "sac", "td3", "td3_bc", "iql", "cql", "cql_dqn"
     off_policy: bool
     # Named network outputs for a batch of observations: PPO {"logits", "value"}, DQN {"q"},
     # SAC and TD3 {"action"} (the deterministic action).

@@ -50,7 +50,7 @@ from everlearn.methods.base import AgentView, Method
 
 FREE = -1
 # The network each agent acts with: PackNet packs it and leaves the rest (critics) free.
-POLICY_NETWORK = {"ppo": "actor", "dqn": "q", "sac": "actor", "td3": "actor"}
+POLICY_NETWORK = {"ppo": "actor", "dqn": "q", "cql_dqn": "q", "sac": "actor", "td3": "actor"}
 
 
 class PackNetConfig(BaseModel):

@@ -16,6 +16,7 @@ from pydantic import (BaseModel, ConfigDict, Field, PositiveInt, ValidationError
                       field_validator, model_validator)
 
 from everlearn.agents import AGENTS
+from everlearn.agents.cql_dqn import CQLDQNConfig
 from everlearn.agents.dqn import DQNConfig
 from everlearn.agents.ppo import PPOConfig
 from everlearn.agents.sac import SACConfig
@@ -103,6 +104,7 @@ class _RunConfigFields(BaseModel):
     td3_bc: TD3BCConfig = TD3BCConfig()
     iql: IQLConfig = IQLConfig()
     cql: CQLConfig = CQLConfig()
+    cql_dqn: CQLDQNConfig = CQLDQNConfig()
 
     @field_validator("seeds", mode="before")
     @classmethod
