@@ -253,7 +253,7 @@ def collect(
     scenario: Annotated[str, typer.Option(help="The scenario the task belongs to (see 'everlearn list').")],
     task: Annotated[str, typer.Option(help="The task to record on (a task name of the scenario).")],
     name: Annotated[str, typer.Option(help="Minari dataset id to write, e.g. me/pendulum-heavy/medium-v0.")],
-    policy: Annotated[str, typer.Option(help="random, or a run directory (its newest checkpoint acts).")] = "random",
+    policy: Annotated[str, typer.Option(help="random, a run directory (its newest checkpoint acts), or one of its checkpoint files (<run>/checkpoints/segment-N.msgpack).")] = "random",
     steps: Annotated[int, typer.Option(help="Transitions to record (whole episodes; the last unfinished ones are dropped).")] = 50_000,
     seed: Annotated[int, typer.Option(help="Seed of the recording (env starts, policy noise).")] = 0,
     seed_index: Annotated[int, typer.Option(help="With a run directory: which of its seeds acts (0: its first).")] = 0,

@@ -137,3 +137,30 @@ def test_task_observations_undo_the_scenario_layout(obs_shape, layout_shape, mas
     for onehot in (None, np.eye(3, dtype=np.float32)[1]):
         seen = agent_observations(obs, spaces, layout, onehot)
         np.testing.assert_array_equal(task_observations(seen, spaces, layout), obs)
+
+
+def test_collect_acts_with_a_runs_newest_or_a_named_checkpoint(tmp_path):
+    """`everlearn collect --policy RUN_DIR --greedy` records the newest checkpoint's greedy
+    actions (recomputed here from the loaded agent on the recorded observations); a checkpoint
+    file of the run (its kept segment 0: the untrained agent) records that one's instead."""
+    config = _config("ppo", "jax", "ppo.num_envs=4", "ppo.num_steps=32", "ppo.num_epochs=2")
+    run_dir = start_run(config, tmp_path / "run", quiet=True)
+    runner = CliRunner()
+    base = ["collect", "--scenario", "cartpole-contexts", "--task", TASKS[1], "--steps", "300",
+            "--seed-index", "1", "--greedy"]
+    newest = runner.invoke(app, [*base, "--policy", str(run_dir), "--name", "test-record/newest-v0"])
+    first = runner.invoke(app, [*base, "--policy", str(run_dir / "checkpoints" /
+                                                       "segment-00000.msgpack"),
+                                "--name", "test-record/first-v0"])
+    assert newest.exit_code == 0 and first.exit_code == 0, newest.output + first.output
+    newest, first = (load_transitions(f"test-record/{n}-v0") for n in ("newest", "first"))
+    assert (newest.metadata["segment"], first.metadata["segment"]) == (8, 0)
+    assert newest.metadata["policy"].startswith("ppo of run run, seed 1, checkpoint at segment 8")
+    plan, agent_state, _ = load_run(run_dir, 1)  # the newest checkpoint, seed 1
+    agent = plan.trainer.agent
+    greedy = agent.greedy_action(agent.for_task(agent_state, 1), newest.obs)
+    np.testing.assert_array_equal(np.asarray(greedy), newest.action)
+    assert not np.array_equal(newest.action[:100], first.action[:100])
+    bad = runner.invoke(app, [*base, "--policy", str(run_dir / "config.yaml"),
+                              "--name", "test-record/bad-v0"])
+    assert bad.exit_code == 2 and "checkpoint file" in bad.output

@@ -108,11 +108,11 @@ def agent_policy(agent: Any, agent_state: Any, greedy: bool = False) -> Policy:
     return lambda obs, key: agent.act(agent_state, obs, key)[0]
 
 
-def load_run(run_dir: str | Path, seed_index: int = 0):
-    """A run directory's plan, its newest checkpoint's state of seed `seed_index` (the agent
-    state) and that checkpoint's index entry; refuses a missing checkpoint or seed in one
-    line."""
-    from everlearn.runs.checkpoint import NoCheckpoint, load_checkpoint
+def load_run(run_dir: str | Path, seed_index: int = 0, checkpoint: Path | None = None):
+    """A run directory's plan, the state of seed `seed_index` (the agent state) in its newest
+    checkpoint (or in `checkpoint`, one of its checkpoint files) and that checkpoint's index
+    entry; refuses a missing checkpoint or seed in one line."""
+    from everlearn.runs.checkpoint import NoCheckpoint, load_checkpoint, load_checkpoint_file
     from everlearn.runs.run import load_config, make_plan
 
     run_dir = Path(run_dir)
@@ -123,17 +123,19 @@ def load_run(run_dir: str | Path, seed_index: int = 0):
         raise ValueError(f"seed index {seed_index}: run '{run_dir}' has {len(config.seeds)} "
                          f"seeds; use 0..{len(config.seeds) - 1}")
     try:
-        state, index = load_checkpoint(run_dir / "checkpoints",
-                                       plan.trainer.init(config.seeds))
+        template = plan.trainer.init(config.seeds)
+        state, index = (load_checkpoint_file(checkpoint, template) if checkpoint is not None
+                        else load_checkpoint(run_dir / "checkpoints", template))
     except NoCheckpoint:
         raise ValueError(f"run '{run_dir}' has no checkpoint yet; let it reach its first "
                          "evaluation") from None
     return plan, jax.tree.map(lambda x: x[seed_index], state.agent), index
 
 
-def run_policy(run_dir: str | Path, task: Task, seed_index: int = 0,
-               greedy: bool = False) -> tuple[Policy, dict]:
-    """The policy of a run directory's newest checkpoint (seed `seed_index` of its seeds),
+def run_policy(run_dir: str | Path, task: Task, seed_index: int = 0, greedy: bool = False,
+               checkpoint: Path | None = None) -> tuple[Policy, dict]:
+    """The policy of a run directory's newest checkpoint, or of `checkpoint` (one of its
+    checkpoint files), for seed `seed_index` of its seeds,
     acting on `task`, which must be a task of the run's scenario by name: the policy is fed
     the task's observations as the run fed them (padding, task id, action mask). Returns the
     policy and a description for the dataset's metadata."""
@@ -141,7 +143,7 @@ def run_policy(run_dir: str | Path, task: Task, seed_index: int = 0,
     from everlearn.runs.run import scenario_layout_for
 
     run_dir = Path(run_dir)
-    plan, agent_state, index = load_run(run_dir, seed_index)
+    plan, agent_state, index = load_run(run_dir, seed_index, checkpoint)
     config = plan.config
     names = [t.name for t in plan.scenario.tasks]
     if task.name not in names:
@@ -170,8 +172,9 @@ def run_policy(run_dir: str | Path, task: Task, seed_index: int = 0,
 def record(scenario_name: str, task_name: str, dataset_name: str, policy: str, steps: int,
            seed: int = 0, seed_index: int = 0, greedy: bool = False,
            overwrite: bool = False) -> str:
-    """`everlearn collect`: record `policy` ("random" or a run directory) on a task of a
-    scenario into the Minari dataset `dataset_name`; returns a line saying what was written.
+    """`everlearn collect`: record `policy` ("random", a run directory or one of its checkpoint
+    files) on a task of a scenario into the Minari dataset `dataset_name`; returns a line saying
+    what was written.
     Every check comes before the recording, so bad input writes nothing."""
     from everlearn import __version__
     from everlearn.scenarios import get_scenario
@@ -197,8 +200,12 @@ def record(scenario_name: str, task_name: str, dataset_name: str, policy: str, s
         act, about = random_policy(env), {"policy": "uniform random"}
     elif Path(policy).is_dir():
         act, about = run_policy(policy, task, seed_index, greedy)
+    elif Path(policy).is_file() and Path(policy).parent.name == "checkpoints":
+        run_dir = Path(policy).parent.parent  # <run>/checkpoints/segment-N.msgpack
+        act, about = run_policy(run_dir, task, seed_index, greedy, checkpoint=Path(policy))
     else:
-        raise ValueError(f"--policy '{policy}' is neither 'random' nor a run directory")
+        raise ValueError(f"--policy '{policy}' is neither 'random', a run directory nor a "
+                         "checkpoint file of one (<run>/checkpoints/segment-N.msgpack)")
     episodes = rollout(task, act, steps, seed)
     if not episodes:
         raise ValueError(f"--steps {steps} is shorter than one episode of task '{task.name}' "

@@ -76,6 +76,18 @@ def load_checkpoint(directory: Path, template: Any) -> tuple[Any, dict[str, Any]
         raise damage
 
 
+def load_checkpoint_file(path: Path, template: Any) -> tuple[Any, dict[str, Any]]:
+    """One named checkpoint (`<run>/checkpoints/segment-N.msgpack`), checked against its
+    checksum: its state and {"segment", "file"}; one line where it is damaged or another
+    run's."""
+    path = Path(path)
+    state = _load_intact(path, template)
+    if state is None:
+        raise ValueError(f"checkpoint '{path}' is damaged or holds another run's state; "
+                         "pick another of the run's checkpoints")
+    return state, {"segment": int(path.stem.split("-")[1]), "file": path.name}
+
+
 class _Mismatch(ValueError):
     """The checkpoint is intact but holds another run's state structure."""
 
