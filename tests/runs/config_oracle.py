@@ -15,9 +15,9 @@ COUNTS = {"num_envs", "num_steps", "num_epochs", "num_minibatches", "batch_size"
           "fisher_samples", "importance_samples", "capacity", "every_updates", "elephant_d"}
 NON_NEGATIVE_COUNTS = {"learning_starts", "maturity_threshold", "random_steps"}
 POSITIVE = {"learning_rate", "clip_eps", "max_grad_norm", "init_alpha", "utd_ratio",
-            "elephant_a"}
+            "elephant_a", "adam_eps"}
 NON_NEGATIVE = {"ent_coef", "vf_coef", "exploration_noise", "target_noise", "target_noise_clip",
-                "strength", "policy_coef", "value_coef", "noise", "tau"}
+                "strength", "policy_coef", "value_coef", "noise", "tau", "min_q_weight"}
 UNIT_INTERVAL = {"epsilon_start", "epsilon_end", "gae_lambda", "replay_fraction", "decay",
                  "shrink", "replacement_rate"}
 OPEN_UNIT = {"gamma": (0.0, 1.0, False, True), "target_tau": (0.0, 1.0, False, True),
@@ -25,6 +25,8 @@ OPEN_UNIT = {"gamma": (0.0, 1.0, False, True), "target_tau": (0.0, 1.0, False, T
 # Keys where null means "work it out": the scenario's budget, PackNet's equal split, SAC's
 # random steps (learning_starts), evaluations per task (evals_per_task).
 NONE_IS_DEFAULT = {"steps_per_task", "keep_fraction", "random_steps", "eval_every"}
+# Keys where null switches something off, in these sections only: DQN's gradient clipping.
+NONE_IS_OFF = {"max_grad_norm": {"dqn", "cql_dqn"}}
 # Polyak steps of the continuous agents: `tau` of sac/td3/td3_bc/iql/cql is a step in
 # (0, 1], of redo a threshold (>= 0); told apart by section.
 POLYAK_SECTIONS = {"sac", "td3", "td3_bc", "iql", "cql"}
@@ -55,6 +57,8 @@ def allowed(key: str, value: Any) -> bool | None:
     if name == "target_entropy":  # None: the agent's default; else any finite number
         return value is None or (_number(value) is not None and math.isfinite(_number(value)))
     if value is None and name in NONE_IS_DEFAULT:
+        return True
+    if value is None and section in NONE_IS_OFF.get(name, ()):
         return True
     judged = (COUNTS | NON_NEGATIVE_COUNTS | POSITIVE | NON_NEGATIVE | UNIT_INTERVAL
               | set(OPEN_UNIT))

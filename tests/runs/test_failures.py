@@ -39,15 +39,16 @@ def _config(scenario: str = "cartpole-contexts", extra: tuple[str, ...] = ()):
 
 @contextlib.contextmanager
 def fault(mode: str):
-    """Make task 2's training envs in the faulty scenario fail during task 2: each of its 4
-    training envs takes 128 steps per seed and segment (PPO, 4 envs x 32 steps x 4 updates),
-    so 256 in segment 3 and 384 in segment 4's seed 0, where the fault after 300 comes; its
-    evaluation envs take one episode of at most 20 steps per evaluation."""
+    """Make task 2's training envs in the faulty scenario fail during task 2: each seed has
+    its own 4 training envs (the seeds step together), each taking 128 steps per segment (PPO,
+    4 envs x 32 steps x 4 updates), so 128 in segment 3 and 256 by the end of segment 4, where
+    the fault after 200 comes; its evaluation envs take one episode of at most 20 steps per
+    evaluation."""
     from everlearn.scenarios import get_scenario
 
     get_scenario(FAULTY)  # its folder goes on sys.path, as a run's import of the env needs
     faulty = importlib.import_module("faulty")
-    faulty.FAULT.update(mode=mode, tilt=0.5, after=300,
+    faulty.FAULT.update(mode=mode, tilt=0.5, after=200,
                         generation=faulty.FAULT["generation"] + 1)
     try:
         yield

@@ -1,8 +1,14 @@
 """The Gymnasium path: envs stepped on the host, the agent's `act` and `update` compiled.
 
 Same agent functions and the same segment/evaluate interface as the functional path. Each
-segment resets the vector env with a seed drawn from the run key, so a run is a pure function
-of its checkpointed state (resume gives the same result). Seeds run one after another.
+segment resets the vector env with seeds drawn from each seed's run key, so a run is a pure
+function of its checkpointed state (resume gives the same result).
+
+The seeds train together, as a population: one vector env holds every seed's envs (seed s owns
+envs s·E … s·E + E − 1, reset with the env seeds that seed would use alone), and each env step
+makes one `act` call and each rollout one `update` call, both `vmap`ped over the seeds. So a
+seed's envs, keys and data are those it would have alone; only XLA's code for the batched
+program differs (float rounding, as on another CPU).
 
 The rollout loop makes one jitted `act` call per env step, so its host-side cost per call
 counts: `act` receives only the agent-state arrays it reads (found once from its jaxpr, not
@@ -29,10 +35,6 @@ from everlearn.runs.functional import (RECORDED, SeedState, boundary_for, init_s
                                       task_onehot)
 from everlearn.runs.failures import EnvFailed
 from everlearn.scenarios.task import Scenario
-
-
-def _seed_slice(tree: Any, i: int) -> Any:
-    return jax.tree.map(lambda x: x[i], tree)
 
 
 class GymnasiumTrainer:
@@ -82,8 +84,8 @@ class GymnasiumTrainer:
         self._metric_shapes: dict[str, Any] | None = None  # `update`'s metrics, once traced
         # Donate the agent state: `update` writes into the replay buffer, and without donation
         # XLA would copy the whole buffer (tens of MB) on every call.
-        self._update = jax.jit(update, donate_argnums=0)
-        self._env_seed = jax.jit(env_seed)
+        self._update = jax.jit(jax.vmap(update), donate_argnums=0)
+        self._env_seeds = jax.jit(jax.vmap(env_seed))
 
         def greedy_on(agent_states, seed_index, task_index, obs):
             # Seed `seed_index` of the population acting on task `task_index` (the methods'
@@ -109,12 +111,12 @@ class GymnasiumTrainer:
         return self._boundary(state, jnp.int32(ended), jnp.int32(started))
 
     def _vector_env(self, cache: dict, task_index: int, num_envs: int, drift: bool = False):
-        if (task_index, drift) not in cache:
+        if (task_index, num_envs, drift) not in cache:
             onehot = task_onehot(task_index, self.scenario.num_tasks, self.task_ids)
             waypoints = [t.physics for t in self.scenario.tasks] if drift else None
-            cache[task_index, drift] = make_vector_env(self.scenario.tasks[task_index], num_envs,
-                                                       onehot, waypoints, self.layout)
-        return cache[task_index, drift]
+            cache[task_index, num_envs, drift] = make_vector_env(
+                self.scenario.tasks[task_index], num_envs, onehot, waypoints, self.layout)
+        return cache[task_index, num_envs, drift]
 
     def train_segment(self, state: SeedState, task_index: int,
                       drift: tuple[float, float] | None = None) -> tuple[SeedState, dict]:
@@ -131,36 +133,29 @@ class GymnasiumTrainer:
         [seeds, steps per env, envs, ...]."""
         return self._train_seeds(state, task_index, drift, record=True)
 
-    def _train_seeds(self, state: SeedState, task_index: int,
-                     drift: tuple[float, float] | None, record: bool):
-        num_seeds = jax.tree.leaves(state)[0].shape[0]
-        results = [self._train_seed(_seed_slice(state, i), task_index, drift, record)
-                   for i in range(num_seeds)]
-        new_state = jax.tree.map(lambda *xs: jnp.stack(xs), *[r[0] for r in results])
-        metrics = {k: np.array([r[1][k] for r in results]) for k in results[0][1]}
-        columns = ({name: np.stack([r[2][name] for r in results]) for name in RECORDED}
-                   if record else None)
-        return new_state, metrics, columns
-
-    def _actor(self, agent_state: Any, obs: np.ndarray, key: jax.Array):
-        """`act` compiled on only the agent-state leaves it reads: (their indices in
-        `jax.tree.leaves(agent_state)`, the jitted `act(inputs, obs, key, episode_step)`, the
-        action's shape; `episode_step` is None unless the agent has a guide). Which leaves it reads comes from `act`'s jaxpr, once per state structure; the
-        others (replay buffer, optimiser moments, ...) are placeholders that XLA drops as dead
-        code, so each call passes a few arrays instead of the whole state."""
-        leaves, treedef = jax.tree.flatten(agent_state)
-        avals = tuple((np.shape(x), jnp.result_type(x)) for x in leaves)
+    def _actor(self, agent_states: Any, obs: np.ndarray):
+        """`act` for the population, compiled on only the agent-state leaves it reads: (their
+        indices in `jax.tree.leaves(agent_states)`, the jitted `act(inputs, obs, keys,
+        episode_step)` vmapped over seeds, one seed's action shape and type); `episode_step`
+        is None unless the agent has a guide. Which leaves it reads comes from one seed's
+        `act` jaxpr, once per state structure; the others (replay buffer, optimiser moments,
+        ...) are placeholders that XLA drops as dead code, so each call passes a few arrays
+        instead of the whole state."""
+        leaves, treedef = jax.tree.flatten(agent_states)
+        avals = tuple((np.shape(x)[1:], jnp.result_type(x)) for x in leaves)  # one seed's
         signature = (treedef, avals, obs.shape, obs.dtype)
         if signature not in self._actors:
-            act = self._act_fn
+            act, guided = self._act_fn, self.agent.guide is not None
+            one_obs = jax.ShapeDtypeStruct(obs.shape[1:], obs.dtype)
+            one_key = jax.ShapeDtypeStruct((2,), jnp.uint32)
             # Only a guided agent reads the episode steps: otherwise nothing is passed per step.
-            episode_step = (np.zeros(obs.shape[0], np.int32) if self.agent.guide is not None
-                            else None)
+            one_step = jax.ShapeDtypeStruct(obs.shape[1:2], jnp.int32) if guided else None
+            one_leaves = [jax.ShapeDtypeStruct(shape, dtype) for shape, dtype in avals]
 
             def act_leaves(leaves, obs, key, episode_step):
                 return act(jax.tree.unflatten(treedef, leaves), obs, key, episode_step)
 
-            closed = jax.make_jaxpr(act_leaves)(list(leaves), obs, key, episode_step)
+            closed = jax.make_jaxpr(act_leaves)(one_leaves, one_obs, one_key, one_step)
             read = {v for eqn in closed.jaxpr.eqns for v in eqn.invars if isinstance(v, Var)}
             read |= {v for v in closed.jaxpr.outvars if isinstance(v, Var)}
             reads = tuple(
@@ -173,62 +168,76 @@ class GymnasiumTrainer:
                     full[i] = x
                 return act_leaves(full, obs, key, episode_step)
 
-            action_spec = jax.eval_shape(act_leaves, list(leaves), obs, key, episode_step)[0]
-            self._actors[signature] = (reads, jax.jit(act_on), action_spec)
+            action_spec = jax.eval_shape(act_leaves, one_leaves, one_obs, one_key, one_step)[0]
+            in_axes = (0, 0, 0, 0 if guided else None)
+            self._actors[signature] = (reads, jax.jit(jax.vmap(act_on, in_axes=in_axes)),
+                                       action_spec)
         return self._actors[signature]
 
-    def _train_seed(self, state: SeedState, task_index: int,
-                    drift: tuple[float, float] | None,
-                    record: bool = False) -> tuple[SeedState, dict, dict | None]:
-        """One seed's segment: its state, its mean update metrics and, with `record`, its
-        transitions ([steps per env, envs, ...] per column)."""
+    def _train_seeds(self, state: SeedState, task_index: int,
+                     drift: tuple[float, float] | None, record: bool):
+        """One segment of every seed together: the new state, each seed's mean update metrics
+        ([seeds] per name) and, with `record`, the transitions ([seeds, steps per env, envs,
+        ...] per column)."""
         agent = self.agent
+        S = jax.tree.leaves(state)[0].shape[0]
         T, E = agent.rollout_length, agent.num_envs
-        envs = self._vector_env(self._envs, task_index, E, drift=drift is not None)
+        envs = self._vector_env(self._envs, task_index, S * E, drift=drift is not None)
         if drift is not None:  # each env counts its own steps of this segment
             envs.call("set_drift", drift[0], drift[1], self.iterations * T)
-        seed, key = self._env_seed(state.key)
+        env_seeds, keys = self._env_seeds(state.key)
         task = self.scenario.tasks[task_index]
-        try:
-            obs, _ = envs.reset(seed=int(seed))
+        try:  # seed s's envs get the seeds it would give its own vector env: its seed + i
+            obs, _ = envs.reset(seed=[int(seed) + i for seed in np.asarray(env_seeds)
+                                      for i in range(E)])
         except Exception as e:  # a user's env: name it, the task and the step
             raise EnvFailed(task.env, task.name, 0, e) from e
-        agent_state = state.agent
+        # `update` donates the state it is given: a copy, so that the caller's state (which a
+        # stopped run checkpoints) stays intact.
+        agent_state = jax.tree.map(jnp.copy, state.agent)
         obs_dim = obs.shape[1]
-        reads, act, action_spec = self._actor(agent_state, obs, key)
-        # Preallocated host buffers for one rollout; the action's shape and type come from
-        # the agent (an index, or a vector of continuous actions).
+        obs = obs.reshape(S, E, obs_dim)
+        reads, act, action_spec = self._actor(agent_state, obs)
+        # Preallocated host buffers for one rollout of every seed, [seeds, T, envs, ...]; the
+        # action's shape and type come from the agent (an index, or a continuous vector).
         buf = {
-            "obs": np.empty((T, E, obs_dim), np.float32),
-            "action": np.empty((T, *action_spec.shape), action_spec.dtype),
-            "reward": np.empty((T, E), np.float32),
-            "terminated": np.empty((T, E), bool),
-            "truncated": np.empty((T, E), bool),
-            "next_obs": np.empty((T, E, obs_dim), np.float32),
+            "obs": np.empty((S, T, E, obs_dim), np.float32),
+            "action": np.empty((S, T, *action_spec.shape), action_spec.dtype),
+            "reward": np.empty((S, T, E), np.float32),
+            "terminated": np.empty((S, T, E), bool),
+            "truncated": np.empty((S, T, E), bool),
+            "next_obs": np.empty((S, T, E, obs_dim), np.float32),
         }
         extras_buf: dict[str, np.ndarray] = {}
         # Each env's step count and return in its current episode (the envs were just reset):
         # what a method's guide reads, and, in the batch's extras, what its `observe` sees.
         guided = agent.guide is not None
-        episode_step, episode_return = np.zeros(E, np.int32), np.zeros(E, np.float32)
+        episode_step, episode_return = np.zeros((S, E), np.int32), np.zeros((S, E), np.float32)
         metric_sums = None
         recorded: list[dict[str, np.ndarray]] = []  # a copy of each rollout, when recording
         for iteration in range(self.iterations):
             leaves = jax.tree.leaves(agent_state)
             inputs = [leaves[i] for i in reads]
             for t in range(T):
-                action, extras, key = act(inputs, obs, key, episode_step if guided else None)
+                action, extras, keys = act(inputs, obs, keys, episode_step if guided else None)
                 action = np.asarray(action)
                 try:
-                    next_obs, reward, terminated, truncated, info = envs.step(action)
+                    next_obs, reward, terminated, truncated, info = envs.step(
+                        action.reshape(S * E, *action.shape[2:]))
                 except Exception as e:
                     raise EnvFailed(task.env, task.name, (iteration * T + t) * E, e) from e
-                buf["obs"][t], buf["action"][t], buf["reward"][t] = obs, action, reward
-                buf["terminated"][t], buf["truncated"][t] = terminated, truncated
-                buf["next_obs"][t] = next_obs
                 if "_final_obs" in info:  # the true last observation of finished episodes
                     ended = info["_final_obs"]
-                    buf["next_obs"][t][ended] = np.stack(info["final_obs"][ended])
+                    true_next = next_obs.copy()
+                    true_next[ended] = np.stack(info["final_obs"][ended])
+                else:
+                    true_next = next_obs
+                next_obs = next_obs.reshape(S, E, obs_dim)
+                reward, terminated = reward.reshape(S, E), terminated.reshape(S, E)
+                truncated = truncated.reshape(S, E)
+                buf["obs"][:, t], buf["action"][:, t], buf["reward"][:, t] = obs, action, reward
+                buf["terminated"][:, t], buf["truncated"][:, t] = terminated, truncated
+                buf["next_obs"][:, t] = true_next.reshape(S, E, obs_dim)
                 if guided:
                     ended = terminated | truncated
                     episode_return = episode_return + reward
@@ -238,25 +247,29 @@ class GymnasiumTrainer:
                     episode_return = np.where(ended, 0.0, episode_return).astype(np.float32)
                 for name, value in extras.items():
                     if name not in extras_buf:
-                        extras_buf[name] = np.empty((T, *value.shape), value.dtype)
-                    extras_buf[name][t] = value
+                        extras_buf[name] = np.empty((S, T, *value.shape[1:]), value.dtype)
+                    extras_buf[name][:, t] = value
                 obs = next_obs
             if record:
                 recorded.append({name: value.copy() for name, value in buf.items()})
             batch = Transition(**buf, extras=extras_buf)
             if metric_sums is None:
-                metric_sums = self._zero_metrics(agent_state, batch, key)
-            agent_state, metric_sums, key = self._update(agent_state, batch, key, metric_sums)
-        means = {k: float(v) / self.iterations for k, v in (metric_sums or {}).items()}
-        columns = ({name: np.concatenate([r[name] for r in recorded]) for name in RECORDED}
-                   if record else None)
-        return SeedState(agent_state, key), means, columns
+                metric_sums = self._zero_metrics(agent_state, batch, keys)
+            agent_state, metric_sums, keys = self._update(agent_state, batch, keys, metric_sums)
+        means = {k: np.asarray(v, np.float64) / self.iterations
+                 for k, v in (metric_sums or {}).items()}
+        columns = ({name: np.concatenate([r[name] for r in recorded], axis=1)
+                    for name in RECORDED} if record else None)
+        return SeedState(agent_state, keys), means, columns
 
-    def _zero_metrics(self, agent_state: Any, batch: Transition, key: jax.Array) -> dict:
-        """Zeroed running sums of `update`'s metrics (their names traced once)."""
-        if self._metric_shapes is None:
-            self._metric_shapes = jax.eval_shape(self._metric_names, agent_state, batch, key)
-        return {name: jnp.zeros(shape.shape, jnp.float32)
+    def _zero_metrics(self, agent_states: Any, batch: Transition, keys: jax.Array) -> dict:
+        """Zeroed running sums of `update`'s metrics, one per seed (their names traced once,
+        on the population)."""
+        seeds = keys.shape[0]
+        if self._metric_shapes is None:  # one seed's shapes
+            shapes = jax.eval_shape(jax.vmap(self._metric_names), agent_states, batch, keys)
+            self._metric_shapes = {name: shape.shape[1:] for name, shape in shapes.items()}
+        return {name: jnp.zeros((seeds, *shape), jnp.float32)
                 for name, shape in self._metric_shapes.items()}
 
     def evaluate(self, state: SeedState, seeds: list[int], eval_index: int) -> np.ndarray:
