@@ -4,17 +4,20 @@ datasets, so nothing is downloaded and a second use reads the same data.
 
 The qualities follow D4RL's (Fu et al., 2020, "D4RL: Datasets for Deep Data-Driven
 Reinforcement Learning"): "random" from a uniform-random policy; "expert" from a fully
-trained SAC agent; "medium" from the same agent stopped early, at a third of the way from
-random to expert return. Each is `RECIPE_STEPS` transitions of whole episodes, collected
-with the policy's own exploring (stochastic) actions, as D4RL's were.
+trained agent (SAC for continuous actions, DQN for discrete ones); "medium" from the same agent
+stopped early, at a third of the way from random to expert return. Each is `RECIPE_STEPS`
+transitions of whole episodes, collected with the policy's own exploring actions (SAC's
+stochastic ones; for DQN, ε-greedy at its final ε, `RECIPE_EPSILON`), as D4RL's were.
 
 Deliberate differences from D4RL: 50k transitions, not 1M (Pendulum episodes are 200 steps;
-this is 250 episodes); SAC with [64, 64] networks trained for `EXPERT_STEPS` steps (it
-balances Pendulum by 12k steps: `tests/agents/test_continuous.py`); "medium" is the first
-snapshot (one every `SNAPSHOT_EVERY` steps) whose greedy return is a third of the way from the
-random return to the task's reference score (D4RL stopped training by hand); for a task
-without a reference score, the snapshot closest to a third of the way to the best snapshot's.
-The random return is measured (100 episodes), not the task's `random_score`.
+this is 250 episodes); the agents are `EXPERTS`' (SAC with [64, 64] networks for 15,000 steps:
+it balances Pendulum by 12k steps, `tests/agents/test_continuous.py`; DQN with [64, 64] for
+61,440 steps: it solves CartPole by 60k, `tests/agents/test_learning.py`; its "expert" is
+its best snapshot, as its greedy return swings); "medium" is the
+first snapshot whose greedy return is a third of the way from the random return to the task's
+reference score (D4RL stopped training by hand); for a task without a reference score, the
+snapshot closest to a third of the way to the best snapshot's. The random return is measured
+(100 episodes), not the task's `random_score`. D4RL has no discrete-action tasks.
 
 A recipe's id names the task's env and a hash of its whole context
 (`everlearn/pendulum-v1-3f2a9c1d/medium-v0`), so two contexts never share data and a changed
@@ -27,9 +30,10 @@ import fcntl
 import hashlib
 import json
 import re
-from typing import Any
+from typing import Any, NamedTuple
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 
 from everlearn import __version__
@@ -43,11 +47,28 @@ from everlearn.scenarios.task import Scenario, Task
 QUALITIES = ("random", "medium", "expert")
 RECIPE_VERSION = 0
 RECIPE_STEPS = 50_000
-EXPERT_STEPS = 15_000
-SNAPSHOT_EVERY = 500
 MEDIUM_FRACTION = 1 / 3
 RECIPE_SEED = 0
-EXPERT_AGENT = {"hidden_sizes": (64, 64)}  # SAC's config for the recipes
+RECIPE_EPSILON = 0.04  # the discrete recipes' exploration: DQN's final ε
+
+
+class Expert(NamedTuple):
+    """The agent the medium and expert recipes train: its name and config, its env steps, the
+    env steps between two snapshots, and which snapshot is "expert": the best one by greedy
+    return, or the last."""
+
+    agent: str
+    config: dict
+    steps: int
+    snapshot_every: int
+    expert_is_best: bool
+
+
+# By the task's kind of action: continuous (True) or discrete (False). DQN's greedy return
+# swings from one snapshot to the next (tests/agents/test_learning.py), so its expert is its
+# best snapshot; SAC's is its last, as D4RL's.
+EXPERTS = {True: Expert("sac", {"hidden_sizes": (64, 64)}, 15_000, 500, False),
+           False: Expert("dqn", {"hidden_sizes": (64, 64)}, 61_440, 2_048, True)}
 
 
 def recipe_id(task: Task, quality: str) -> str:
@@ -94,9 +115,11 @@ def _make(task: Task, quality: str, name: str, log) -> None:
     if quality == "random":
         policy, about = random_policy(env), {"policy": "uniform random"}
     else:
-        log(f"making the '{quality}' dataset of task '{task.name}': training SAC for "
-            f"{EXPERT_STEPS:,} steps (once; kept as Minari dataset {name})")
-        policy, about = _trained_policy(task, quality)
+        expert = EXPERTS[env.spaces.continuous]
+        log(f"making the '{quality}' dataset of task '{task.name}': training "
+            f"{expert.agent.upper()} for up to {expert.steps:,} steps (once; kept as Minari "
+            f"dataset {name})")
+        policy, about = _trained_policy(task, quality, expert)
     episodes = rollout(task, policy, RECIPE_STEPS, seed=RECIPE_SEED + QUALITIES.index(quality))
     returns = [float(e.rewards.sum()) for e in episodes]
     metadata = {"everlearn_version": __version__, "recipe": quality,
@@ -109,20 +132,20 @@ def _make(task: Task, quality: str, name: str, log) -> None:
     log(f"dataset {name}: {len(episodes)} episodes, mean return {np.mean(returns):.1f}")
 
 
-def _trained_policy(task: Task, quality: str) -> tuple[Any, dict]:
-    """SAC trained on `task` alone; its snapshot for `quality` as an exploring policy."""
+def _trained_policy(task: Task, quality: str, expert: Expert) -> tuple[Any, dict]:
+    """`expert`'s agent trained on `task` alone; its snapshot for `quality` as an exploring
+    policy."""
     from everlearn.runs.functional import FunctionalTrainer
     from everlearn.runs.scores import _functional_random_return
 
     env = FunctionalEnv(task)
-    spec = EnvSpec(int(np.prod(env.spaces.obs_shape)), env.spaces.num_actions, continuous=True)
-    if not env.spaces.continuous:
-        raise ValueError(f"task '{task.name}': the built-in medium and expert recipes train "
-                         "SAC, which needs continuous actions; record a dataset with "
-                         "`everlearn collect --policy RUN_DIR`")
-    agent = make_agent("sac", AGENTS["sac"].config(**EXPERT_AGENT), spec)
-    scenario = Scenario(f"recipe-{task.name}", "recipe training", (task,), EXPERT_STEPS)
-    trainer = FunctionalTrainer(scenario, agent, SNAPSHOT_EVERY, eval_episodes=10)
+    spec = EnvSpec(int(np.prod(env.spaces.obs_shape)), env.spaces.num_actions,
+                   continuous=env.spaces.continuous, image_shape=(
+                       env.spaces.obs_shape if len(env.spaces.obs_shape) == 3 else ()))
+    agent = make_agent(expert.agent, AGENTS[expert.agent].config(**expert.config), spec)
+    scenario = Scenario(f"recipe-{task.name}", "recipe training", (task,), expert.steps)
+    trainer = FunctionalTrainer(scenario, agent, expert.snapshot_every // agent.steps_per_update,
+                                eval_episodes=10)
     random_return = _functional_random_return(task, 100, RECIPE_SEED)
     # Where the task gives its reference (expert-level) return, "medium" is the first
     # snapshot a third of the way there, and training stops at it; otherwise it is picked
@@ -132,21 +155,36 @@ def _trained_policy(task: Task, quality: str) -> tuple[Any, dict]:
         target = random_return + MEDIUM_FRACTION * (task.reference_score - random_return)
     state = trainer.init([RECIPE_SEED])
     snapshots, scores = [], []
-    for k in range(EXPERT_STEPS // SNAPSHOT_EVERY):
+    for k in range(expert.steps // expert.snapshot_every):
         state, _ = trainer.train_segment(state, 0)
         snapshots.append(jax.tree.map(lambda x: x[0], state.agent))
         scores.append(float(trainer.evaluate(state, [RECIPE_SEED], k + 1)[0, 0]))
         if target is not None and scores[-1] >= target:
             break
     if quality == "expert":
-        pick = len(snapshots) - 1
+        pick = int(np.argmax(scores)) if expert.expert_is_best else len(snapshots) - 1
     elif target is not None and scores[-1] >= target:
         pick = len(snapshots) - 1
     else:
         target = random_return + MEDIUM_FRACTION * (max(scores) - random_return)
         pick = int(np.argmin(np.abs(np.asarray(scores) - target)))
-    about = {"policy": f"SAC {EXPERT_AGENT['hidden_sizes']} after "
-                       f"{(pick + 1) * SNAPSHOT_EVERY:,} steps, exploring actions",
+    about = {"policy": f"{expert.agent.upper()} {expert.config['hidden_sizes']} after "
+                       f"{(pick + 1) * expert.snapshot_every:,} steps, exploring actions",
              "greedy_return": scores[pick], "random_return": random_return,
              "best_greedy_return": max(scores)}
-    return agent_policy(agent, snapshots[pick]), about
+    if env.spaces.continuous:
+        return agent_policy(agent, snapshots[pick]), about
+    return epsilon_greedy(agent, snapshots[pick], env.spaces.num_actions), about
+
+
+def epsilon_greedy(agent: Any, agent_state: Any, num_actions: int) -> Any:
+    """A discrete agent's greedy action, a uniform one with probability `RECIPE_EPSILON`
+    (whatever ε the snapshot's own schedule had reached)."""
+
+    def act(obs: jax.Array, key: jax.Array) -> jax.Array:
+        k_explore, k_random = jax.random.split(key)
+        explore = jax.random.uniform(k_explore, (obs.shape[0],)) < RECIPE_EPSILON
+        uniform = jax.random.randint(k_random, (obs.shape[0],), 0, num_actions)
+        return jnp.where(explore, uniform, agent.greedy_action(agent_state, obs))
+
+    return act
