@@ -38,6 +38,7 @@ import numpy as np
 
 from everlearn import __version__
 from everlearn.agents import AGENTS, EnvSpec, make_agent
+from everlearn.agents.common import uniform_actions
 from everlearn.data import minari_io
 from everlearn.data.collect import agent_policy, agent_spaces, random_policy, rollout
 from everlearn.envs.functional import FunctionalEnv
@@ -174,17 +175,17 @@ def _trained_policy(task: Task, quality: str, expert: Expert) -> tuple[Any, dict
              "best_greedy_return": max(scores)}
     if env.spaces.continuous:
         return agent_policy(agent, snapshots[pick]), about
-    return epsilon_greedy(agent, snapshots[pick], env.spaces.num_actions), about
+    return epsilon_greedy(agent, snapshots[pick], spec), about
 
 
-def epsilon_greedy(agent: Any, agent_state: Any, num_actions: int) -> Any:
+def epsilon_greedy(agent: Any, agent_state: Any, spec: EnvSpec) -> Any:
     """A discrete agent's greedy action, a uniform one with probability `RECIPE_EPSILON`
     (whatever ε the snapshot's own schedule had reached)."""
 
     def act(obs: jax.Array, key: jax.Array) -> jax.Array:
         k_explore, k_random = jax.random.split(key)
         explore = jax.random.uniform(k_explore, (obs.shape[0],)) < RECIPE_EPSILON
-        uniform = jax.random.randint(k_random, (obs.shape[0],), 0, num_actions)
-        return jnp.where(explore, uniform, agent.greedy_action(agent_state, obs))
+        return jnp.where(explore, uniform_actions(k_random, spec, obs),
+                         agent.greedy_action(agent_state, obs))
 
     return act

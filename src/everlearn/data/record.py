@@ -48,11 +48,13 @@ def segment_episodes(columns: dict[str, np.ndarray], seed_row: int, spaces: EnvS
     """One seed's transitions of a segment (`record_segment`'s columns, [seeds, steps per
     env, envs, ...]) cut into episodes: each env's in its order, envs one after another; an
     episode the segment's end cut off ends truncated."""
-    obs, next_obs = columns["obs"][seed_row], columns["next_obs"][seed_row]
-    steps, num_envs = obs.shape[:2]
-    own = lambda x: task_observations(x.reshape(steps * num_envs, -1), spaces,  # noqa: E731
-                                      layout).reshape(steps, num_envs, -1)
-    obs, next_obs = own(obs), own(next_obs)
+    steps, num_envs = columns["obs"].shape[1:3]
+
+    def own(name: str) -> np.ndarray:  # [steps, envs, the task's own observation]
+        seen = columns[name][seed_row].reshape(steps * num_envs, -1)
+        return task_observations(seen, spaces, layout).reshape(steps, num_envs, -1)
+
+    obs, next_obs = own("obs"), own("next_obs")
     action = columns["action"][seed_row]
     if spaces.continuous:  # the scenario's widest action: this task's dimensions come first
         action = action[..., :spaces.num_actions].astype(np.float32)

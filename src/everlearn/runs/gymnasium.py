@@ -133,7 +133,7 @@ class GymnasiumTrainer:
         [seeds, steps per env, envs, ...]."""
         return self._train_seeds(state, task_index, drift, record=True)
 
-    def _actor(self, agent_states: Any, obs: np.ndarray):
+    def _actor(self, agent_states: Any, obs: np.ndarray, keys: jax.Array):
         """`act` for the population, compiled on only the agent-state leaves it reads: (their
         indices in `jax.tree.leaves(agent_states)`, the jitted `act(inputs, obs, keys,
         episode_step)` vmapped over seeds, one seed's action shape and type); `episode_step`
@@ -147,7 +147,7 @@ class GymnasiumTrainer:
         if signature not in self._actors:
             act, guided = self._act_fn, self.agent.guide is not None
             one_obs = jax.ShapeDtypeStruct(obs.shape[1:], obs.dtype)
-            one_key = jax.ShapeDtypeStruct((2,), jnp.uint32)
+            one_key = jax.ShapeDtypeStruct(keys.shape[1:], keys.dtype)
             # Only a guided agent reads the episode steps: otherwise nothing is passed per step.
             one_step = jax.ShapeDtypeStruct(obs.shape[1:2], jnp.int32) if guided else None
             one_leaves = [jax.ShapeDtypeStruct(shape, dtype) for shape, dtype in avals]
@@ -197,7 +197,7 @@ class GymnasiumTrainer:
         agent_state = jax.tree.map(jnp.copy, state.agent)
         obs_dim = obs.shape[1]
         obs = obs.reshape(S, E, obs_dim)
-        reads, act, action_spec = self._actor(agent_state, obs)
+        reads, act, action_spec = self._actor(agent_state, obs, keys)
         # Preallocated host buffers for one rollout of every seed, [seeds, T, envs, ...]; the
         # action's shape and type come from the agent (an index, or a continuous vector).
         buf = {
