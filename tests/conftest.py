@@ -29,7 +29,7 @@ if "xla_backend_optimization_level" not in os.environ.get("XLA_FLAGS", ""):
 HEAVY_FIRST = (
     "tests/sweeps/test_executors.py",  # ~155 s: three sweeps in subprocesses, a Ray cluster
     "tests/agents/test_continuous.py",  # ~170 s: SAC and TD3 learn Pendulum
-    "tests/agents/test_one_device.py",  # ~90 s: TD3 learns Pendulum on one XLA device
+    "tests/agents/test_one_device.py",  # ~30 s: PPO learns CartPole on one XLA device
     "tests/data/test_offline_runs.py",  # ~190 s: the medium recipe; TD3+BC, IQL, CQL learn
     "tests/agents/test_learning.py",  # ~95 s: DQN and PPO learn CartPole
     "tests/scenarios/test_minatar_sequence.py",  # ~70 s: four games compile

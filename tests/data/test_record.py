@@ -46,6 +46,14 @@ def _columns(namespace: str, task: int, seed: int) -> dict[str, np.ndarray]:
             "next_obs": data.next_obs}
 
 
+@pytest.fixture(scope="module")
+def plain_ppo_run(tmp_path_factory):
+    """A functional-path PPO run that records nothing (its config and run directory), shared
+    by the two tests below that need one."""
+    config = _config("ppo", "jax", "ppo.num_envs=4", "ppo.num_steps=32", "ppo.num_epochs=2")
+    return config, start_run(config, tmp_path_factory.mktemp("plain") / "run", quiet=True)
+
+
 def test_recorded_datasets_hold_exactly_what_the_agent_stored(tmp_path):
     """Gymnasium path, DQN: each seed's four datasets, task after task, are its replay buffer
     row for row (the buffer holds every step of the run: capacity above the 2,048 steps)."""
@@ -75,12 +83,11 @@ def test_recorded_datasets_hold_exactly_what_the_agent_stored(tmp_path):
     assert about["run"] == str(run_dir.resolve()) and about["agent"] == "dqn"
 
 
-def test_a_killed_and_resumed_run_records_what_the_whole_run_records(tmp_path):
+def test_a_killed_and_resumed_run_records_what_the_whole_run_records(plain_ppo_run, tmp_path):
     """Functional path, PPO: killed after segment 3 (its checkpoint is segment 2, so segment
     3's kept transitions are dropped and made again), resumed: the same datasets, and the
     same evaluations as a run that records nothing."""
-    config = _config("ppo", "jax", "ppo.num_envs=4", "ppo.num_steps=32", "ppo.num_epochs=2")
-    plain = start_run(config, tmp_path / "plain", quiet=True)
+    config, plain = plain_ppo_run
     whole = start_run(config, tmp_path / "whole", quiet=True, record="test-record/whole")
     killed = start_run(config, tmp_path / "killed", quiet=True, stop_after=3,
                        record="test-record/killed")
@@ -139,12 +146,11 @@ def test_task_observations_undo_the_scenario_layout(obs_shape, layout_shape, mas
         np.testing.assert_array_equal(task_observations(seen, spaces, layout), obs)
 
 
-def test_collect_acts_with_a_runs_newest_or_a_named_checkpoint(tmp_path):
+def test_collect_acts_with_a_runs_newest_or_a_named_checkpoint(plain_ppo_run):
     """`everlearn collect --policy RUN_DIR --greedy` records the newest checkpoint's greedy
     actions (recomputed here from the loaded agent on the recorded observations); a checkpoint
     file of the run (its kept segment 0: the untrained agent) records that one's instead."""
-    config = _config("ppo", "jax", "ppo.num_envs=4", "ppo.num_steps=32", "ppo.num_epochs=2")
-    run_dir = start_run(config, tmp_path / "run", quiet=True)
+    config, run_dir = plain_ppo_run
     runner = CliRunner()
     base = ["collect", "--scenario", "cartpole-contexts", "--task", TASKS[1], "--steps", "300",
             "--seed-index", "1", "--greedy"]
