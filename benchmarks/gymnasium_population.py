@@ -42,12 +42,14 @@ WORKLOADS = {
 POPULATIONS = (1, 2, 4)
 
 
-def measure(workload: dict, seeds: int, segments: int) -> tuple[float, float]:
-    """Total env steps per second (all seeds) over `segments` segments after a warm-up, and
-    the cores busy meanwhile (this process's CPU time over the wall time)."""
+def measure(workload: dict, seeds: int, segments: int, steps: int = STEPS,
+            backend: str = "gymnasium") -> tuple[float, float]:
+    """Total env steps per second (all seeds) over `segments` segments of `steps` env steps
+    per seed after a warm-up, and the cores busy meanwhile (this process's CPU time over the
+    wall time). benchmarks/field_throughput.py measures its everlearn rows with it too."""
     config = build_config(None, {"scenario": workload["scenario"], "agent": workload["agent"],
-                                 "seeds": list(range(seeds)), "backend": "gymnasium"},
-                          [*workload["sets"], f"steps_per_task={STEPS * 50}",
+                                 "seeds": list(range(seeds)), "backend": backend},
+                          [*workload["sets"], f"steps_per_task={steps * 50}",
                            "evals_per_task=50", "diagnostics=false"],
                           workload["preset"])
     trainer = make_plan(config).trainer
@@ -59,7 +61,7 @@ def measure(workload: dict, seeds: int, segments: int) -> tuple[float, float]:
         state, _ = trainer.train_segment(state, 0)
     jax.block_until_ready(state)
     wall = time.perf_counter() - start
-    return STEPS * seeds * segments / wall, (_cpu_seconds() - cpu) / wall
+    return steps * seeds * segments / wall, (_cpu_seconds() - cpu) / wall
 
 
 def _cpu_seconds() -> float:

@@ -155,6 +155,7 @@ def start_clock(learning_starts: int):
         def _on_step(self) -> bool:
             if self.t_start is None and self.num_timesteps >= learning_starts:
                 self.t_start, self.steps_at_start = time.perf_counter(), self.num_timesteps
+                self.cpu_start = time.process_time()
             return True
 
     return StartClock()
