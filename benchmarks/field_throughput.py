@@ -32,6 +32,7 @@ from typing import NamedTuple
 
 from gymnasium_population import WORKLOADS, measure
 from machine import OtherLoad, results_header, wait_for_quiet_machine
+from throughput import log, start_clock, step_randomly
 
 ROOT = Path(__file__).resolve().parent
 CW_TASK = "hammer-v3"
@@ -51,24 +52,15 @@ class Rate(NamedTuple):
     others: float  # cores kept busy by other processes meanwhile
 
 
-def log(message: str) -> None:
-    print(f"[{time.strftime('%H:%M:%S')}] {message}", flush=True)
-
-
 # -- raw env rates -------------------------------------------------------------------------------
 def raw_rate(make_env, steps: int) -> Rate:
     env = make_env()
-    env.reset(seed=0)
-    env.action_space.seed(0)
     with OtherLoad() as others:
-        start, cpu = time.perf_counter(), time.process_time()
-        for _ in range(steps):
-            _, _, terminated, truncated, _ = env.step(env.action_space.sample())
-            if terminated or truncated:
-                env.reset()
-        wall = time.perf_counter() - start
+        start = time.process_time()
+        seconds = step_randomly(env, steps, seed=0)
+        cpu = time.process_time() - start
     env.close()
-    return Rate(steps / wall, (time.process_time() - cpu) / wall, others.cores)
+    return Rate(steps / seconds, cpu / seconds, others.cores)
 
 
 def continual_world_env():
@@ -95,7 +87,6 @@ def sb3_continual_world_sac(steps: int, threads: int) -> Rate:
     import torch
     from stable_baselines3 import SAC
     from stable_baselines3.common.torch_layers import BaseFeaturesExtractor
-    from throughput import start_clock
 
     torch.set_num_threads(threads)
 
