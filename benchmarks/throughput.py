@@ -319,24 +319,24 @@ def raw_env_rate(env_id: str, steps: int, seed: int) -> EnvRate:
     import gymnasium as gym
 
     env = gym.make(env_id)
-    seconds = step_randomly(env, steps, seed)
+    seconds, _ = step_randomly(env, steps, seed)
     env.close()
     return EnvRate(f"{env_id}, `gym.make`, random actions", steps, seconds)
 
 
-def step_randomly(env, steps: int, seed: int) -> float:
-    """Seconds to step `env` `steps` times with uniform-random actions (drawn before the
-    clock), resetting it when an episode ends."""
+def step_randomly(env, steps: int, seed: int) -> tuple[float, float]:
+    """Wall and CPU seconds of this process to step `env` `steps` times with uniform-random
+    actions (drawn before the clock), resetting it when an episode ends."""
     env.reset(seed=seed)
     env.action_space.seed(seed)
     actions = [env.action_space.sample() for _ in range(steps)]
     step, reset = env.step, env.reset
-    t0 = time.perf_counter()
+    t0, cpu = time.perf_counter(), time.process_time()
     for action in actions:
         _, _, terminated, truncated, _ = step(action)
         if terminated or truncated:
             reset()
-    return time.perf_counter() - t0
+    return time.perf_counter() - t0, time.process_time() - cpu
 
 
 def everlearn_env_rate(scenario_name: str, steps: int, seed: int) -> EnvRate:
