@@ -326,6 +326,23 @@ def polyak(target: Any, online: Any, tau: float | jax.Array) -> Any:
     return jax.tree.map(lambda t, p: tau * p + (1 - tau) * t, target, online)
 
 
+# The name trainers give their `vmap` over a population's seeds (`in_lockstep`).
+SEED_AXIS = "seeds"
+
+
+def in_lockstep(pred: jax.Array) -> jax.Array:
+    """A `lax.cond` predicate that is the same for every seed of a population (its seeds step
+    together: a replay buffer's size, a count of updates), made one value for them all. Under
+    a `vmap` a per-seed predicate turns the cond into a select that computes both branches,
+    so every warm-up update would take its gradient steps and throw them away; reduced over
+    the trainer's seed axis (`SEED_AXIS`), the predicate is unbatched and the cond stays a
+    branch. Outside that `vmap` (one agent's `update`) it is returned as it is."""
+    try:
+        return jax.lax.pmax(pred.astype(jnp.int32), SEED_AXIS) > 0
+    except NameError:  # the axis is not bound: not under a trainer's seed vmap
+        return pred
+
+
 def store_and_learn(state: Any, batch: Transition, key: jax.Array, hooks: Any,
                     learning_starts: int, train: Callable[[Any, jax.Array], tuple[Any, dict]]):
     """The `update` of an off-policy agent, around its own `train(state, key)` (a `lax.scan`
@@ -358,7 +375,8 @@ def store_and_learn(state: Any, batch: Transition, key: jax.Array, hooks: Any,
         info = jax.eval_shape(lambda: train(state, key)[1])
         return state, jax.tree.map(lambda x: jnp.zeros(x.shape, x.dtype), info)
 
-    state, info = jax.lax.cond(state.buffer.size >= learning_starts, learn, skip, state, key)
+    learning = in_lockstep(state.buffer.size >= learning_starts)
+    state, info = jax.lax.cond(learning, learn, skip, state, key)
     return state, jax.tree.map(jnp.mean, info)
 
 

@@ -28,6 +28,7 @@ import jax
 import jax.numpy as jnp
 from pydantic import BaseModel, ConfigDict, NonNegativeFloat, PositiveInt
 
+from everlearn.agents.common import in_lockstep
 # The module, not the name: diagnostics reads the hooks' store from `methods.base`, so a
 # name imported here would not exist yet when diagnostics is imported first.
 from everlearn.evaluation import diagnostics
@@ -67,7 +68,7 @@ def make_redo(config: ReDoConfig, view: AgentView) -> Method:
         updates = state["updates"] + 1
         due = (updates % config.every_updates == 0) & (recent["size"] > 0)
         params, opt_state, recycled = jax.lax.cond(
-            due, lambda p, o: recycle(state, p, o, recent, key),
+            in_lockstep(due), lambda p, o: recycle(state, p, o, recent, key),
             lambda p, o: (p, o, jnp.zeros((), jnp.int32)), params, opt_state)
         return ({**state, "updates": updates, "recycled": state["recycled"] + recycled},
                 params, opt_state)

@@ -38,6 +38,7 @@ import jax
 import jax.numpy as jnp
 from pydantic import BaseModel, ConfigDict, Field, NonNegativeFloat, PositiveInt, field_validator
 
+from everlearn.agents.common import in_lockstep
 from everlearn.methods.base import AgentView, Method
 from everlearn.methods.surgery import init_scales, shrink_perturb_network
 
@@ -95,7 +96,8 @@ def make_shrink_perturb(config: ShrinkPerturbConfig, view: AgentView) -> Method:
     def after_update(state, params, opt_state, recent, key):
         updates = state["updates"] + 1
         due = updates % config.every_updates == 0
-        params = jax.lax.cond(due, lambda p: apply(state, p, key), lambda p: p, params)
+        params = jax.lax.cond(in_lockstep(due), lambda p: apply(state, p, key), lambda p: p,
+                              params)
         return {**state, "updates": updates}, params, opt_state  # moments kept: see above
 
     name = ENTRY_OF_SCHEDULE[config.at]

@@ -21,7 +21,7 @@ import numpy as np
 from flax import struct
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
-from everlearn.agents.common import Agent, Transition
+from everlearn.agents.common import SEED_AXIS, Agent, Transition
 from everlearn.evaluation import diagnostics
 from everlearn.envs.functional import (FunctionalEnv, TaskParams, index_params,
                                       interpolate_params, stack_params)
@@ -192,7 +192,7 @@ class FunctionalTrainer:
 
     def _segment_program(self, group: EnvGroup, record: bool):
         return jax.jit(jax.vmap(functools.partial(self._train_segment, group, record=record),
-                                in_axes=(0, None, None)))
+                                in_axes=(0, None, None), axis_name=SEED_AXIS))
 
     def _train_segment(self, group: EnvGroup, state: SeedState, params: TaskParams,
                        drift: jax.Array, record: bool = False):

@@ -27,7 +27,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.extend.core import Var
 
-from everlearn.agents.common import Agent, Transition
+from everlearn.agents.common import SEED_AXIS, Agent, Transition
 from everlearn.envs.gymnasium_context import make_vector_env
 from everlearn.envs.layout import Layout
 from everlearn.evaluation import diagnostics
@@ -83,8 +83,9 @@ class GymnasiumTrainer:
         self._metric_names = metric_names
         self._metric_shapes: dict[str, Any] | None = None  # `update`'s metrics, once traced
         # Donate the agent state: `update` writes into the replay buffer, and without donation
-        # XLA would copy the whole buffer (tens of MB) on every call.
-        self._update = jax.jit(jax.vmap(update), donate_argnums=0)
+        # XLA would copy the whole buffer (tens of MB) on every call. The seed axis is named,
+        # so that conds the seeds agree on stay branches (`in_lockstep`).
+        self._update = jax.jit(jax.vmap(update, axis_name=SEED_AXIS), donate_argnums=0)
         self._env_seeds = jax.jit(jax.vmap(env_seed))
 
         def greedy_on(agent_states, seed_index, task_index, obs):

@@ -25,7 +25,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from everlearn.agents.common import ReplayBuffer
+from everlearn.agents.common import SEED_AXIS, ReplayBuffer
 from everlearn.methods.offline_mix import DATA_KEY, with_method_data
 from everlearn.runs.functional import FunctionalTrainer, SeedState, split_seeds
 from everlearn.runs.gymnasium import GymnasiumTrainer
@@ -42,7 +42,8 @@ class DataTraining:
         self._datasets: list[ReplayBuffer | None] | None = None
         self._method_data: dict[str, ReplayBuffer] | None = None
         self._per_seed_data: dict = {}
-        self._learn_segment = jax.jit(jax.vmap(self._learn_seed, in_axes=(0, None, None)))
+        self._learn_segment = jax.jit(jax.vmap(self._learn_seed, in_axes=(0, None, None),
+                                                axis_name=SEED_AXIS))
 
     def train_segment(self, state: SeedState, task_index: int,
                       drift: tuple[float, float] | None = None) -> tuple[SeedState, dict]:
