@@ -186,6 +186,30 @@ def test_iqm_ci_deterministic_and_nontrivial():
     assert all(isinstance(v, float) for v in a.values())
 
 
+def _rliable_iqm_ci(values: np.ndarray, reps: int, seed: int) -> dict:
+    """rliable's own stratified-bootstrap IQM interval, as everlearn computed it before."""
+    from rliable import library as rly
+    from rliable import metrics as rly_metrics
+
+    from everlearn.evaluation.metrics import bootstrap_rng
+
+    scores = np.asarray(values, dtype=np.float64).reshape(-1, 1)
+    with bootstrap_rng(seed) as random_state:
+        point, interval = rly.get_interval_estimates(
+            {"x": scores}, lambda s: np.array([rly_metrics.aggregate_iqm(s)]), reps=reps,
+            random_state=random_state)
+    low, high = interval["x"][:, 0]
+    return {"iqm": float(point["x"][0]), "ci_low": float(low), "ci_high": float(high)}
+
+
+@pytest.mark.parametrize("seeds", [1, 2, 3, 5, 8, 10, 13])
+def test_iqm_ci_equals_rliables_bit_for_bit(seeds):
+    rng = np.random.default_rng(seeds)
+    for values in (rng.normal(0.5, 0.3, size=seeds), np.round(rng.uniform(size=seeds), 1)):
+        for reps, seed in ((2000, 0), (500, 7)):
+            assert interquartile_mean_ci(values, reps, seed) == _rliable_iqm_ci(values, reps, seed)
+
+
 def test_iqm_constant_values():
     out = interquartile_mean_ci(np.full(5, 0.3), reps=100, seed=0)
     assert out["iqm"] == pytest.approx(0.3)
