@@ -9,7 +9,7 @@ import pytest
 
 # Half of the suite's time is XLA compiling (~890 s of ~1,900 s of test time, 2026-12-01). LLVM
 # at -O1 with XLA's previous CPU fusion emitters halves compile time; the compiled programs run
-# ~20% slower, a good trade for tests, which compile far more than they run
+# ~30% slower, a good trade for tests, which compile far more than they run
 # (`benchmarks/compile_time.py`, benchmarks/results/compile_time.md). These are other programs,
 # as on another CPU model, so a training run's numbers differ from the default flags' (trained
 # TD3 parameters by up to 0.76 after 3,000 steps there): the learning bars are set for that. The fusion flag exists in the jaxlib versions tested here (0.10); XLA aborts on a flag
