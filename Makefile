@@ -7,12 +7,14 @@ BIN := $(VENV)/bin
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install -q --upgrade pip
 	@# A venv made before the mujoco==3.3.0 pin holds MuJoCo 4, split into mujoco-core and
 	@# mujoco-studio; installing 3.3.0 over it leaves those two behind and breaks `import mujoco`.
 	if $(BIN)/python -m pip show -q mujoco-core >/dev/null 2>&1; then \
 		$(BIN)/python -m pip uninstall -q -y mujoco mujoco-core mujoco-studio; fi
-	$(BIN)/python -m pip install -q -e '.[test,ray]'
+	@# uv resolves the same versions as pip and installs them in ~10 s instead of ~60 s, cold
+	@# cache included (2026-12-01). pip stays in the venv: the bench target needs it for torch.
+	$(BIN)/python -m pip install -q 'uv>=0.13,<0.14'
+	$(BIN)/uv pip install -q --python $(BIN)/python -e '.[test,ray]'
 	touch $@
 
 # The main job: PPO on the default continual scenario, 5 vmapped seeds, with the
