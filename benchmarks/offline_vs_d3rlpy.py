@@ -1,20 +1,30 @@
 """Offline agents against d3rlpy (issue 14 part 5a): everlearn's `td3_bc`, `iql` and `cql`
 against d3rlpy 2.8.1's TD3PlusBC, IQL and CQL on the standard Pendulum's built-in medium and
-expert recipes: the same rows, the same gradient-step budget, the same settings where the two
-libraries share them (listed in SETTINGS), and the same evaluation for both.
+expert recipes: the same rows, the same gradient-step budget, the same settings (PROFILES lists
+them per library), and the same evaluation for both.
 
     make bench   # installs d3rlpy (and torch 2.13.0, CPU)
-    .venv/bin/python benchmarks/offline_vs_d3rlpy.py --steps 5000 --seeds 0-4 \
+    .venv/bin/python benchmarks/offline_vs_d3rlpy.py --seeds 0-4 \
         --out benchmarks/results/offline_vs_d3rlpy --header HEADER.md
 
-Each (library, agent, dataset) cell is one run: everlearn trains all its seeds at once (vmapped,
-two segments of `steps / 2` gradient steps: the first holds the compilation, the second gives
-the steady rate); d3rlpy trains one seed after another with `fit` (its rate: steps / fit time).
+Two parts:
+- Scores, at the "small" profile: the settings of everlearn's offline learning tests
+  (tests/data/test_offline_runs.py), where every agent learns within a few thousand gradient
+  steps ([64, 64] or [32, 32] networks, raised learning rates). At the papers' settings IQL and
+  CQL need tens of thousands of steps on this data (the tests' docstrings), hours for d3rlpy
+  on this CPU. Each (library, agent, dataset) is one run: everlearn trains all seeds at once
+  (vmapped), d3rlpy one seed after another with `fit`.
+- Gradient steps per second (run first: they need a quiet machine), at the "paper" profile (the authors' network sizes and learning
+  rates, as d3rlpy's defaults), on the medium data, `--rate-steps` steps: everlearn 1 seed and
+  all seeds vmapped, d3rlpy 1 seed. everlearn runs two segments of half the steps: the first
+  holds the compilation, the second gives the steady rate; d3rlpy's rate is steps / `fit` time.
+
 Every finished cell is appended to OUT.cells.jsonl, so an interrupted run picks up where it
-stopped. Evaluation, both libraries: the greedy policy on Gymnasium's `Pendulum-v1`, episodes
-reset with seeds 1000.. (`--episodes`, 10), actions × 2 (the motor range); score normalised
-with the recipe's random and reference returns. Writes OUT.md (the tables; `--header FILE`
-puts a file's text, the command, commit and machine, at its top) and OUT.json.
+stopped (a cell is reused only with the same settings, steps and seeds). Evaluation, both
+libraries: the greedy policy on Gymnasium's `Pendulum-v1`, episodes reset with seeds 1000..
+(`--episodes`, 10), actions × 2 (the motor range); returns normalised with the recipe's random
+and reference returns. Writes OUT.md (`--header FILE` puts a file's text, the command, commit
+and machine, at its top) and OUT.json.
 """
 
 from __future__ import annotations
@@ -40,31 +50,59 @@ MOTOR_RANGE = 2.0
 AGENTS = ("td3_bc", "iql", "cql")
 DATASETS = ("medium", "expert")
 
-# Per agent: everlearn `--set`s and d3rlpy config arguments that make the two run the same
-# algorithm (the ones d3rlpy does not expose stay at each library's defaults; docstrings of
-# everlearn.agents.* list them).
-SETTINGS = {
-    "td3_bc": {
-        "everlearn": [],  # the authors' defaults, which d3rlpy's TD3PlusBC shares
-        "d3rlpy": {"observation_scaler": "standard"},  # the paper normalises observations
-        "note": "both at the authors' defaults: [256, 256], Adam 3e-4, α 2.5, policy noise 0.2 "
-                "clipped at 0.5, actor every 2nd step, τ 0.005, observations standardised",
+# Per profile and agent: gradient steps (scores), everlearn `--set`s, d3rlpy config arguments
+# ("hidden": both encoders' hidden layers) and what the two share. What d3rlpy does not expose
+# stays at each library's default; the docstrings of everlearn.agents.* list those.
+PROFILES = {
+    "small": {
+        "td3_bc": {
+            "steps": 10_000,
+            "everlearn": ["td3_bc.hidden_sizes=[64,64]"],
+            "d3rlpy": {"hidden": [64, 64], "observation_scaler": "standard"},
+            "note": "[64, 64], otherwise the authors' defaults (Adam 3e-4, α 2.5, policy noise "
+                    "0.2 clipped at 0.5, actor every 2nd step, τ 0.005, batch 256, "
+                    "observations standardised)",
+        },
+        "iql": {
+            "steps": 5_000,
+            "everlearn": ["iql.hidden_sizes=[64,64]", "iql.actor_learning_rate=3e-3",
+                          "iql.critic_learning_rate=3e-3", "iql.value_learning_rate=3e-3",
+                          "iql.actor_lr_schedule=constant"],
+            "d3rlpy": {"hidden": [64, 64], "actor_learning_rate": 3e-3,
+                       "critic_learning_rate": 3e-3},  # d3rlpy's value shares the critics' Adam
+            "note": "[64, 64], Adam 3e-3 for actor, critics and value (constant), expectile "
+                    "0.7, β 3.0, weights clipped at 100, τ 0.005, batch 256",
+        },
+        "cql": {
+            "steps": 3_000,
+            "everlearn": ["cql.hidden_sizes=[32,32]", "cql.batch_size=128", "cql.bc_steps=0",
+                          "cql.actor_learning_rate=1e-3", "cql.critic_learning_rate=1e-3"],
+            "d3rlpy": {"hidden": [32, 32], "batch_size": 128, "actor_learning_rate": 1e-3,
+                       "critic_learning_rate": 1e-3, "temp_learning_rate": 1e-3,
+                       "alpha_learning_rate": 0.0},
+            "note": "[32, 32], batch 128, Adam 1e-3 for actor, α and critics, conservative "
+                    "weight 5.0 fixed (d3rlpy: `alpha_learning_rate=0`, so its α' stays 1), 10 "
+                    "sampled actions of each kind, no BC warm-up; d3rlpy's target action is "
+                    "the policy's mean, everlearn's a sample",
+        },
     },
-    "iql": {
-        "everlearn": ["iql.actor_lr_schedule=constant"],  # d3rlpy has no cosine decay
-        "d3rlpy": {},
-        "note": "[256, 256], Adam 3e-4 for all, expectile 0.7, β 3.0, weights clipped at 100, "
-                "τ 0.005, constant actor learning rate (everlearn's default decays it over 1M "
-                "steps; d3rlpy has no decay)",
-    },
-    "cql": {
-        "everlearn": ["cql.bc_steps=0", "cql.hidden_sizes=[256,256]"],
-        "d3rlpy": {"alpha_learning_rate": 0.0},  # a fixed conservative weight, as the paper
-        "note": "[256, 256] (d3rlpy's; everlearn's default is the authors' three layers), "
-                "actor and α 1e-4, critics 3e-4, conservative weight 5.0 fixed (d3rlpy: "
-                "`alpha_learning_rate=0`, α' stays 1), 10 sampled actions of each kind, no BC "
-                "warm-up (d3rlpy has none; everlearn's default is the authors' 40,000 steps); "
-                "d3rlpy's target action is the policy's mean, everlearn's a sample",
+    "paper": {
+        "td3_bc": {
+            "everlearn": [],
+            "d3rlpy": {"observation_scaler": "standard"},
+            "note": "both libraries' defaults, the authors': [256, 256], Adam 3e-4",
+        },
+        "iql": {
+            "everlearn": ["iql.actor_lr_schedule=constant"],
+            "d3rlpy": {},
+            "note": "both libraries' defaults, the authors': [256, 256], Adam 3e-4 (constant)",
+        },
+        "cql": {
+            "everlearn": ["cql.bc_steps=0", "cql.hidden_sizes=[256,256]"],
+            "d3rlpy": {"alpha_learning_rate": 0.0},
+            "note": "d3rlpy's [256, 256] (the authors' have three layers), actor and α 1e-4, "
+                    "critics 3e-4, batch 256, weight 5.0 fixed, no BC warm-up",
+        },
     },
 }
 
@@ -98,19 +136,21 @@ def evaluate(act, episodes: int) -> float:
 
 
 def scenario_file(directory: Path, dataset: str, steps: int) -> Path:
-    path = directory / f"pendulum-{dataset}.yaml"
+    path = directory / f"pendulum-{dataset}-{steps}.yaml"
     path.write_text(f"name: pendulum-{dataset}\nsteps_per_task: {steps}\ntasks:\n"
                     f"  - {{name: standard, env: Pendulum-v1, dataset: {dataset}, "
                     f"random_score: {RANDOM_RETURN}, reference_score: {REFERENCE_RETURN}}}\n")
     return path
 
 
-def everlearn_cell(agent_name: str, dataset: str, seeds: list[int], steps: int, episodes: int,
-                   directory: Path) -> dict:
+def everlearn_cell(profile: str, agent_name: str, dataset: str, seeds: list[int], steps: int,
+                   episodes: int, directory: Path) -> dict:
+    """Train `seeds` vmapped for `steps` gradient steps in two segments; their returns (or
+    none with `episodes` 0) and rates."""
     config = build_config(None, {"scenario": str(scenario_file(directory, dataset, steps)),
                                  "agent": agent_name, "seeds": seeds},
                           ["evals_per_task=2", "diagnostics=false",
-                           *SETTINGS[agent_name]["everlearn"]])
+                           *PROFILES[profile][agent_name]["everlearn"]])
     plan = make_plan(config)
     make_datasets(plan.scenario, config, True)
     trainer = plan.trainer
@@ -125,16 +165,18 @@ def everlearn_cell(agent_name: str, dataset: str, seeds: list[int], steps: int, 
     second = time.perf_counter() - started
     greedy = jax.jit(trainer.agent.greedy_action)
     returns = []
-    for index in range(len(seeds)):
+    for index in range(len(seeds) if episodes else 0):
         one = jax.tree.map(lambda x: x[index], state.agent)
         returns.append(evaluate(lambda obs: greedy(one, obs[None].astype(np.float32))[0], episodes))
-    half = steps // 2
-    return {"returns": returns, "first_segment_s": first, "steady_s": second,
-            "seed_steps_per_s": half * len(seeds) / second,
-            "dataset_id": recipes.recipe_id(plan.scenario.tasks[0], dataset)}
+    dataset_id = recipes.recipe_id(plan.scenario.tasks[0], dataset)
+    data = minari_io.load_transitions(dataset_id)
+    return {"returns": returns, "first_segment_s": first,
+            "seed_steps_per_s": (steps // 2) * len(seeds) / second, "dataset_id": dataset_id,
+            "data_normalised": float(normalised(np.mean(data.episode_returns)))}
 
 
-def d3rlpy_cell(agent_name: str, dataset_id: str, seed: int, steps: int, episodes: int) -> dict:
+def d3rlpy_cell(profile: str, agent_name: str, dataset_id: str, seed: int, steps: int,
+                episodes: int) -> dict:
     import d3rlpy
 
     data = minari_io.load_transitions(dataset_id)
@@ -142,9 +184,15 @@ def d3rlpy_cell(agent_name: str, dataset_id: str, seed: int, steps: int, episode
         data.obs.astype(np.float32), data.action.astype(np.float32),
         data.reward.astype(np.float32), data.terminated.astype(np.float32),
         timeouts=data.truncated.astype(np.float32))
-    kwargs = dict(SETTINGS[agent_name]["d3rlpy"])
+    kwargs = dict(PROFILES[profile][agent_name]["d3rlpy"])
     if kwargs.pop("observation_scaler", None) == "standard":
         kwargs["observation_scaler"] = d3rlpy.preprocessing.StandardObservationScaler()
+    hidden = kwargs.pop("hidden", None)
+    if hidden is not None:
+        encoder = d3rlpy.models.encoders.VectorEncoderFactory(hidden_units=hidden)
+        kwargs.update(actor_encoder_factory=encoder, critic_encoder_factory=encoder)
+        if agent_name == "iql":
+            kwargs["value_encoder_factory"] = encoder
     config = {"td3_bc": d3rlpy.algos.TD3PlusBCConfig, "iql": d3rlpy.algos.IQLConfig,
               "cql": d3rlpy.algos.CQLConfig}[agent_name](**kwargs)
     d3rlpy.seed(seed)
@@ -154,84 +202,106 @@ def d3rlpy_cell(agent_name: str, dataset_id: str, seed: int, steps: int, episode
     algo.fit(mdp, n_steps=steps, n_steps_per_epoch=steps, show_progress=False,
              logger_adapter=d3rlpy.logging.NoopAdapterFactory(), save_interval=10**9)
     fit_s = time.perf_counter() - started
-    ret = evaluate(lambda obs: algo.predict(obs[None].astype(np.float32))[0], episodes)
-    return {"returns": [ret], "fit_s": fit_s, "seed_steps_per_s": steps / fit_s}
+    returns = ([evaluate(lambda obs: algo.predict(obs[None].astype(np.float32))[0], episodes)]
+               if episodes else [])
+    return {"returns": returns, "fit_s": fit_s, "seed_steps_per_s": steps / fit_s}
 
 
-def stats(values) -> dict:
-    return interquartile_mean_ci(np.asarray(values, dtype=np.float64))
+def score_steps(args, agent: str) -> int:
+    return args.steps or PROFILES["small"][agent]["steps"]
 
 
-def fmt(s: dict) -> str:
+def fmt(values) -> str:
+    if len(values) == 0:
+        return "—"
+    s = interquartile_mean_ci(np.asarray(values, dtype=np.float64))
     return f"{s['iqm']:.3f} [{s['ci_low']:.3f}, {s['ci_high']:.3f}]"
 
 
 def write_tables(cells: list[dict], args, out: Path) -> None:
-    """The tables of every cell in the log at this budget: so runs with other agents, datasets
-    or seeds (e.g. fewer seeds for the slow CQL) fill one file. The latest everlearn cell and
-    the latest cell of each d3rlpy seed count."""
-    cells = [c for c in cells if c["steps"] == args.steps]
-    by = {(c["library"], c["agent"], c["dataset"]): c for c in cells if c["library"] == "everlearn"}
-    d3 = {(c["agent"], c["dataset"], c["seed"]): c for c in cells if c["library"] == "d3rlpy"}
-    lines = ["## Normalised return after %d gradient steps" % args.steps, "",
-             "IQM over seeds with a 95% stratified-bootstrap CI (as `everlearn compare`); "
-             "0 is a random policy, 1 the recipe's reference.", "",
-             "| agent | dataset | data average | everlearn | d3rlpy | everlearn seeds | d3rlpy seeds |",
-             "|:--|:--|--:|--:|--:|--:|--:|"]
-    rates = ["## Gradient steps per second", "",
-             "everlearn: all seeds vmapped in one program, the second segment's rate (compiled); "
-             "d3rlpy: one seed per `fit`, the mean over its seeds.", "",
-             "| agent | dataset | everlearn seed-steps/s | everlearn first segment (s) | "
-             "d3rlpy steps/s | ratio |", "|:--|:--|--:|--:|--:|--:|"]
-    summary = {}
+    """Tables of the cells in the log that match this invocation's settings."""
+    def current(cell: dict) -> bool:  # run with today's settings of its profile
+        p = PROFILES["small" if cell["part"] == "scores" else "paper"][cell["agent"]]
+        return cell["settings"] == json.loads(json.dumps([p["everlearn"], p["d3rlpy"]]))
+
+    cells = [c for c in cells if current(c)]
+    scores = {(c["agent"], c["dataset"]): c for c in cells if c["part"] == "scores"
+              and c["library"] == "everlearn" and c["seeds"] == args.seeds
+              and c["steps"] == score_steps(args, c["agent"])}
+    lines = ["## Normalised return", "",
+             "Interquartile mean over seeds with a 95% stratified-bootstrap CI (as `everlearn "
+             "compare`); 0 is a random policy, 1 the recipe's reference return. Small profile "
+             "(below).", "",
+             "| agent | steps | dataset | data average | everlearn | d3rlpy | everlearn seeds | "
+             "d3rlpy seeds |", "|:--|--:|:--|--:|--:|--:|--:|--:|"]
+    summary: dict = {"scores": {}, "rates": {}}
     for agent in AGENTS:
         for dataset in DATASETS:
-            ours = by.get(("everlearn", agent, dataset))
-            theirs = [c for (a, d, _), c in sorted(d3.items()) if (a, d) == (agent, dataset)]
+            ours = scores.get((agent, dataset))
+            theirs = [c for c in cells if c["part"] == "scores" and c["library"] == "d3rlpy"
+                      and (c["agent"], c["dataset"]) == (agent, dataset)
+                      and c["seeds"][0] in args.d3rlpy_seeds
+                      and c["steps"] == score_steps(args, agent)]
+            theirs = list({c["seeds"][0]: c for c in theirs}.values())  # the latest per seed
             if ours is None:
                 continue
             ours_n = normalised(ours["returns"])
             theirs_n = normalised([c["returns"][0] for c in theirs])
-            s_ours = stats(ours_n)
-            s_theirs = stats(theirs_n) if len(theirs_n) else None
-            lines.append(f"| `{agent}` | {dataset} | {ours['data_normalised']:.3f} | "
-                         f"{fmt(s_ours)} | {fmt(s_theirs) if s_theirs else '—'} | "
+            lines.append(f"| `{agent}` | {ours['steps']:,} | {dataset} | "
+                         f"{ours['data_normalised']:.3f} | {fmt(ours_n)} | {fmt(theirs_n)} | "
                          f"{len(ours_n)} | {len(theirs_n)} |")
-            their_rate = float(np.mean([c["seed_steps_per_s"] for c in theirs])) if theirs else None
-            our_rate = ours["seed_steps_per_s"]
-            rates.append(f"| `{agent}` | {dataset} | {our_rate:,.0f} | "
-                         f"{ours['first_segment_s']:.1f} | "
-                         + (f"{their_rate:,.1f} | {our_rate / their_rate:.1f}× |" if their_rate
-                            else "— | — |"))
-            summary[f"{agent}/{dataset}"] = {
-                "everlearn": {"normalised": ours_n.tolist(), **s_ours,
-                              "seed_steps_per_s": ours["seed_steps_per_s"]},
-                "d3rlpy": {"normalised": theirs_n.tolist(), **(s_theirs or {}),
-                           "steps_per_s": their_rate},
-                "data_normalised": ours["data_normalised"], "dataset_id": ours["dataset_id"]}
-    settings = ["## Settings shared by both libraries", ""] + [
-        f"- `{agent}`: {SETTINGS[agent]['note']}; everlearn `--set`: "
-        f"{', '.join(SETTINGS[agent]['everlearn']) or 'none'}; d3rlpy: "
-        f"{SETTINGS[agent]['d3rlpy'] or 'its defaults'}." for agent in AGENTS]
+            summary["scores"][f"{agent}/{dataset}"] = {
+                "steps": ours["steps"], "dataset_id": ours["dataset_id"],
+                "data_normalised": ours["data_normalised"],
+                "everlearn": ours_n.tolist(), "d3rlpy": theirs_n.tolist()}
+    rates = ["## Gradient steps per second", "",
+             f"Paper profile (below), medium data, {args.rate_steps:,} steps. everlearn: the "
+             "second of two segments (compiled); its first segment, compilation included, in "
+             "the last column. d3rlpy: steps / `fit` time.", "",
+             "| agent | d3rlpy, 1 seed | everlearn, 1 seed | ratio | everlearn, "
+             f"{len(args.seeds)} seeds vmapped (seed-steps/s) | ratio | everlearn first "
+             "segment, 1 seed (s) |", "|:--|--:|--:|--:|--:|--:|--:|"]
+    for agent in AGENTS:
+        found = {(c["library"], len(c["seeds"])): c for c in cells
+                 if c["part"] == "rates" and c["agent"] == agent and c["steps"] == args.rate_steps}
+        theirs, one, many = (found.get(("d3rlpy", 1)), found.get(("everlearn", 1)),
+                             found.get(("everlearn", len(args.seeds))))
+        if not (theirs and one and many):
+            continue
+        base = theirs["seed_steps_per_s"]
+        rates.append(f"| `{agent}` | {base:,.1f} | {one['seed_steps_per_s']:,.0f} | "
+                     f"{one['seed_steps_per_s'] / base:.1f}× | {many['seed_steps_per_s']:,.0f} | "
+                     f"{many['seed_steps_per_s'] / base:.1f}× | {one['first_segment_s']:.1f} |")
+        summary["rates"][agent] = {"d3rlpy": base, "everlearn_1_seed": one["seed_steps_per_s"],
+                                   "everlearn_vmapped": many["seed_steps_per_s"]}
+    settings = ["## Settings shared by both libraries", ""]
+    for profile in ("small", "paper"):
+        for agent in AGENTS:
+            p = PROFILES[profile][agent]
+            settings.append(f"- {profile}, `{agent}`: {p['note']}. everlearn `--set`: "
+                            f"{', '.join(p['everlearn']) or 'none'}; d3rlpy: "
+                            f"{p['d3rlpy'] or 'its defaults'}.")
     header = args.header.read_text().rstrip() + "\n\n" if args.header else ""
     out.with_suffix(".md").write_text(header + "\n".join(lines + [""] + rates + [""] + settings) + "\n")
     out.with_suffix(".json").write_text(json.dumps(
-        {"steps": args.steps, "episodes": args.episodes, "machine": platform.platform(), "cells": summary},
+        {"seeds": args.seeds, "d3rlpy_seeds": args.d3rlpy_seeds, "episodes": args.episodes,
+         "rate_steps": args.rate_steps, "machine": platform.platform(), **summary},
         indent=1) + "\n")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--steps", type=int, default=5000, help="gradient steps per run")
     parser.add_argument("--seeds", type=parse_seeds, default=parse_seeds("0-4"),
                         help="everlearn's seeds (vmapped): 0-4 or 0,1,2")
     parser.add_argument("--d3rlpy-seeds", type=parse_seeds, default=None,
                         help="d3rlpy's seeds (one fit each); default: --seeds")
     parser.add_argument("--agents", type=lambda s: s.split(","), default=list(AGENTS))
     parser.add_argument("--datasets", type=lambda s: s.split(","), default=list(DATASETS))
+    parser.add_argument("--steps", type=int, default=None,
+                        help="gradient steps of every score run (default: each agent's, PROFILES)")
     parser.add_argument("--episodes", type=int, default=10)
-    parser.add_argument("--torch-threads", type=int, default=None,
-                        help="torch intra-op threads (default: torch's own)")
+    parser.add_argument("--rate-steps", type=int, default=1000,
+                        help="gradient steps of the rate runs (0: no rate runs)")
     parser.add_argument("--out", type=Path, required=True, help="OUT.md, OUT.json, OUT.cells.jsonl")
     parser.add_argument("--header", type=Path)
     args = parser.parse_args()
@@ -240,47 +310,55 @@ def main() -> None:
         unknown = [g for g in given if g not in allowed]
         if unknown:
             parser.error(f"unknown {name} {unknown[0]!r}; choose from {', '.join(allowed)}")
-    if args.steps < 2 or args.steps % 2:
+    if args.steps is not None and (args.steps < 2 or args.steps % 2):
         parser.error(f"--steps {args.steps}: give an even number (two segments of half)")
-    if args.torch_threads:
-        import torch
-        torch.set_num_threads(args.torch_threads)
+    if args.rate_steps < 0 or args.rate_steps % 2:
+        parser.error(f"--rate-steps {args.rate_steps}: give an even number (two segments of half)")
 
     log = args.out.with_suffix(".cells.jsonl")
     cells = [json.loads(line) for line in log.read_text().splitlines()] if log.exists() else []
-    # A cell is reused only if it ran at this budget (and, for everlearn, with these seeds).
-    done = {(c["library"], c["agent"], c["dataset"], json.dumps(c["seed"]), c["steps"])
-            for c in cells}
+
+    def run_cell(part: str, library: str, agent: str, dataset: str, seeds: list[int],
+                 steps: int, make) -> dict:
+        profile = "small" if part == "scores" else "paper"
+        settings = PROFILES[profile][agent]
+        key = dict(part=part, library=library, agent=agent, dataset=dataset, seeds=seeds,
+                   steps=steps, settings=[settings["everlearn"], settings["d3rlpy"]])
+        for cell in cells:
+            if all(cell.get(k) == json.loads(json.dumps(v)) for k, v in key.items()):
+                return cell
+        print(f"{part}: {library} {agent} on {dataset}, seeds {seeds}, {steps} steps ...",
+              flush=True)
+        cell = {**make(), **key}
+        cells.append(cell)
+        with log.open("a") as f:
+            f.write(json.dumps(cell) + "\n")
+        print(f"  normalised {np.round(normalised(cell['returns']), 3).tolist()}, "
+              f"{cell['seed_steps_per_s']:.1f} seed-steps/s", flush=True)
+        return cell
+
     with tempfile.TemporaryDirectory() as tmp:
+        # Rates first: they need a quiet machine, the scores do not.
+        if args.rate_steps:
+            for agent in args.agents:
+                for seeds in ([args.seeds[0]], args.seeds):
+                    cell = run_cell("rates", "everlearn", agent, "medium", seeds, args.rate_steps,
+                                    lambda: everlearn_cell("paper", agent, "medium", seeds,
+                                                           args.rate_steps, 0, Path(tmp)))
+                run_cell("rates", "d3rlpy", agent, "medium", [args.seeds[0]], args.rate_steps,
+                         lambda: d3rlpy_cell("paper", agent, cell["dataset_id"], args.seeds[0],
+                                             args.rate_steps, 0))
+                write_tables(cells, args, args.out)
         for dataset in args.datasets:
             for agent in args.agents:
-                if ("everlearn", agent, dataset, json.dumps(args.seeds), args.steps) not in done:
-                    print(f"everlearn {agent} on {dataset}, seeds {args.seeds} ...", flush=True)
-                    cell = everlearn_cell(agent, dataset, args.seeds, args.steps, args.episodes,
-                                          Path(tmp))
-                    data = minari_io.load_transitions(cell["dataset_id"])
-                    cell.update(library="everlearn", agent=agent, dataset=dataset, seed=args.seeds,
-                                steps=args.steps,
-                                data_normalised=float(normalised(np.mean(data.episode_returns))))
-                    cells.append(cell)
-                    with log.open("a") as f:
-                        f.write(json.dumps(cell) + "\n")
-                    print(f"  normalised {np.round(normalised(cell['returns']), 3).tolist()}, "
-                          f"{cell['seed_steps_per_s']:.0f} seed-steps/s", flush=True)
-                dataset_id = next(c["dataset_id"] for c in cells if c["library"] == "everlearn"
-                                  and c["dataset"] == dataset)
+                steps = score_steps(args, agent)
+                ours = run_cell("scores", "everlearn", agent, dataset, args.seeds, steps,
+                                lambda: everlearn_cell("small", agent, dataset, args.seeds, steps,
+                                                       args.episodes, Path(tmp)))
                 for seed in args.d3rlpy_seeds:
-                    if ("d3rlpy", agent, dataset, json.dumps(seed), args.steps) in done:
-                        continue
-                    print(f"d3rlpy {agent} on {dataset}, seed {seed} ...", flush=True)
-                    cell = d3rlpy_cell(agent, dataset_id, seed, args.steps, args.episodes)
-                    cell.update(library="d3rlpy", agent=agent, dataset=dataset, seed=seed,
-                                steps=args.steps)
-                    cells.append(cell)
-                    with log.open("a") as f:
-                        f.write(json.dumps(cell) + "\n")
-                    print(f"  normalised {normalised(cell['returns'][0]):.3f}, "
-                          f"{cell['seed_steps_per_s']:.1f} steps/s", flush=True)
+                    run_cell("scores", "d3rlpy", agent, dataset, [seed], steps,
+                             lambda: d3rlpy_cell("small", agent, ours["dataset_id"], seed,
+                                                 steps, args.episodes))
                 write_tables(cells, args, args.out)
     print(f"wrote {args.out.with_suffix('.md')}", flush=True)
 
