@@ -86,7 +86,7 @@ def machine_description() -> str:
 def versions() -> dict[str, str]:
     out = {"python": platform.python_version()}
     for name in ["everlearn", "jax", "jaxlib", "flax", "optax", "gymnax", "gymnasium", "numpy",
-                 "torch", "stable-baselines3"]:
+                 "torch", "stable-baselines3", "d3rlpy"]:
         try:
             out[name] = metadata.version(name)
         except metadata.PackageNotFoundError:

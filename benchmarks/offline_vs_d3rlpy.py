@@ -5,7 +5,7 @@ them per library), and the same evaluation for both.
 
     make bench   # installs d3rlpy (and torch 2.13.0, CPU)
     .venv/bin/python benchmarks/offline_vs_d3rlpy.py --seeds 0-4 \
-        --out benchmarks/results/offline_vs_d3rlpy --header HEADER.md
+        --out benchmarks/results/offline_vs_d3rlpy [--notes NOTES.md]
 
 Two parts:
 - Scores, at the "small" profile: the settings of everlearn's offline learning tests
@@ -14,17 +14,18 @@ Two parts:
   CQL need tens of thousands of steps on this data (the tests' docstrings), hours for d3rlpy
   on this CPU. Each (library, agent, dataset) is one run: everlearn trains all seeds at once
   (vmapped), d3rlpy one seed after another with `fit`.
-- Gradient steps per second (run first: they need a quiet machine), at the "paper" profile (the authors' network sizes and learning
-  rates, as d3rlpy's defaults), on the medium data, `--rate-steps` steps: everlearn 1 seed and
-  all seeds vmapped, d3rlpy 1 seed. everlearn runs two segments of half the steps: the first
-  holds the compilation, the second gives the steady rate; d3rlpy's rate is steps / `fit` time.
+- Gradient steps per second, run first (they need a quiet machine, the scores do not), at both
+  profiles, "small" and "paper" (the authors' network sizes and learning rates, as d3rlpy's
+  defaults), on the medium data, `--rate-steps` steps: everlearn 1 seed and all seeds vmapped,
+  d3rlpy 1 seed. everlearn runs two segments of half the steps: the first holds the
+  compilation, the second gives the steady rate; d3rlpy's rate is steps / `fit` time.
 
 Every finished cell is appended to OUT.cells.jsonl, so an interrupted run picks up where it
 stopped (a cell is reused only with the same settings, steps and seeds). Evaluation, both
 libraries: the greedy policy on Gymnasium's `Pendulum-v1`, episodes reset with seeds 1000..
 (`--episodes`, 10), actions × 2 (the motor range); returns normalised with the recipe's random
-and reference returns. Writes OUT.md (`--header FILE` puts a file's text, the command, commit
-and machine, at its top) and OUT.json.
+and reference returns. Writes OUT.md (its header: date, machine, versions, commit, command;
+`--notes FILE` adds a file's text after it) and OUT.json.
 """
 
 from __future__ import annotations
@@ -39,6 +40,8 @@ from pathlib import Path
 import gymnasium as gym
 import jax
 import numpy as np
+
+from machine import results_header
 
 from everlearn.data import minari_io, recipes
 from everlearn.evaluation.metrics import interquartile_mean_ci
@@ -221,7 +224,7 @@ def fmt(values) -> str:
 def write_tables(cells: list[dict], args, out: Path) -> None:
     """Tables of the cells in the log that match this invocation's settings."""
     def current(cell: dict) -> bool:  # run with today's settings of its profile
-        p = PROFILES["small" if cell["part"] == "scores" else "paper"][cell["agent"]]
+        p = PROFILES[cell["profile"]][cell["agent"]]
         return cell["settings"] == json.loads(json.dumps([p["everlearn"], p["d3rlpy"]]))
 
     cells = [c for c in cells if current(c)]
@@ -255,25 +258,29 @@ def write_tables(cells: list[dict], args, out: Path) -> None:
                 "data_normalised": ours["data_normalised"],
                 "everlearn": ours_n.tolist(), "d3rlpy": theirs_n.tolist()}
     rates = ["## Gradient steps per second", "",
-             f"Paper profile (below), medium data, {args.rate_steps:,} steps. everlearn: the "
-             "second of two segments (compiled); its first segment, compilation included, in "
-             "the last column. d3rlpy: steps / `fit` time.", "",
-             "| agent | d3rlpy, 1 seed | everlearn, 1 seed | ratio | everlearn, "
+             f"Medium data, {args.rate_steps:,} gradient steps, measured before the scores. "
+             "everlearn: the second of two segments (compiled); its first segment, "
+             "compilation included, in the last column. d3rlpy: steps / `fit` time.", "",
+             "| profile | agent | d3rlpy, 1 seed | everlearn, 1 seed | ratio | everlearn, "
              f"{len(args.seeds)} seeds vmapped (seed-steps/s) | ratio | everlearn first "
-             "segment, 1 seed (s) |", "|:--|--:|--:|--:|--:|--:|--:|"]
-    for agent in AGENTS:
-        found = {(c["library"], len(c["seeds"])): c for c in cells
-                 if c["part"] == "rates" and c["agent"] == agent and c["steps"] == args.rate_steps}
-        theirs, one, many = (found.get(("d3rlpy", 1)), found.get(("everlearn", 1)),
-                             found.get(("everlearn", len(args.seeds))))
-        if not (theirs and one and many):
-            continue
-        base = theirs["seed_steps_per_s"]
-        rates.append(f"| `{agent}` | {base:,.1f} | {one['seed_steps_per_s']:,.0f} | "
-                     f"{one['seed_steps_per_s'] / base:.1f}× | {many['seed_steps_per_s']:,.0f} | "
-                     f"{many['seed_steps_per_s'] / base:.1f}× | {one['first_segment_s']:.1f} |")
-        summary["rates"][agent] = {"d3rlpy": base, "everlearn_1_seed": one["seed_steps_per_s"],
-                                   "everlearn_vmapped": many["seed_steps_per_s"]}
+             "segment, 1 seed (s) |", "|:--|:--|--:|--:|--:|--:|--:|--:|"]
+    for profile in ("paper", "small"):
+        for agent in AGENTS:
+            found = {(c["library"], len(c["seeds"])): c for c in cells
+                     if c["part"] == "rates" and c["profile"] == profile
+                     and c["agent"] == agent and c["steps"] == args.rate_steps}
+            theirs, one, many = (found.get(("d3rlpy", 1)), found.get(("everlearn", 1)),
+                                 found.get(("everlearn", len(args.seeds))))
+            if not (theirs and one and many):
+                continue
+            base = theirs["seed_steps_per_s"]
+            rates.append(f"| {profile} | `{agent}` | {base:,.1f} | "
+                         f"{one['seed_steps_per_s']:,.0f} | {one['seed_steps_per_s'] / base:.1f}× | "
+                         f"{many['seed_steps_per_s']:,.0f} | {many['seed_steps_per_s'] / base:.1f}× | "
+                         f"{one['first_segment_s']:.1f} |")
+            summary["rates"][f"{profile}/{agent}"] = {
+                "d3rlpy": base, "everlearn_1_seed": one["seed_steps_per_s"],
+                "everlearn_vmapped": many["seed_steps_per_s"]}
     settings = ["## Settings shared by both libraries", ""]
     for profile in ("small", "paper"):
         for agent in AGENTS:
@@ -281,8 +288,11 @@ def write_tables(cells: list[dict], args, out: Path) -> None:
             settings.append(f"- {profile}, `{agent}`: {p['note']}. everlearn `--set`: "
                             f"{', '.join(p['everlearn']) or 'none'}; d3rlpy: "
                             f"{p['d3rlpy'] or 'its defaults'}.")
-    header = args.header.read_text().rstrip() + "\n\n" if args.header else ""
-    out.with_suffix(".md").write_text(header + "\n".join(lines + [""] + rates + [""] + settings) + "\n")
+    header = results_header("Offline agents: everlearn against d3rlpy 2.8.1 (issue 14 part 5a)",
+                            None)
+    notes = [args.notes.read_text().rstrip()] if args.notes else []
+    out.with_suffix(".md").write_text("\n".join(
+        header + [""] + notes + [""] + lines + [""] + rates + [""] + settings) + "\n")
     out.with_suffix(".json").write_text(json.dumps(
         {"seeds": args.seeds, "d3rlpy_seeds": args.d3rlpy_seeds, "episodes": args.episodes,
          "rate_steps": args.rate_steps, "machine": platform.platform(), **summary},
@@ -303,7 +313,7 @@ def main() -> None:
     parser.add_argument("--rate-steps", type=int, default=1000,
                         help="gradient steps of the rate runs (0: no rate runs)")
     parser.add_argument("--out", type=Path, required=True, help="OUT.md, OUT.json, OUT.cells.jsonl")
-    parser.add_argument("--header", type=Path)
+    parser.add_argument("--notes", type=Path, help="a file of notes for OUT.md, after its header")
     args = parser.parse_args()
     args.d3rlpy_seeds = args.d3rlpy_seeds or args.seeds
     for name, allowed, given in (("agent", AGENTS, args.agents), ("dataset", DATASETS, args.datasets)):
@@ -318,16 +328,16 @@ def main() -> None:
     log = args.out.with_suffix(".cells.jsonl")
     cells = [json.loads(line) for line in log.read_text().splitlines()] if log.exists() else []
 
-    def run_cell(part: str, library: str, agent: str, dataset: str, seeds: list[int],
-                 steps: int, make) -> dict:
-        profile = "small" if part == "scores" else "paper"
+    def run_cell(part: str, profile: str, library: str, agent: str, dataset: str,
+                 seeds: list[int], steps: int, make) -> dict:
         settings = PROFILES[profile][agent]
-        key = dict(part=part, library=library, agent=agent, dataset=dataset, seeds=seeds,
-                   steps=steps, settings=[settings["everlearn"], settings["d3rlpy"]])
+        key = dict(part=part, profile=profile, library=library, agent=agent, dataset=dataset,
+                   seeds=seeds, steps=steps, settings=[settings["everlearn"], settings["d3rlpy"]])
         for cell in cells:
             if all(cell.get(k) == json.loads(json.dumps(v)) for k, v in key.items()):
                 return cell
-        print(f"{part}: {library} {agent} on {dataset}, seeds {seeds}, {steps} steps ...",
+        print(f"{part}, {profile} profile: {library} {agent} on {dataset}, seeds {seeds}, "
+              f"{steps} steps ...",
               flush=True)
         cell = {**make(), **key}
         cells.append(cell)
@@ -340,23 +350,26 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         # Rates first: they need a quiet machine, the scores do not.
         if args.rate_steps:
-            for agent in args.agents:
-                for seeds in ([args.seeds[0]], args.seeds):
-                    cell = run_cell("rates", "everlearn", agent, "medium", seeds, args.rate_steps,
-                                    lambda: everlearn_cell("paper", agent, "medium", seeds,
-                                                           args.rate_steps, 0, Path(tmp)))
-                run_cell("rates", "d3rlpy", agent, "medium", [args.seeds[0]], args.rate_steps,
-                         lambda: d3rlpy_cell("paper", agent, cell["dataset_id"], args.seeds[0],
-                                             args.rate_steps, 0))
-                write_tables(cells, args, args.out)
+            for profile in ("paper", "small"):
+                for agent in args.agents:
+                    for seeds in ([args.seeds[0]], args.seeds):
+                        cell = run_cell("rates", profile, "everlearn", agent, "medium", seeds,
+                                        args.rate_steps, lambda: everlearn_cell(
+                                            profile, agent, "medium", seeds, args.rate_steps, 0,
+                                            Path(tmp)))
+                    run_cell("rates", profile, "d3rlpy", agent, "medium", [args.seeds[0]],
+                             args.rate_steps, lambda: d3rlpy_cell(
+                                 profile, agent, cell["dataset_id"], args.seeds[0],
+                                 args.rate_steps, 0))
+                    write_tables(cells, args, args.out)
         for dataset in args.datasets:
             for agent in args.agents:
                 steps = score_steps(args, agent)
-                ours = run_cell("scores", "everlearn", agent, dataset, args.seeds, steps,
+                ours = run_cell("scores", "small", "everlearn", agent, dataset, args.seeds, steps,
                                 lambda: everlearn_cell("small", agent, dataset, args.seeds, steps,
                                                        args.episodes, Path(tmp)))
                 for seed in args.d3rlpy_seeds:
-                    run_cell("scores", "d3rlpy", agent, dataset, [seed], steps,
+                    run_cell("scores", "small", "d3rlpy", agent, dataset, [seed], steps,
                              lambda: d3rlpy_cell("small", agent, ours["dataset_id"], seed,
                                                  steps, args.episodes))
                 write_tables(cells, args, args.out)
