@@ -122,7 +122,7 @@ def test_offline_mix_replaces_its_share_of_the_minibatch_and_nothing_without_dat
 def write_rewarding_dataset(name: str, reward: float) -> None:
     """Random Pendulum transitions whose every reward is `reward`."""
     task = get_scenario("pendulum-offline").tasks[0]
-    episodes = rollout(task, random_policy(FunctionalEnv(task)), 1000, seed=5)
+    episodes = rollout(task, random_policy(FunctionalEnv(task).spaces), 1000, seed=5)
     spaces = FunctionalEnv(task).spaces
     from everlearn.data.collect import agent_spaces
 

@@ -40,9 +40,8 @@ def agent_spaces(spaces: EnvSpaces) -> dict[str, gym.Space]:
     return {"observation_space": observation, "action_space": action}
 
 
-def random_policy(env: FunctionalEnv) -> Policy:
+def random_policy(spaces: EnvSpaces) -> Policy:
     """Uniform actions: in [-1, 1] per dimension, or uniform over the discrete actions."""
-    spaces = env.spaces
 
     def act(obs: jax.Array, key: jax.Array) -> jax.Array:
         if spaces.continuous:
@@ -99,6 +98,48 @@ def rollout(task: Task, policy: Policy, steps: int, seed: int,
         kept.append(episode)
         total += len(episode.rewards)
     return kept
+
+
+def gymnasium_rollout(task: Task, policy: Policy, steps: int, seed: int,
+                      num_envs: int = 4) -> list[Episode]:
+    """`rollout` for tasks without a functional env (MuJoCo's): `num_envs` Gymnasium envs
+    with the task's context, stepped together, acting with `policy` (compiled once) until
+    whole episodes of at least `steps` transitions have ended; those episodes, in the order
+    they ended (an episode cut off by the end is dropped, as in `rollout`)."""
+    from everlearn.envs.gymnasium_context import make_vector_env
+
+    envs = make_vector_env(task, num_envs)
+    act = jax.jit(policy)
+    key = jax.random.PRNGKey(seed)
+    continuous = isinstance(envs.single_action_space, gym.spaces.Box)
+    columns: list[list[tuple]] = [[] for _ in range(num_envs)]  # each env's open episode
+    episodes: list[Episode] = []
+    total = 0
+    try:
+        obs, _ = envs.reset(seed=seed)
+        while total < steps:
+            key, k_act = jax.random.split(key)
+            action = np.asarray(act(jnp.asarray(obs, jnp.float32), k_act))
+            next_obs, reward, terminated, truncated, info = envs.step(action)
+            true_next = next_obs.copy()
+            if "_final_obs" in info:  # same-step autoreset: the last observation is here
+                for e in np.flatnonzero(info["_final_obs"]):
+                    true_next[e] = info["final_obs"][e]
+            for e in range(num_envs):
+                columns[e].append((obs[e], action[e], reward[e], terminated[e], truncated[e]))
+                if terminated[e] or truncated[e]:
+                    o, a, r, term, trunc = (np.asarray(c) for c in zip(*columns[e]))
+                    episodes.append(Episode(
+                        observations=np.concatenate([o, true_next[e][None]]).astype(np.float32),
+                        actions=a.astype(np.float32 if continuous else np.int64),
+                        rewards=r.astype(np.float64), terminations=term.astype(bool),
+                        truncations=trunc.astype(bool)))
+                    total += len(r)
+                    columns[e] = []
+            obs = next_obs
+    finally:
+        envs.close()
+    return episodes
 
 
 def agent_policy(agent: Any, agent_state: Any, greedy: bool = False) -> Policy:
@@ -197,7 +238,7 @@ def record(scenario_name: str, task_name: str, dataset_name: str, policy: str, s
                          "--overwrite")
     env = FunctionalEnv(task)
     if policy == "random":
-        act, about = random_policy(env), {"policy": "uniform random"}
+        act, about = random_policy(env.spaces), {"policy": "uniform random"}
     elif Path(policy).is_dir():
         act, about = run_policy(policy, task, seed_index, greedy)
     elif Path(policy).is_file() and Path(policy).parent.name == "checkpoints":

@@ -1,6 +1,8 @@
-"""Built-in dataset recipes: "random", "medium" and "expert" data for any task that runs on the
-functional path (the Pendulum contexts among them), made here on first use and kept as Minari
-datasets, so nothing is downloaded and a second use reads the same data.
+"""Built-in dataset recipes: "random", "medium" and "expert" data for any task, made here on
+first use and kept as Minari datasets, so nothing is downloaded and a second use reads the same
+data. Tasks with a functional env (the Pendulum contexts, CartPole, ...) are trained and
+recorded on the functional path; the others (the Hopper and HalfCheetah contexts) on the
+Gymnasium path.
 
 The qualities follow D4RL's (Fu et al., 2020, "D4RL: Datasets for Deep Data-Driven
 Reinforcement Learning"): "random" from a uniform-random policy; "expert" from a fully
@@ -13,7 +15,10 @@ Deliberate differences from D4RL: 50k transitions, not 1M (Pendulum episodes are
 this is 250 episodes); the agents are `EXPERTS`' (SAC with [64, 64] networks for 15,000 steps:
 it balances Pendulum by 12k steps, `tests/agents/test_continuous.py`; DQN with [64, 64] for
 61,440 steps: it solves CartPole by 60k, `tests/agents/test_learning.py`; its "expert" is
-its best snapshot, as its greedy return swings); "medium" is the
+its best snapshot, as its greedy return swings); MuJoCo tasks get `MUJOCO_EXPERTS`' (SAC at
+the authors' [256, 256] for a budget this machine can afford, far short of D4RL's 1M steps:
+the expert is what SAC reaches in it, and its greedy return is in the dataset's metadata);
+"medium" is the
 first snapshot whose greedy return is a third of the way from the random return to the task's
 reference score (D4RL stopped training by hand); for a task without a reference score, the
 snapshot closest to a third of the way to the best snapshot's. The random return is measured
@@ -40,9 +45,9 @@ from everlearn import __version__
 from everlearn.agents import AGENTS, EnvSpec, make_agent
 from everlearn.agents.common import uniform_actions
 from everlearn.data import minari_io
-from everlearn.data.collect import agent_policy, agent_spaces, random_policy, rollout
-from everlearn.envs.functional import FunctionalEnv
-from everlearn.envs.sources import gymnax_id
+from everlearn.data.collect import (agent_policy, agent_spaces, gymnasium_rollout,
+                                    random_policy, rollout)
+from everlearn.envs.sources import EnvSpaces, gymnax_id, task_spaces
 from everlearn.scenarios.task import Scenario, Task
 
 QUALITIES = ("random", "medium", "expert")
@@ -70,6 +75,22 @@ class Expert(NamedTuple):
 # best snapshot; SAC's is its last, as D4RL's.
 EXPERTS = {True: Expert("sac", {"hidden_sizes": (64, 64)}, 15_000, 500, False),
            False: Expert("dqn", {"hidden_sizes": (64, 64)}, 61_440, 2_048, True)}
+# By env, for tasks on the Gymnasium path (MuJoCo's): SAC with its authors' settings.
+MUJOCO_SAC = {"hidden_sizes": (256, 256)}
+MUJOCO_EXPERTS = {"Hopper-v5": Expert("sac", MUJOCO_SAC, 100_000, 5_000, False),
+                  "HalfCheetah-v5": Expert("sac", MUJOCO_SAC, 100_000, 5_000, False)}
+
+
+def expert_for(task: Task, spaces: EnvSpaces) -> Expert:
+    """The agent that makes `task`'s medium and expert data."""
+    if task.env in MUJOCO_EXPERTS:
+        return MUJOCO_EXPERTS[task.env]
+    return EXPERTS[spaces.continuous]
+
+
+def functional(task: Task) -> bool:
+    """Whether `task`'s recipes are made on the functional path (else on the Gymnasium path)."""
+    return gymnax_id(task) is not None
 
 
 def recipe_id(task: Task, quality: str) -> str:
@@ -87,17 +108,8 @@ def dataset_id(task: Task) -> str:
     return recipe_id(task, task.dataset) if task.dataset in QUALITIES else task.dataset
 
 
-def check_recipe(task: Task) -> None:
-    """Refuse, in one line, a recipe for a task it cannot be made for."""
-    if task.dataset in QUALITIES and gymnax_id(task) is None:
-        raise ValueError(f"task '{task.name}': the built-in '{task.dataset}' dataset is made "
-                         f"on the functional path, which {task.env} lacks; record one with "
-                         "`everlearn collect` or Minari and name its id")
-
-
 def make_recipe(task: Task, quality: str, log=print) -> str:
     """Make and store `task`'s `quality` dataset if it is not stored yet; returns its id."""
-    check_recipe(task)
     name = recipe_id(task, quality)
     if name in minari_io.list_local():
         return name
@@ -112,42 +124,46 @@ def make_recipe(task: Task, quality: str, log=print) -> str:
 
 
 def _make(task: Task, quality: str, name: str, log) -> None:
-    env = FunctionalEnv(task)
+    spaces = task_spaces(task, "jax" if functional(task) else "gymnasium")
     if quality == "random":
-        policy, about = random_policy(env), {"policy": "uniform random"}
+        policy, about = random_policy(spaces), {"policy": "uniform random"}
     else:
-        expert = EXPERTS[env.spaces.continuous]
+        expert = expert_for(task, spaces)
         log(f"making the '{quality}' dataset of task '{task.name}': training "
             f"{expert.agent.upper()} for up to {expert.steps:,} steps (once; kept as Minari "
             f"dataset {name})")
-        policy, about = _trained_policy(task, quality, expert)
-    episodes = rollout(task, policy, RECIPE_STEPS, seed=RECIPE_SEED + QUALITIES.index(quality))
+        policy, about = _trained_policy(task, quality, expert, spaces)
+    record = rollout if functional(task) else gymnasium_rollout
+    episodes = record(task, policy, RECIPE_STEPS, seed=RECIPE_SEED + QUALITIES.index(quality))
     returns = [float(e.rewards.sum()) for e in episodes]
     metadata = {"everlearn_version": __version__, "recipe": quality,
                 "recipe_version": RECIPE_VERSION, "task": task.describe(), **about,
                 "mean_return": float(np.mean(returns))}
     minari_io.write_dataset(
-        name, episodes, **agent_spaces(env.spaces), metadata=metadata,
+        name, episodes, **agent_spaces(spaces), metadata=metadata,
         description=f"everlearn's built-in '{quality}' data for task '{task.name}' "
                     f"({task.env}): {about['policy']}")
     log(f"dataset {name}: {len(episodes)} episodes, mean return {np.mean(returns):.1f}")
 
 
-def _trained_policy(task: Task, quality: str, expert: Expert) -> tuple[Any, dict]:
+def _trained_policy(task: Task, quality: str, expert: Expert,
+                    spaces: EnvSpaces) -> tuple[Any, dict]:
     """`expert`'s agent trained on `task` alone; its snapshot for `quality` as an exploring
     policy."""
     from everlearn.runs.functional import FunctionalTrainer
-    from everlearn.runs.scores import _functional_random_return
+    from everlearn.runs.gymnasium import GymnasiumTrainer
+    from everlearn.runs.scores import _functional_random_return, _gymnasium_random_return
 
-    env = FunctionalEnv(task)
-    spec = EnvSpec(int(np.prod(env.spaces.obs_shape)), env.spaces.num_actions,
-                   continuous=env.spaces.continuous, image_shape=(
-                       env.spaces.obs_shape if len(env.spaces.obs_shape) == 3 else ()))
+    spec = EnvSpec(int(np.prod(spaces.obs_shape)), spaces.num_actions,
+                   continuous=spaces.continuous, image_shape=(
+                       spaces.obs_shape if len(spaces.obs_shape) == 3 else ()))
     agent = make_agent(expert.agent, AGENTS[expert.agent].config(**expert.config), spec)
     scenario = Scenario(f"recipe-{task.name}", "recipe training", (task,), expert.steps)
-    trainer = FunctionalTrainer(scenario, agent, expert.snapshot_every // agent.steps_per_update,
-                                eval_episodes=10)
-    random_return = _functional_random_return(task, 100, RECIPE_SEED)
+    trainer_class = FunctionalTrainer if functional(task) else GymnasiumTrainer
+    trainer = trainer_class(scenario, agent, expert.snapshot_every // agent.steps_per_update,
+                            eval_episodes=10)
+    measure = _functional_random_return if functional(task) else _gymnasium_random_return
+    random_return = measure(task, 100, RECIPE_SEED)
     # Where the task gives its reference (expert-level) return, "medium" is the first
     # snapshot a third of the way there, and training stops at it; otherwise it is picked
     # after the whole training, against the best snapshot's return.
@@ -173,7 +189,7 @@ def _trained_policy(task: Task, quality: str, expert: Expert) -> tuple[Any, dict
                        f"{(pick + 1) * expert.snapshot_every:,} steps, exploring actions",
              "greedy_return": scores[pick], "random_return": random_return,
              "best_greedy_return": max(scores)}
-    if env.spaces.continuous:
+    if spaces.continuous:
         return agent_policy(agent, snapshots[pick]), about
     return epsilon_greedy(agent, snapshots[pick], spec), about
 

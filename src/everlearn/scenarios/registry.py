@@ -380,6 +380,22 @@ def hopper_dynamics() -> Scenario:
     )
 
 
+@register_scenario("hopper-offline-to-online")
+def hopper_offline_to_online() -> Scenario:
+    """`pendulum-offline-to-online` on MuJoCo: the standard Hopper learnt first from its
+    built-in "medium" dataset (made on first use on the Gymnasium path by training SAC,
+    `everlearn.data.recipes.MUJOCO_EXPERTS`), then online in the same env. Gymnasium path
+    only (`--backend gymnasium` is chosen for it: Hopper has no functional env)."""
+    standard = hopper_dynamics().tasks[0]
+    return Scenario(
+        name="hopper-offline-to-online",
+        description="Hopper-v5 standard: from its medium dataset (offline), then online",
+        tasks=(replace(standard, name="standard-offline", dataset="medium"),
+               replace(standard, name="standard-online")),
+        steps_per_task=50_000,
+    )
+
+
 @register_scenario("halfcheetah-directions")
 def halfcheetah_directions() -> Scenario:
     """HalfCheetah rewarded for running forward, then backward: the second task's reward is
