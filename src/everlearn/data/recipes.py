@@ -132,7 +132,7 @@ def _make(task: Task, quality: str, name: str, log) -> None:
         log(f"making the '{quality}' dataset of task '{task.name}': training "
             f"{expert.agent.upper()} for up to {expert.steps:,} steps (once; kept as Minari "
             f"dataset {name})")
-        policy, about = _trained_policy(task, quality, expert, spaces)
+        policy, about = _trained_policy(task, quality, expert, spaces, log)
     record = rollout if functional(task) else gymnasium_rollout
     episodes = record(task, policy, RECIPE_STEPS, seed=RECIPE_SEED + QUALITIES.index(quality))
     returns = [float(e.rewards.sum()) for e in episodes]
@@ -146,10 +146,10 @@ def _make(task: Task, quality: str, name: str, log) -> None:
     log(f"dataset {name}: {len(episodes)} episodes, mean return {np.mean(returns):.1f}")
 
 
-def _trained_policy(task: Task, quality: str, expert: Expert,
-                    spaces: EnvSpaces) -> tuple[Any, dict]:
+def _trained_policy(task: Task, quality: str, expert: Expert, spaces: EnvSpaces,
+                    log=print) -> tuple[Any, dict]:
     """`expert`'s agent trained on `task` alone; its snapshot for `quality` as an exploring
-    policy."""
+    policy. Logs each snapshot's greedy return (minutes apart on the Gymnasium path)."""
     from everlearn.runs.functional import FunctionalTrainer
     from everlearn.runs.gymnasium import GymnasiumTrainer
     from everlearn.runs.scores import _functional_random_return, _gymnasium_random_return
@@ -176,6 +176,7 @@ def _trained_policy(task: Task, quality: str, expert: Expert,
         state, _ = trainer.train_segment(state, 0)
         snapshots.append(jax.tree.map(lambda x: x[0], state.agent))
         scores.append(float(trainer.evaluate(state, [RECIPE_SEED], k + 1)[0, 0]))
+        log(f"  {(k + 1) * expert.snapshot_every:,} steps: greedy return {scores[-1]:.1f}")
         if target is not None and scores[-1] >= target:
             break
     if quality == "expert":
