@@ -1,6 +1,6 @@
 """Offline agents against d3rlpy (issue 14 part 5a): everlearn's `td3_bc`, `iql` and `cql`
 against d3rlpy 2.8.1's TD3PlusBC, IQL and CQL on the standard Pendulum's built-in medium and
-expert recipes: the same rows, the same gradient-step budget, the same settings (PROFILES lists
+expert recipes: the same data, the same gradient-step budget, the same settings (PROFILES lists
 them per library), and the same evaluation for both.
 
     make bench   # installs d3rlpy (and torch 2.13.0, CPU)
@@ -21,10 +21,13 @@ Two parts:
   compilation, the second gives the steady rate; d3rlpy's rate is steps / `fit` time.
 
 Every finished cell is appended to OUT.cells.jsonl, so an interrupted run picks up where it
-stopped (a cell is reused only with the same settings, steps and seeds). Evaluation, both
-libraries: the greedy policy on Gymnasium's `Pendulum-v1`, episodes reset with seeds 1000..
-(`--episodes`, 10), actions × 2 (the motor range); returns normalised with the recipe's random
-and reference returns. Writes OUT.md (its header: date, machine, versions, commit, command;
+stopped (a cell is reused only with the same settings, steps, seeds and episodes; delete the
+file after changing either library). Evaluation, both libraries: the greedy policy on
+Gymnasium's `Pendulum-v1`, episodes reset with seeds 1000.. (`--episodes`, 10), actions × 2
+(the motor range); returns normalised with the standard Pendulum's random and reference
+returns (−1214, −150, as its scenarios). d3rlpy is given the dataset's rows with terminations
+as terminals and truncations as timeouts; it never samples the last row of an episode that
+ends by timeout (every Pendulum episode: 250 of the 50,000 rows). Writes OUT.md (its header: date, machine, versions, commit, command;
 `--notes FILE` adds a file's text after it) and OUT.json.
 """
 
@@ -224,8 +227,10 @@ def fmt(values) -> str:
 def write_tables(cells: list[dict], args, out: Path) -> None:
     """Tables of the cells in the log that match this invocation's settings."""
     def current(cell: dict) -> bool:  # run with today's settings of its profile
-        p = PROFILES[cell["profile"]][cell["agent"]]
-        return cell["settings"] == json.loads(json.dumps([p["everlearn"], p["d3rlpy"]]))
+        p = PROFILES.get(cell.get("profile"), {}).get(cell["agent"])
+        return (p is not None and cell.get("episodes") == (args.episodes if cell["part"] ==
+                                                             "scores" else 0)
+                and cell["settings"] == json.loads(json.dumps([p["everlearn"], p["d3rlpy"]])))
 
     cells = [c for c in cells if current(c)]
     scores = {(c["agent"], c["dataset"]): c for c in cells if c["part"] == "scores"
@@ -233,7 +238,7 @@ def write_tables(cells: list[dict], args, out: Path) -> None:
               and c["steps"] == score_steps(args, c["agent"])}
     lines = ["## Normalised return", "",
              "Interquartile mean over seeds with a 95% stratified-bootstrap CI (as `everlearn "
-             "compare`); 0 is a random policy, 1 the recipe's reference return. Small profile "
+             "compare`); 0 is a random policy's return, 1 the reference return. Small profile "
              "(below).", "",
              "| agent | steps | dataset | data average | everlearn | d3rlpy | everlearn seeds | "
              "d3rlpy seeds |", "|:--|--:|:--|--:|--:|--:|--:|--:|"]
@@ -332,7 +337,8 @@ def main() -> None:
                  seeds: list[int], steps: int, make) -> dict:
         settings = PROFILES[profile][agent]
         key = dict(part=part, profile=profile, library=library, agent=agent, dataset=dataset,
-                   seeds=seeds, steps=steps, settings=[settings["everlearn"], settings["d3rlpy"]])
+                   seeds=seeds, steps=steps, episodes=args.episodes if part == "scores" else 0,
+                   settings=[settings["everlearn"], settings["d3rlpy"]])
         for cell in cells:
             if all(cell.get(k) == json.loads(json.dumps(v)) for k, v in key.items()):
                 return cell

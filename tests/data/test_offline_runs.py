@@ -113,11 +113,12 @@ def test_a_hopper_recipe_is_made_on_the_gymnasium_path_and_trains_an_agent(tmp_p
                                                                            monkeypatch):
     """Hopper has no functional env: its recipes are trained and recorded on the Gymnasium
     path. With a test-sized budget (SAC [32, 32] for 400 steps, a snapshot every 200, 600
-    transitions per dataset): whole episodes of Hopper's spaces, the context's physics in
-    the metadata, the snapshot picked as for Pendulum; then TD3+BC learns from it and is
-    evaluated on the Gymnasium path."""
+    transitions per dataset): whole episodes of Hopper's spaces whose last observation is
+    the true final one (a fallen Hopper where the episode terminated, not the next episode's
+    reset), consecutive rows chained, the context's physics in the metadata; then TD3+BC
+    learns from it and is evaluated on the Gymnasium path."""
     monkeypatch.setattr(recipes, "RECIPE_STEPS", 600)
-    monkeypatch.setitem(recipes.MUJOCO_EXPERTS, "Hopper-v5", recipes.Expert(
+    monkeypatch.setattr(recipes, "MUJOCO_EXPERT", recipes.Expert(
         "sac", {"hidden_sizes": (32, 32), "learning_starts": 100, "batch_size": 32}, 400, 200,
         False))
     task = get_scenario("hopper-dynamics").tasks[1]  # heavy: mass x1.5
@@ -126,7 +127,16 @@ def test_a_hopper_recipe_is_made_on_the_gymnasium_path_and_trains_an_agent(tmp_p
         data = minari_io.load_transitions(name)
         assert data.obs.shape[1] == 11 and data.action.shape[1] == 3
         assert np.abs(data.action).max() <= 1.0
-        assert len(data.reward) >= 600 and (data.terminated | data.truncated)[-1]
+        ends = data.terminated | data.truncated
+        assert len(data.reward) >= 600 and ends[-1] and ends.sum() == len(data.episode_returns)
+        # Within an episode each row's next observation is the next row's observation.
+        assert np.array_equal(data.next_obs[:-1][~ends[:-1]], data.obs[1:][~ends[:-1]])
+        # Hopper terminates when unhealthy: height <= 0.7, |angle| >= 0.2 or a state beyond
+        # ±100; a reset observation (height ~1.25, upright) would be healthy.
+        final = data.next_obs[data.terminated]
+        unhealthy = ((final[:, 0] <= 0.7) | (np.abs(final[:, 1]) >= 0.2)
+                     | (np.abs(final[:, 1:]) > 100).any(axis=1))
+        assert len(final) > 0 and unhealthy.all()
         about = data.metadata
         assert about["recipe"] == quality and "mass_scale" in json.dumps(about["task"])
     assert about["policy"].startswith("SAC (32, 32) after ")
@@ -166,6 +176,7 @@ def test_offline_learning_leaves_the_agent_buffer_and_env_alone():
 @pytest.mark.parametrize("agent, env, dataset, message", [
     ("ppo", "CartPole-v1", "random", "learns from datasets, which agent 'ppo' cannot"),
     ("td3", "Pendulum-v1", "nobody/missing-v0", "no local Minari dataset"),
+    ("td3", "InvertedPendulum-v5", "medium", "made for functional envs and the MuJoCo families"),
 ])
 def test_offline_configs_are_refused_in_one_line(tmp_path, agent, env, dataset, message):
     path = tmp_path / "offline.yaml"
@@ -173,7 +184,7 @@ def test_offline_configs_are_refused_in_one_line(tmp_path, agent, env, dataset, 
                     f"  - {{name: a, env: {env}, dataset: {dataset}}}\n")
     with pytest.raises(ConfigError, match=message) as error:
         make_plan(build_config(None, {"scenario": str(path), "agent": agent,
-                                      "backend": "gymnasium" if "Hopper" in env else None}))
+                                      "backend": "gymnasium" if "Inverted" in env else None}))
     assert "\n" not in str(error.value)
 
 

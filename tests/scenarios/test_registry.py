@@ -13,7 +13,7 @@ from everlearn.scenarios import registry
 
 BUILTIN = ["cartpole-contexts", "acrobot-contexts", "cartpole-stationary", "cartpole-plasticity",
            "pendulum-contexts", "pendulum-stationary", "pendulum-drift", "hopper-dynamics",
-           "halfcheetah-directions", "hopper-drift"]
+           "halfcheetah-directions", "hopper-drift", "hopper-offline-to-online"]
 # Episodes per task for test_random_scores: CartPole returns vary a lot between episodes and
 # its episodes are short (cheap); Acrobot's random returns are almost always -500. MuJoCo
 # families run on the Gymnasium path: Hopper's random episodes last ~20 steps, HalfCheetah's

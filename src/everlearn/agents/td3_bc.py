@@ -50,7 +50,8 @@ Deliberate differences from the authors' code:
 
 d3rlpy's `TD3PlusBCConfig` has the same numbers (α 2.5, lr 3e-4, batch 256, τ 0.005, noise 0.2 /
 0.5, actor interval 2), but observation normalisation only if an `observation_scaler` is given
-(none by default), and its actor loss's λ uses both critics' mean Q (`compute_expected_q`).
+(none by default); its actor loss takes Q and λ from the first critic, as here and as the
+authors (`compute_expected_q(..., "none")[0]`).
 """
 
 from __future__ import annotations

@@ -1,5 +1,6 @@
 """Recording a policy's episodes on a task, on the functional path: many envs stepped at once
-inside one compiled `lax.scan`, then cut into whole episodes for a Minari dataset.
+inside one compiled `lax.scan`, then cut into whole episodes for a Minari dataset (and, for the
+built-in recipes of tasks without a functional env, `gymnasium_rollout` on the Gymnasium path).
 
 What is recorded is the task as an agent meets it (`everlearn.data.datasets`): observations
 after the task's context (permutation, scale), the agent's own action (in [-1, 1] for
@@ -116,7 +117,8 @@ def gymnasium_rollout(task: Task, policy: Policy, steps: int, seed: int,
     episodes: list[Episode] = []
     total = 0
     try:
-        obs, _ = envs.reset(seed=seed)
+        # Env i starts from seed · num_envs + i: recipes of consecutive seeds share no env.
+        obs, _ = envs.reset(seed=seed * num_envs)
         while total < steps:
             key, k_act = jax.random.split(key)
             action = np.asarray(act(jnp.asarray(obs, jnp.float32), k_act))
@@ -125,7 +127,7 @@ def gymnasium_rollout(task: Task, policy: Policy, steps: int, seed: int,
             if "_final_obs" in info:  # same-step autoreset: the last observation is here
                 for e in np.flatnonzero(info["_final_obs"]):
                     true_next[e] = info["final_obs"][e]
-            for e in range(num_envs):
+            for e in range(num_envs):  # rows of `obs`: the vector env returns fresh arrays
                 columns[e].append((obs[e], action[e], reward[e], terminated[e], truncated[e]))
                 if terminated[e] or truncated[e]:
                     o, a, r, term, trunc = (np.asarray(c) for c in zip(*columns[e]))

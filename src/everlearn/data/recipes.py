@@ -15,7 +15,7 @@ Deliberate differences from D4RL: 50k transitions, not 1M (Pendulum episodes are
 this is 250 episodes); the agents are `EXPERTS`' (SAC with [64, 64] networks for 15,000 steps:
 it balances Pendulum by 12k steps, `tests/agents/test_continuous.py`; DQN with [64, 64] for
 61,440 steps: it solves CartPole by 60k, `tests/agents/test_learning.py`; its "expert" is
-its best snapshot, as its greedy return swings); MuJoCo tasks get `MUJOCO_EXPERTS`' (SAC at
+its best snapshot, as its greedy return swings); MuJoCo tasks get `MUJOCO_EXPERT` (SAC at
 the authors' [256, 256] for a budget this machine can afford, far short of D4RL's 1M steps:
 the expert is what SAC reaches in it, and its greedy return is in the dataset's metadata);
 "medium" is the
@@ -35,6 +35,7 @@ import fcntl
 import hashlib
 import json
 import re
+from dataclasses import replace
 from typing import Any, NamedTuple
 
 import jax
@@ -47,7 +48,7 @@ from everlearn.agents.common import uniform_actions
 from everlearn.data import minari_io
 from everlearn.data.collect import (agent_policy, agent_spaces, gymnasium_rollout,
                                     random_policy, rollout)
-from everlearn.envs.sources import EnvSpaces, gymnax_id, task_spaces
+from everlearn.envs.sources import EnvSpaces, family_of, gymnax_id, task_spaces
 from everlearn.scenarios.task import Scenario, Task
 
 QUALITIES = ("random", "medium", "expert")
@@ -75,22 +76,36 @@ class Expert(NamedTuple):
 # best snapshot; SAC's is its last, as D4RL's.
 EXPERTS = {True: Expert("sac", {"hidden_sizes": (64, 64)}, 15_000, 500, False),
            False: Expert("dqn", {"hidden_sizes": (64, 64)}, 61_440, 2_048, True)}
-# By env, for tasks on the Gymnasium path (MuJoCo's): SAC with its authors' settings.
-MUJOCO_SAC = {"hidden_sizes": (256, 256)}
-MUJOCO_EXPERTS = {"Hopper-v5": Expert("sac", MUJOCO_SAC, 100_000, 5_000, False),
-                  "HalfCheetah-v5": Expert("sac", MUJOCO_SAC, 100_000, 5_000, False)}
+# For the MuJoCo families (Hopper, HalfCheetah, Walker2d; the Gymnasium path): SAC with its
+# authors' networks, for a budget this CPU affords.
+MUJOCO_EXPERT = Expert("sac", {"hidden_sizes": (256, 256)}, 100_000, 5_000, False)
 
 
-def expert_for(task: Task, spaces: EnvSpaces) -> Expert:
-    """The agent that makes `task`'s medium and expert data."""
-    if task.env in MUJOCO_EXPERTS:
-        return MUJOCO_EXPERTS[task.env]
-    return EXPERTS[spaces.continuous]
+def mujoco(task: Task) -> bool:
+    """Whether `task` is one of everlearn's MuJoCo families (no functional env)."""
+    family = family_of(task)
+    return family is not None and family.mujoco
 
 
 def functional(task: Task) -> bool:
     """Whether `task`'s recipes are made on the functional path (else on the Gymnasium path)."""
     return gymnax_id(task) is not None
+
+
+def expert_for(task: Task, spaces: EnvSpaces) -> Expert:
+    """The agent that makes `task`'s medium and expert data."""
+    return MUJOCO_EXPERT if mujoco(task) else EXPERTS[spaces.continuous]
+
+
+def check_recipe(task: Task) -> None:
+    """Refuse, in one line, a recipe for a task it is not made for: recipes know the functional
+    envs and everlearn's MuJoCo families. Any other env (a user's Gymnasium env, Meta-World)
+    has no training budget, no episode limit everlearn knows, or a success rate instead of a
+    return to pick "medium" by."""
+    if task.dataset in QUALITIES and not (functional(task) or mujoco(task)):
+        raise ValueError(f"task '{task.name}': built-in '{task.dataset}' data is made for "
+                         f"functional envs and the MuJoCo families, not {task.env}; record "
+                         "a dataset with `everlearn run --record` or Minari and name its id")
 
 
 def recipe_id(task: Task, quality: str) -> str:
@@ -110,6 +125,7 @@ def dataset_id(task: Task) -> str:
 
 def make_recipe(task: Task, quality: str, log=print) -> str:
     """Make and store `task`'s `quality` dataset if it is not stored yet; returns its id."""
+    check_recipe(replace(task, dataset=quality))
     name = recipe_id(task, quality)
     if name in minari_io.list_local():
         return name
@@ -174,7 +190,7 @@ def _trained_policy(task: Task, quality: str, expert: Expert, spaces: EnvSpaces,
     snapshots, scores = [], []
     for k in range(expert.steps // expert.snapshot_every):
         state, _ = trainer.train_segment(state, 0)
-        snapshots.append(jax.tree.map(lambda x: x[0], state.agent))
+        snapshots.append(_acting_part(jax.tree.map(lambda x: x[0], state.agent)))
         scores.append(float(trainer.evaluate(state, [RECIPE_SEED], k + 1)[0, 0]))
         log(f"  {(k + 1) * expert.snapshot_every:,} steps: greedy return {scores[-1]:.1f}")
         if target is not None and scores[-1] >= target:
@@ -193,6 +209,12 @@ def _trained_policy(task: Task, quality: str, expert: Expert, spaces: EnvSpaces,
     if spaces.continuous:
         return agent_policy(agent, snapshots[pick]), about
     return epsilon_greedy(agent, snapshots[pick], spec), about
+
+
+def _acting_part(agent_state: Any) -> Any:
+    """A snapshot without its replay buffer, which acting never reads: twenty snapshots of a
+    1M-row buffer would hold gigabytes."""
+    return agent_state.replace(buffer=None) if hasattr(agent_state, "buffer") else agent_state
 
 
 def epsilon_greedy(agent: Any, agent_state: Any, spec: EnvSpec) -> Any:

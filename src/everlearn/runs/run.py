@@ -23,7 +23,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from importlib import metadata
 from pathlib import Path
@@ -169,6 +169,10 @@ def _check_datasets(config: RunConfig, scenario: Scenario) -> None:
     stored = set(minari_io.list_local())
 
     def check(task: Task, dataset: str, what: str) -> None:
+        try:
+            recipes.check_recipe(replace(task, dataset=dataset))
+        except ValueError as e:
+            raise ConfigError(str(e)) from None
         if dataset not in recipes.QUALITIES and dataset not in stored:
             known = ", ".join(sorted(stored)) or "none"
             raise ConfigError(f"{what}: no local Minari dataset '{dataset}' (nothing is "
