@@ -344,13 +344,18 @@ def pendulum_offline_to_online() -> Scenario:
     its built-in "medium" dataset (gradient steps, no env step), then online in the same env
     (env steps). The recipes of docs/offline.md (plain fine-tuning, WSRL's warm-up,
     `offline_mix`) are settings and methods of a run on it."""
-    standard = pendulum_contexts().tasks[0]
+    return offline_then_online("pendulum-offline-to-online", pendulum_contexts().tasks[0],
+                               "Pendulum standard", 10_000)
+
+
+def offline_then_online(name: str, task: Task, label: str, steps: int) -> Scenario:
+    """`task` learnt from its built-in medium dataset, then online in the same env."""
     return Scenario(
-        name="pendulum-offline-to-online",
-        description="Pendulum standard: from its medium dataset (offline), then online",
-        tasks=(replace(standard, name="standard-offline", dataset="medium"),
-               replace(standard, name="standard-online")),
-        steps_per_task=10_000,
+        name=name,
+        description=f"{label}: from its medium dataset (offline), then online",
+        tasks=(replace(task, name="standard-offline", dataset="medium"),
+               replace(task, name="standard-online")),
+        steps_per_task=steps,
     )
 
 
@@ -384,16 +389,10 @@ def hopper_dynamics() -> Scenario:
 def hopper_offline_to_online() -> Scenario:
     """`pendulum-offline-to-online` on MuJoCo: the standard Hopper learnt first from its
     built-in "medium" dataset (made on first use on the Gymnasium path by training SAC,
-    `everlearn.data.recipes.MUJOCO_EXPERTS`), then online in the same env. Gymnasium path
+    `everlearn.data.recipes.MUJOCO_EXPERT`), then online in the same env. Gymnasium path
     only (`--backend gymnasium` is chosen for it: Hopper has no functional env)."""
-    standard = hopper_dynamics().tasks[0]
-    return Scenario(
-        name="hopper-offline-to-online",
-        description="Hopper-v5 standard: from its medium dataset (offline), then online",
-        tasks=(replace(standard, name="standard-offline", dataset="medium"),
-               replace(standard, name="standard-online")),
-        steps_per_task=50_000,
-    )
+    return offline_then_online("hopper-offline-to-online", hopper_dynamics().tasks[0],
+                               "Hopper-v5 standard", 50_000)
 
 
 @register_scenario("halfcheetah-directions")
