@@ -1,16 +1,18 @@
-"""Offline-to-online recipes on the standard Pendulum (issue 14 part 5b): normalised return of
-the online task against online env steps, per recipe, as an interquartile mean over seeds with
-a 95% stratified-bootstrap CI (rliable, as `everlearn compare`), read from the run
-directories.
+"""Offline-to-online recipes (issue 14 part 5b), on the standard Pendulum or Hopper: normalised
+return of the online task against online env steps, per recipe, as an interquartile mean over
+seeds with a 95% stratified-bootstrap CI (rliable, as `everlearn compare`), read from the run
+directories. The table's points are fractions of the online budget (0, 5%, 10%, 20%, 30%, 50%,
+75%, 100%) and the dip is each seed's lowest evaluation in its first half.
 
     python benchmarks/offline.py --online /work/bench-runs/o2o_online \
         --pretrained /work/bench-runs/o2o_pretrained --rae /work/bench-runs/o2o_rae \
         --jsrl /work/bench-runs/o2o_jsrl --out benchmarks/results/offline_to_online
 
 `--online`: a sweep of `benchmarks/sweeps/offline_to_online_online.yaml` (TD3 from scratch and
-RLPD-style on `pendulum-stationary`); `--pretrained`: a sweep of
-`benchmarks/sweeps/offline_to_online_pretrained.yaml` (TD3+BC fine-tuning and WSRL on
-`pendulum-offline-to-online`); `--rae`: a run directory of RaE (`everlearn run ... --method
+RLPD-style on `pendulum-stationary`; `offline_to_online_hopper_online.yaml` on Hopper);
+`--pretrained`: a sweep of `benchmarks/sweeps/offline_to_online_pretrained.yaml` (TD3+BC
+fine-tuning and WSRL on `pendulum-offline-to-online`; `offline_to_online_hopper_pretrained.yaml`
+on Hopper); `--rae`: a run directory of RaE (`everlearn run ... --method
 offline_mix --set offline_mix.run=...`); `--jsrl`: a run directory of JSRL on TD3+BC (`everlearn
 run --scenario pendulum-offline-to-online --agent td3_bc --method jsrl ...`). Writes OUT.md and
 OUT.json; `--header FILE` puts a
@@ -28,11 +30,12 @@ import numpy as np
 
 from everlearn.evaluation.metrics import interquartile_mean_ci
 
-POINTS = (0, 500, 1000, 2000, 3000, 5000, 7500, 10000)  # online env steps in the table
+# the table's online steps, as fractions of the online budget (10,000 on Pendulum: 0, 500, ...)
+POINT_FRACTIONS = (0, 0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1)
 
 
-def online_curve(run: Path) -> tuple[np.ndarray, np.ndarray, str]:
-    """(online steps [E], normalised return of the online task [seeds, E], scenario) of a run.
+def online_curve(run: Path) -> tuple[np.ndarray, np.ndarray, dict]:
+    """(online steps [E], normalised return of the online task [seeds, E], summary) of a run.
     The pre-trained scenario's online task is its last; its online steps count from the end of
     the offline task (the evaluation there is online step 0)."""
     summary = json.loads((run / "summary.json").read_text())
@@ -46,7 +49,7 @@ def online_curve(run: Path) -> tuple[np.ndarray, np.ndarray, str]:
             continue
         steps.append(e["step"] - start)
         values.append(np.asarray(e["normalised"], dtype=np.float64)[:, online_task])
-    return np.asarray(steps), np.stack(values, axis=1), summary["scenario"]
+    return np.asarray(steps), np.stack(values, axis=1), summary
 
 
 def fmt(stats: dict) -> str:
@@ -78,14 +81,24 @@ def main() -> None:
     if args.jsrl and (args.jsrl / "summary.json").exists():
         runs["JSRL (TD3+BC, the pre-trained policy guides)"] = args.jsrl
 
+    curves_by_label = {label: online_curve(run) for label, run in runs.items()}
+    budget = max(int(steps.max()) for steps, _, _ in curves_by_label.values())
+    points = [round(budget * f) for f in POINT_FRACTIONS]
+    dip_end = budget // 2
+    normalisation = {(s["normalisation"]["random"][-1], s["normalisation"]["reference"][-1])
+                     for _, _, s in curves_by_label.values()}
+    if len(normalisation) != 1:
+        raise SystemExit(f"the runs normalise their online task differently: {normalisation}")
+    (random_score, reference_score), = normalisation
+
     table, curves, record = [], [], {}
     for label, run in runs.items():
-        steps, values, scenario = online_curve(run)
-        row = {"recipe": label, "run": str(run), "scenario": scenario,
+        steps, values, summary = curves_by_label[label]
+        row = {"recipe": label, "run": str(run), "scenario": summary["scenario"],
                "seeds": int(values.shape[0]), "steps": steps.tolist(),
                "per_seed": values.tolist(), "points": {}}
         cells = []
-        for point in POINTS:
+        for point in points:
             idx = np.flatnonzero(steps == point)
             if idx.size:
                 stats = interquartile_mean_ci(values[:, idx[0]])
@@ -93,9 +106,9 @@ def main() -> None:
                 cells.append(fmt(stats))
             else:
                 cells.append("—")
-        dip = interquartile_mean_ci(values[:, (steps > 0) & (steps <= 5000)].min(axis=1))
+        dip = interquartile_mean_ci(values[:, (steps > 0) & (steps <= dip_end)].min(axis=1))
         mean = interquartile_mean_ci(values[:, steps > 0].mean(axis=1))
-        row["min_first_5k"], row["mean_online"] = dip, mean
+        row["min_first_half"], row["mean_online"] = dip, mean
         cells += [fmt(dip), fmt(mean)]
         table.append(f"| {label} | " + " | ".join(cells) + " |")
         curves.append(f"| {label} | " + " | ".join(
@@ -106,15 +119,16 @@ def main() -> None:
     header = args.header.read_text() if args.header else ""
     lines = [header.rstrip(), "",
              "## Normalised return of the online task against online env steps", "",
-             "| recipe | " + " | ".join(f"{p:,}" for p in POINTS)
-             + " | min over (0, 5k] (dip) | mean over (0, 10k] |",
-             "|:--|" + "--:|" * (len(POINTS) + 2), *table, "",
+             "| recipe | " + " | ".join(f"{p:,}" for p in points)
+             + f" | min over (0, {dip_end:,}] (dip) | mean over (0, {budget:,}] |",
+             "|:--|" + "--:|" * (len(points) + 2), *table, "",
              "Interquartile mean over seeds [95% stratified-bootstrap CI] (rliable, 2,000 "
              "resamples, as `everlearn compare`). Online step 0: the pre-trained recipes' "
              "evaluation at the end of the offline task; the online-only recipes' untrained "
-             "policy. \"min over (0, 5k]\": each seed's lowest evaluation in the first 5,000 "
-             "online steps (the fine-tuning dip). Normalised: (return − random) / (reference − "
-             "random), random −1214, reference −150; 10 evaluation episodes per point.", "",
+             f"policy. \"min over (0, {dip_end:,}]\": each seed's lowest evaluation in the first "
+             f"{dip_end:,} online steps (the fine-tuning dip). Normalised: (return − random) / "
+             f"(reference − random), random {random_score:g}, reference {reference_score:g}; 10 "
+             "evaluation episodes per point.", "",
              "### Every evaluation (mean over seeds)", "",
              "| recipe | " + " | ".join(f"{s:,}" for s in curve_steps) + " |",
              "|:--|" + "--:|" * len(curve_steps), *curves, ""]
