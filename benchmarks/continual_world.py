@@ -46,8 +46,10 @@ PUBLISHED_CW20 = {
     "fine-tuning": ((0.05, 0.05, 0.06), (0.73, 0.72, 0.75), (0.20, 0.17, 0.23)),
 }
 METRICS = ("average_performance", "forgetting", "forward_transfer")
-METHOD_SETS = {"fine-tuning": [], "ewc": ["ewc"], "packnet": ["packnet"], "mas": ["mas"],
-               "agem": ["agem"], "replay": ["replay"]}  # label: the run's --method list
+# label: the run's --method list. L2, EWC and MAS are CW's own (`cw_regularisation.py`: CW's
+# coefficients, actor's shared layers, anchored at the last task end).
+METHOD_SETS = {"fine-tuning": [], "l2": ["cw_l2"], "ewc": ["cw_ewc"], "mas": ["cw_mas"],
+               "packnet": ["packnet"], "agem": ["agem"], "replay": ["replay"]}
 
 
 def run_label(label: str, methods: list[str], args) -> dict:
@@ -128,7 +130,7 @@ def markdown(rows: dict[str, dict], args, wall_s: float) -> str:
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--scenario", default="cw10")
-    p.add_argument("--methods", nargs="+", default=["fine-tuning", "ewc", "packnet"],
+    p.add_argument("--methods", nargs="+", default=["fine-tuning", "l2", "ewc", "packnet"],
                    choices=list(METHOD_SETS))
     p.add_argument("--seeds", default="0-2")
     p.add_argument("--steps-per-task", type=int, default=5000)

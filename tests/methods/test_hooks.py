@@ -102,9 +102,9 @@ SMALL = ["steps_per_task=512", "evals_per_task=2", "eval_episodes=2", "checkpoin
          "ppo.num_envs=4", "ppo.num_steps=32", "ppo.num_epochs=2"]
 
 
-def _run_config(methods, *extra, agent="ppo"):
+def _run_config(methods, *extra, agent="ppo", scenario="cartpole-contexts"):
     sets = SMALL if agent == "ppo" else [s for s in SMALL if not s.startswith("ppo.")]
-    return build_config(None, {"scenario": "cartpole-contexts", "agent": agent, "seeds": "0-1",
+    return build_config(None, {"scenario": scenario, "agent": agent, "seeds": "0-1",
                                "methods": methods}, [*sets, *extra])
 
 
@@ -145,17 +145,24 @@ def test_methods_that_need_what_a_scenario_hides_are_refused(monkeypatch):
     import everlearn.runs.run as run_module
     from everlearn.scenarios import get_scenario
 
-    hidden = get_scenario("cartpole-contexts")
-    hidden = type(hidden)(hidden.name, hidden.description, hidden.tasks, hidden.steps_per_task,
-                          boundaries_visible=False, task_ids_visible=False)
-    monkeypatch.setattr(run_module, "get_scenario", lambda name: hidden)
+    def hidden(name):
+        shown = get_scenario(name)
+        return type(shown)(shown.name, shown.description, shown.tasks, shown.steps_per_task,
+                           boundaries_visible=False, task_ids_visible=False)
+
+    # the hidden CartPole, or for continuous agents the hidden Pendulum, whatever name is asked
+    hidden_cartpole, hidden_pendulum = hidden("cartpole-contexts"), hidden("pendulum-contexts")
+    monkeypatch.setattr(run_module, "get_scenario", lambda name: hidden_cartpole)
     with pytest.raises(ConfigError, match="'multi_head' needs task ids"):
         make_plan(_run_config(["multi_head"]))
     needing = [n for n, e in METHODS.items() if e.needs_boundaries]
     for name in needing:
-        agent = "ppo" if "ppo" in METHODS[name].agents else "dqn"
+        agent = next(a for a in ("ppo", "dqn", "sac") if a in METHODS[name].agents)
+        scenario = hidden_pendulum if agent == "sac" else hidden_cartpole
+        monkeypatch.setattr(run_module, "get_scenario", lambda name: scenario)
         with pytest.raises(ConfigError, match=f"'{name}' needs task boundaries"):
-            make_plan(_run_config([name], agent=agent))
+            make_plan(_run_config([name], agent=agent, scenario=scenario.name))
+    monkeypatch.setattr(run_module, "get_scenario", lambda name: hidden_cartpole)
     make_plan(_run_config(["l2_init"]))  # needs neither
 
 

@@ -156,6 +156,10 @@ def make_sac(config: SACConfig, spec: EnvSpec,
         log_std = gaussian(params["actor"], obs)[1]
         return (log_std + 0.5 * jnp.log(2 * jnp.pi * jnp.e)).sum(-1).mean()
 
+    def policy_gaussian(params: dict, obs: jax.Array) -> tuple[jax.Array, jax.Array]:
+        mean, log_std = gaussian(params["actor"], obs)
+        return mean, jnp.exp(log_std)
+
     def activations(params: dict, obs: jax.Array) -> dict[str, list[jax.Array]]:
         action = greedy(params, obs)
         critic_input = jnp.concatenate([action, obs], axis=-1)
@@ -170,7 +174,8 @@ def make_sac(config: SACConfig, spec: EnvSpec,
         num_tasks=spec.num_tasks, heads=spec.heads, obs_dim=spec.obs_dim,
         minibatch_row=replay_row(spec.obs_dim, (action_dim,), jnp.float32),
         env_steps_per_update=config.train_every * config.num_envs,
-        gradient_steps_per_update=gradient_steps, activations=activations, policy_entropy=policy_entropy)
+        gradient_steps_per_update=gradient_steps, activations=activations,
+        policy_entropy=policy_entropy, policy_gaussian=policy_gaussian)
     hooks = Hooks(view, [build(view) for build in methods])
     optimiser = hooks.optimiser(optax.adam(config.learning_rate))
     alpha_optimiser = optax.adam(config.learning_rate)

@@ -20,12 +20,14 @@ from everlearn.methods.bc_replay import (BCReplayConfig, BCReplayEndOfTaskConfig
                                          make_bc_replay, make_bc_replay_end_of_task)
 from everlearn.methods.continual_backprop import (ContinualBackpropConfig,
                                                   make_continual_backprop)
+from everlearn.methods.cw_regularisation import (CWEWCConfig, CWL2Config, CWMASConfig,
+                                                 make_cw_ewc, make_cw_l2, make_cw_mas)
 from everlearn.methods.ewc import EWCConfig, OnlineEWCConfig, make_ewc, make_online_ewc
 from everlearn.methods.jsrl import JSRLConfig, make_jsrl
 from everlearn.methods.l2_init import L2InitConfig, make_l2_init
 from everlearn.methods.mas import MASConfig, make_mas
 from everlearn.methods.offline_mix import OfflineMixConfig, make_offline_mix
-from everlearn.methods.packnet import PackNetConfig, make_packnet
+from everlearn.methods.packnet import POLICY_NETWORK, PackNetConfig, make_packnet
 from everlearn.methods.redo import ReDoConfig, make_redo
 from everlearn.methods.replay import BalancedReplayConfig, ReplayConfig, make_replay
 from everlearn.methods.shrink_perturb import (PeriodicShrinkPerturbConfig, ShrinkPerturbConfig,
@@ -87,6 +89,18 @@ METHODS: dict[str, MethodEntry] = {
                               needs_boundaries=True),
     "mas": MethodEntry(MASConfig, make_mas, "pull weights towards the last task end, "
                        "weighted by the output's sensitivity to them", needs_boundaries=True),
+    # Continual World's L2, EWC and MAS (`cw_regularisation.py`): the acting network's shared
+    # layers only, anchored at the last task end, CW's coefficients.
+    "cw_l2": MethodEntry(CWL2Config, make_cw_l2, "pull the acting network's shared weights "
+                         "towards the last task end, uniformly (Continual World's L2)",
+                         agents=tuple(POLICY_NETWORK), needs_boundaries=True),
+    "cw_ewc": MethodEntry(CWEWCConfig, make_cw_ewc, "pull the actor's shared weights towards "
+                          "the last task end, weighted by the Gaussian policy's summed Fisher "
+                          "(Continual World's EWC)", agents=("sac",), needs_boundaries=True),
+    "cw_mas": MethodEntry(CWMASConfig, make_cw_mas, "pull the actor's shared weights towards "
+                          "the last task end, weighted by the Gaussian's summed output "
+                          "sensitivity (Continual World's MAS)", agents=("sac",),
+                          needs_boundaries=True),
     "agem": MethodEntry(AGEMConfig, make_agem,
                         "project out gradients that raise the loss on earlier tasks' memory",
                         needs_boundaries=True),
@@ -96,8 +110,7 @@ METHODS: dict[str, MethodEntry] = {
     # of the offline agents only cql_dqn (a DQN) yet.
     "packnet": MethodEntry(PackNetConfig, make_packnet,
                            "prune after each task and freeze the weights it keeps",
-                           agents=("ppo", "dqn", "sac", "td3", "cql_dqn"),
-                           needs_boundaries=True),
+                           agents=tuple(POLICY_NETWORK), needs_boundaries=True),
     "multi_head": MethodEntry(TaskIdentityConfig, make_multi_head,
                               "one output head per task, picked by the task id",
                               needs_task_ids=True, network="multi_head"),
