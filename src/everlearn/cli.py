@@ -260,7 +260,8 @@ def collect(
     greedy: Annotated[bool, typer.Option("--greedy", help="With a run directory: act greedily instead of with the exploring policy.")] = False,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace a dataset with this id.")] = False,
 ) -> None:
-    """Record a policy's episodes on a task into a Minari dataset (functional path)."""
+    """Record a policy's episodes on a task into a Minari dataset (on the functional path where
+    the task has a functional env, else on the Gymnasium path)."""
     from everlearn.runs.config import ConfigError
 
     try:

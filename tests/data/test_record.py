@@ -170,3 +170,37 @@ def test_collect_acts_with_a_runs_newest_or_a_named_checkpoint(plain_ppo_run):
     bad = runner.invoke(app, [*base, "--policy", str(run_dir / "config.yaml"),
                               "--name", "test-record/bad-v0"])
     assert bad.exit_code == 2 and "checkpoint file" in bad.output
+
+
+def test_collect_records_a_task_without_a_functional_env_on_the_gymnasium_path(tmp_path):
+    """A user's Gymnasium env (tests/runs/scenario_files/corridor.py) has no functional
+    version: `everlearn collect` records it on the Gymnasium path, with a Gymnasium-path run's
+    greedy policy (recomputed here on the recorded observations) and at random; episodes are
+    whole and chained, and an episode that reached the goal ends terminated on it."""
+    scenario = str(Path(__file__).parents[1] / "runs" / "scenario_files" / "corridors.yaml")
+    config = build_config(None, {"scenario": scenario, "agent": "dqn", "seeds": "0"},
+                          ["steps_per_task=256", "evals_per_task=1", "eval_episodes=1",
+                           "dqn.learning_starts=64", "dqn.hidden_sizes=[8]"])
+    run_dir = start_run(config, tmp_path / "run", quiet=True)
+    runner = CliRunner()
+    base = ["collect", "--scenario", scenario, "--task", "long", "--steps", "120"]
+    greedy = runner.invoke(app, [*base, "--policy", str(run_dir), "--greedy",
+                                 "--name", "test-record/corridor-greedy-v0"])
+    random = runner.invoke(app, [*base[:-1], "300", "--name", "test-record/corridor-random-v0"])
+    assert greedy.exit_code == 0 and random.exit_code == 0, greedy.output + random.output
+    greedy, random = (load_transitions(f"test-record/corridor-{n}-v0")
+                      for n in ("greedy", "random"))
+
+    plan, agent_state, _ = load_run(run_dir, 0)
+    agent = plan.trainer.agent
+    recomputed = agent.greedy_action(agent.for_task(agent_state, 1), greedy.obs)
+    np.testing.assert_array_equal(np.asarray(recomputed), greedy.action)
+    for data in (greedy, random):
+        assert len(data.reward) >= 120 and data.obs.shape[1:] == (1,)
+        ends = data.terminated | data.truncated
+        np.testing.assert_array_equal(data.next_obs[:-1][~ends[:-1]], data.obs[1:][~ends[:-1]])
+        assert ends[-1]  # whole episodes only
+        np.testing.assert_array_equal(data.next_obs[data.terminated], 1.0)  # at the goal
+    assert set(np.unique(random.action)) == {0, 1}
+    # a random walk reaches cell 6 within 50 steps 71% of the time: ~6 episodes here
+    assert random.terminated.any()

@@ -23,7 +23,10 @@ MAS = make_cw_mas(CWMASConfig(strength=3.0, importance_rows=8), VIEW)
 
 
 def sac_params(seed):
-    return SAC.init(jax.random.PRNGKey(seed)).params
+    return init_sac(jax.random.PRNGKey(seed)).params
+
+
+init_sac = jax.jit(SAC.init)
 
 
 def rows(seed, count, task):

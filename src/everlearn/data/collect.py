@@ -1,6 +1,7 @@
-"""Recording a policy's episodes on a task, on the functional path: many envs stepped at once
-inside one compiled `lax.scan`, then cut into whole episodes for a Minari dataset (and, for the
-built-in recipes of tasks without a functional env, `gymnasium_rollout` on the Gymnasium path).
+"""Recording a policy's episodes on a task into a Minari dataset: on the functional path, many
+envs stepped at once inside one compiled `lax.scan`, then cut into whole episodes; for tasks
+without a functional env (MuJoCo's, a user's Gymnasium env), `gymnasium_rollout` steps
+Gymnasium envs together with the policy compiled once.
 
 What is recorded is the task as an agent meets it (`everlearn.data.datasets`): observations
 after the task's context (permutation, scale), the agent's own action (in [-1, 1] for
@@ -24,7 +25,7 @@ import numpy as np
 from everlearn.data import minari_io
 from everlearn.data.minari_io import Episode
 from everlearn.envs.functional import FunctionalEnv
-from everlearn.envs.sources import EnvSpaces, gymnax_id
+from everlearn.envs.sources import EnvSpaces, gymnax_id, task_spaces
 from everlearn.runs.functional import task_params
 from everlearn.scenarios.task import Task
 
@@ -196,7 +197,7 @@ def run_policy(run_dir: str | Path, task: Task, seed_index: int = 0, greedy: boo
     position = names.index(task.name)
     acting = agent.for_task(agent_state, position)  # the methods' view of the task (PackNet)
     layout = scenario_layout_for(config.scenario, config.backend)
-    spaces = FunctionalEnv(task).spaces
+    spaces = task_spaces(task, "jax" if gymnax_id(task) is not None else "gymnasium")
     extra = agent.view.obs_dim - len(agent_observations(
         np.zeros((1, int(np.prod(spaces.obs_shape))), np.float32), spaces, layout)[0])
     onehot = np.eye(plan.scenario.num_tasks, dtype=np.float32)[position] if extra else None
@@ -228,19 +229,17 @@ def record(scenario_name: str, task_name: str, dataset_name: str, policy: str, s
         raise ValueError(f"scenario '{scenario.name}' has no task '{task_name}'; its tasks: "
                          f"{', '.join(names)}")
     task = scenario.tasks[names.index(task_name)]
-    if gymnax_id(task) is None:
-        raise ValueError(f"task '{task.name}' ({task.env}) has no functional env, and collect "
-                         "records on the functional path; record it with Minari's "
-                         "DataCollector instead")
     if steps < 1:
         raise ValueError(f"--steps {steps}: record at least one transition")
     minari_io.check_dataset_id(dataset_name)
     if not overwrite and dataset_name in minari_io.list_local():
         raise ValueError(f"dataset '{dataset_name}' exists; choose another --name or pass "
                          "--overwrite")
-    env = FunctionalEnv(task)
+    # The functional path where the task has a functional env, else the Gymnasium path.
+    functional = gymnax_id(task) is not None
+    spaces = task_spaces(task, "jax" if functional else "gymnasium")
     if policy == "random":
-        act, about = random_policy(env.spaces), {"policy": "uniform random"}
+        act, about = random_policy(spaces), {"policy": "uniform random"}
     elif Path(policy).is_dir():
         act, about = run_policy(policy, task, seed_index, greedy)
     elif Path(policy).is_file() and Path(policy).parent.name == "checkpoints":
@@ -249,15 +248,15 @@ def record(scenario_name: str, task_name: str, dataset_name: str, policy: str, s
     else:
         raise ValueError(f"--policy '{policy}' is neither 'random', a run directory nor a "
                          "checkpoint file of one (<run>/checkpoints/segment-N.msgpack)")
-    episodes = rollout(task, act, steps, seed)
-    if not episodes:
+    episodes = (rollout if functional else gymnasium_rollout)(task, act, steps, seed)
+    if not episodes:  # the Gymnasium path records until an episode has ended
         raise ValueError(f"--steps {steps} is shorter than one episode of task '{task.name}' "
-                         f"(up to {env.max_episode_steps} steps); record more")
+                         f"(up to {FunctionalEnv(task).max_episode_steps} steps); record more")
     returns = [float(e.rewards.sum()) for e in episodes]
     metadata = {"everlearn_version": __version__, "scenario": scenario.name,
                 "task": task.describe(), "seed": seed, **about,
                 "mean_return": float(np.mean(returns))}
-    path = minari_io.write_dataset(dataset_name, episodes, **agent_spaces(env.spaces),
+    path = minari_io.write_dataset(dataset_name, episodes, **agent_spaces(spaces),
                                    metadata=metadata, overwrite=overwrite,
                                    description=f"task '{task.name}' of scenario "
                                                f"'{scenario.name}': {about['policy']}")
