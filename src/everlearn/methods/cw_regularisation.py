@@ -26,14 +26,14 @@ Defaults are the paper's CW runs: strength 1e5 for L2, 1e4 for EWC and MAS.
 How they differ from everlearn's `l2_init`, `ewc`, `online_ewc`, `mas`: those anchor at the
 initialisation or keep one anchor per task, take the Fisher of the agent's loss (or MAS's
 sensitivity of the greedy action) over every network on the task's last rows, normalise it to
-mean 1 and put ½ in front. With CW's
-coefficients they would be different methods, hence the separate names.
+mean 1 and put ½ in front. With CW's coefficients they would be different methods, hence the
+separate names.
 
 Deliberate differences from CW:
-- The rows of EWC's Fisher and MAS's importance are 2,560 (`fisher_rows`,
-  `importance_rows`) transitions of the task kept by reservoir
-  sampling as they arrive: a uniform sample of the task's rows, as CW's, drawn without
-  replacement instead of in 10 batches with replacement from the buffer.
+- The rows of EWC's Fisher and MAS's importance are 2,560 (`fisher_rows`, `importance_rows`)
+  transitions of the task kept by reservoir sampling as they arrive: a uniform sample of the
+  task's rows, as CW's, drawn without replacement instead of in 10 batches with replacement
+  from the buffer.
 - σ is everlearn's SAC's, exp of a log-std clipped to [−20, 2]; CW's actor squashes its
   log-std into that range with a tanh. Where the clip is active its derivative is 0.
 - `regularize_critic=True` (CW's option, off in its paper runs) is not offered.
