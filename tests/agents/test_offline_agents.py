@@ -128,6 +128,40 @@ def test_td3_bc_actor_gradient_is_the_papers_objective_under_normalised_observat
                          ["kernel"]).sum()) > 0  # and the critics learn from the same loss
 
 
+@pytest.mark.parametrize("bc_online", [True, False])
+def test_td3_bc_online_updates_clone_the_buffer_only_with_bc_online(bc_online):
+    """Critics whose output is a constant give the actor no Q gradient: an online gradient
+    step then moves the actor through the BC term alone, so with `bc_online: false` it stays
+    put (one step: after it the critics are no longer flat). An offline `learn` moves it
+    either way (TD3+BC offline)."""
+    config = AGENTS["td3_bc"].config(hidden_sizes=(8,), policy_delay=1, learning_starts=0,
+                                     batch_size=4, bc_online=bc_online)
+    agent = make_agent("td3_bc", config, SPEC)
+    state = agent.init(jax.random.PRNGKey(0))
+
+    def flat(path, w):  # the output layer: kernel 0, bias 1
+        return (jnp.full_like(w, 1.0) if "bias" in str(path) else jnp.zeros_like(w)) \
+            if "Dense_1" in str(path) else w
+
+    critics = {n: jax.tree_util.tree_map_with_path(flat, state.params[n]) for n in ("q1", "q2")}
+    state = state.replace(params={**state.params, **critics})
+    obs = jnp.full((1, 1, 1), 0.5)
+    batch = Transition(obs=obs, action=jnp.ones((1, 1, 1)), reward=jnp.zeros((1, 1)),
+                       terminated=jnp.zeros((1, 1), bool), truncated=jnp.zeros((1, 1), bool),
+                       next_obs=obs, extras={})
+
+    def actor_moved(after):
+        return max(float(jnp.abs(a - b).max()) for a, b in zip(
+            jax.tree.leaves(after.params["actor"]), jax.tree.leaves(state.params["actor"])))
+
+    online, _ = jax.jit(agent.update)(state, batch, jax.random.PRNGKey(1))
+    assert int(online.gradient_steps) == 1
+    assert (actor_moved(online) > 1e-4) == bc_online
+    assert actor_moved(online) == 0.0 or bc_online
+    offline, _ = jax.jit(agent.learn)(state, bandit_dataset(64), jax.random.PRNGKey(2))
+    assert actor_moved(offline) > 1e-4
+
+
 def test_td3_bc_normalises_by_the_dataset_it_learns_from():
     config = AGENTS["td3_bc"].config(hidden_sizes=(8,), utd_ratio=2, batch_size=4,
                                      buffer_size=8, learning_starts=1)

@@ -46,7 +46,9 @@ Deliberate differences from the authors' code:
 - Online (`update`, for offline-to-online fine-tuning, which the paper does not do): acting
   adds Gaussian noise of `exploration_noise` as TD3; no random warm-up by default
   (`random_steps` = 0), so the pretrained actor acts from the first step; gradient steps start
-  once the agent's own buffer holds `learning_starts` rows.
+  once the agent's own buffer holds `learning_starts` rows. The BC term stays on online
+  unless `bc_online` is false, which makes online updates TD3's (the actor maximises Q alone;
+  the observation statistics stay the dataset's).
 
 d3rlpy's `TD3PlusBCConfig` has the same numbers (α 2.5, lr 3e-4, batch 256, τ 0.005, noise 0.2 /
 0.5, actor interval 2), but observation normalisation only if an `observation_scaler` is given
@@ -97,6 +99,10 @@ class TD3BCConfig(BaseModel):
     tau: PolyakStep = 0.005
     policy_delay: PositiveInt = 2
     alpha: NonNegative = 2.5  # weight of the Q term against behaviour cloning (α)
+    # Keep the behaviour-cloning term in online updates. False: online, the actor maximises
+    # Q alone (TD3's actor loss), as WSRL and plain fine-tuning with an online algorithm do;
+    # offline (`learn`) it is always TD3+BC's.
+    bc_online: bool = True
     normalise_obs: bool = True  # normalise observations by the dataset's mean and std
     exploration_noise: NonNegative = 0.1
     target_noise: NonNegative = 0.2
@@ -166,7 +172,7 @@ def make_td3_bc(config: TD3BCConfig, spec: EnvSpec,
     def policy(actor_params: dict, norm_obs: jax.Array) -> jax.Array:
         return jnp.tanh(actor.apply(actor_params, norm_obs))
 
-    def losses(params: dict, target_params: dict, mb: dict, key: jax.Array):
+    def losses(params: dict, target_params: dict, mb: dict, key: jax.Array, bc: bool = True):
         obs, next_obs = normalise(params, mb["obs"]), normalise(params, mb["next_obs"])
         next_action = policy(target_params["actor"], next_obs)
         noise = jnp.clip(config.target_noise * jax.random.normal(key, next_action.shape),
@@ -180,7 +186,8 @@ def make_td3_bc(config: TD3BCConfig, spec: EnvSpec,
         # The actor: critic 1 (held fixed) at its action, plus cloning the data's action.
         action = policy(params["actor"], obs)
         q_pi = twin_q(q_net, jax.lax.stop_gradient(params), obs, action)[0]
-        actor_loss = bc_actor_loss(q_pi, action, mb["action"], config.alpha)
+        actor_loss = (bc_actor_loss(q_pi, action, mb["action"], config.alpha) if bc
+                      else -jnp.mean(q_pi))
         info = {"critic_loss": critic_loss, "actor_loss": actor_loss, "q_mean": q1.mean(),
                 "bc_mse": jnp.mean((action - mb["action"]) ** 2)}
         return critic_loss + actor_loss, info
@@ -243,19 +250,19 @@ def make_td3_bc(config: TD3BCConfig, spec: EnvSpec,
         warming_up = state.env_steps - state.explore_from < config.random_steps
         return jnp.where(warming_up, random_actions(k_random, action.shape), action), {}
 
-    def total_loss(params, target_params, mb, key, method_state):
-        loss, info = losses(params, target_params, mb, key)
+    def total_loss(params, target_params, mb, key, method_state, bc):
+        loss, info = losses(params, target_params, mb, key, bc)
         if hooks:  # hook: extra_loss (EWC, L2-init, ...)
             method_loss = hooks.extra_loss(method_state, params, mb)
             loss, info = loss + method_loss, {**info, "method_loss": method_loss}
         return loss, info
 
-    def gradient_step(state: TD3BCState, key: jax.Array):
+    def gradient_step(state: TD3BCState, key: jax.Array, bc: bool):
         k_sample, k_batch, k_loss = jax.random.split(key, 3)
         mb = state.buffer.sample(k_sample, config.batch_size)
         mb = hooks.transform_batch(state.methods, mb, k_batch)  # hook: transform_batch
         grads, info = jax.grad(total_loss, has_aux=True)(
-            state.params, state.target_params, mb, k_loss, state.methods)
+            state.params, state.target_params, mb, k_loss, state.methods, bc)
         # hook: the methods' Optax links read their state and the agent's own gradient
         updates, opt_state = optimiser.update(
             grads, state.opt_state, state.params, method_states=state.methods,
@@ -272,12 +279,14 @@ def make_td3_bc(config: TD3BCConfig, spec: EnvSpec,
             opt_state=opt_state, gradient_steps=steps)
         return state, info
 
-    def train(state: TD3BCState, key: jax.Array):
-        return jax.lax.scan(gradient_step, state, jax.random.split(key, gradient_steps))
+    def train(state: TD3BCState, key: jax.Array, bc: bool = True):
+        return jax.lax.scan(partial(gradient_step, bc=bc), state,
+                            jax.random.split(key, gradient_steps))
 
     def update(state: TD3BCState, batch: Transition, key: jax.Array):
         # hooks: observe, then (after the gradient steps) after_update
-        return store_and_learn(state, batch, key, hooks, config.learning_starts, train)
+        return store_and_learn(state, batch, key, hooks, config.learning_starts,
+                               partial(train, bc=config.bc_online))
 
     def learn(state: TD3BCState, dataset: ReplayBuffer, key: jax.Array):
         if config.normalise_obs:  # this dataset's statistics, for learning and acting
