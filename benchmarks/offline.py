@@ -14,9 +14,10 @@ RLPD-style on `pendulum-stationary`; `offline_to_online_hopper_online.yaml` on H
 fine-tuning and WSRL on `pendulum-offline-to-online`; `offline_to_online_hopper_pretrained.yaml`
 on Hopper); `--rae`: a run directory of RaE (`everlearn run ... --method
 offline_mix --set offline_mix.run=...`); `--jsrl`: a run directory of JSRL on TD3+BC (`everlearn
-run --scenario pendulum-offline-to-online --agent td3_bc --method jsrl ...`). Writes OUT.md and
-OUT.json; `--header FILE` puts a
-file's text (the commands, commit, machine) at the top of OUT.md.
+run --scenario pendulum-offline-to-online --agent td3_bc --method jsrl ...`); `--run
+LABEL=RUN_DIR` (repeatable): any other recipe's run directory, under that label. Writes OUT.md
+and OUT.json; `--header FILE` puts a file's text (the commands, commit, machine) at the top of
+OUT.md.
 """
 
 from __future__ import annotations
@@ -62,6 +63,8 @@ def main() -> None:
     parser.add_argument("--pretrained", type=Path, required=True)
     parser.add_argument("--rae", type=Path)
     parser.add_argument("--jsrl", type=Path)
+    parser.add_argument("--run", action="append", default=[], metavar="LABEL=RUN_DIR",
+                        help="one more recipe: its row label and run directory (repeatable)")
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/offline_to_online"))
     parser.add_argument("--header", type=Path)
     args = parser.parse_args()
@@ -80,6 +83,11 @@ def main() -> None:
         runs["RaE (TD3, offline_mix 0.5 of the scratch run's seed-0 buffer)"] = args.rae
     if args.jsrl and (args.jsrl / "summary.json").exists():
         runs["JSRL (TD3+BC, the pre-trained policy guides)"] = args.jsrl
+    for entry in args.run:
+        label, _, run = entry.partition("=")
+        if not label or not (Path(run) / "summary.json").exists():
+            raise SystemExit(f"--run {entry!r}: give LABEL=RUN_DIR of a finished run")
+        runs[label] = Path(run)
 
     curves_by_label = {label: online_curve(run) for label, run in runs.items()}
     budget = max(int(steps.max()) for steps, _, _ in curves_by_label.values())
