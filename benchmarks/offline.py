@@ -73,8 +73,8 @@ def main() -> None:
     for label, sweep, suffix in [
         ("TD3 from scratch", args.online, "fine-tuning"),
         ("RLPD-style (TD3, offline_mix 0.5 + layer norm)", args.online, "rlpd"),
-        ("TD3+BC fine-tuning", args.pretrained, "fine-tuning"),
-        ("WSRL (TD3+BC, 5k warm-up)", args.pretrained, "wsrl"),
+        ("TD3+BC fine-tuning (BC term kept online)", args.pretrained, "fine-tuning"),
+        ("WSRL-style 5k warm-up (TD3+BC, BC term kept online)", args.pretrained, "wsrl"),
     ]:
         cell = [c for c in sorted((sweep / "cells").iterdir()) if c.name.endswith(suffix)]
         if cell and (cell[0] / "summary.json").exists():
