@@ -73,35 +73,35 @@ def on_shared_layers(tree):
         lambda path, t: t if is_shared(path) else jnp.zeros_like(t), tree)
 
 
-def fisher_by_hand(params, obs, view=VIEW):
-    """CW's `ewc.py` per weight: mean over rows of max(1e-5, Σ_a [(∂μ_a/∂θ)² + 2 (∂σ_a/∂θ)²] /
-    (σ_a² + 1e-6)); 0 off the shared layers."""
+def mean_over_rows_by_hand(params, obs, view, per_action, per_row):
+    """Σ over rows of per_row(Σ_a per_action(∂μ_a/∂θ, ∂σ_a/∂θ, μ_a, σ_a)) / rows, weight by
+    weight, on the shared layers (0 elsewhere)."""
     gradients = scalar_gradients(view)
     total = jax.tree.map(jnp.zeros_like, params)
     for row in obs:
-        per_row = jax.tree.map(jnp.zeros_like, params)
+        row_sum = jax.tree.map(jnp.zeros_like, params)
         for a in range(ACTIONS):
-            dmean, dstd, _, std = gradients(params, row, a)
-            per_row = jax.tree.map(lambda f, dm, ds: f + (dm ** 2 + 2 * ds ** 2) / (std ** 2 + 1e-6),
-                                   per_row, dmean, dstd)
-        total = jax.tree.map(lambda t, f: t + jnp.maximum(f, 1e-5) / len(obs), total, per_row)
+            dmean, dstd, mean, std = gradients(params, row, a)
+            row_sum = jax.tree.map(lambda f, dm, ds: f + per_action(dm, ds, mean, std),
+                                   row_sum, dmean, dstd)
+        total = jax.tree.map(lambda t, f: t + per_row(f) / len(obs), total, row_sum)
     return on_shared_layers(total)
+
+
+def fisher_by_hand(params, obs, view=VIEW):
+    """CW's `ewc.py`: mean over rows of max(1e-5, Σ_a [(∂μ_a/∂θ)² + 2 (∂σ_a/∂θ)²] /
+    (σ_a² + 1e-6))."""
+    return mean_over_rows_by_hand(
+        params, obs, view, lambda dm, ds, mean, std: (dm ** 2 + 2 * ds ** 2) / (std ** 2 + 1e-6),
+        lambda f: jnp.maximum(f, 1e-5))
 
 
 def sensitivity_by_hand(params, obs):
-    """CW's `mas.py` per weight: mean over rows of |Σ_a 2 μ_a ∂μ_a/∂θ + 2 log σ_a ∂σ_a/∂θ / σ_a|
-    (the chain rule on ||μ||² + ||log σ||²); 0 off the shared layers."""
-    gradients = scalar_gradients(VIEW)
-    total = jax.tree.map(jnp.zeros_like, params)
-    for row in obs:
-        per_row = jax.tree.map(jnp.zeros_like, params)
-        for a in range(ACTIONS):
-            dmean, dstd, mean, std = gradients(params, row, a)
-            per_row = jax.tree.map(
-                lambda g, dm, ds: g + 2 * mean * dm + 2 * jnp.log(std) * ds / std,
-                per_row, dmean, dstd)
-        total = jax.tree.map(lambda t, g: t + jnp.abs(g) / len(obs), total, per_row)
-    return on_shared_layers(total)
+    """CW's `mas.py`: mean over rows of |Σ_a 2 μ_a ∂μ_a/∂θ + 2 log σ_a ∂σ_a/∂θ / σ_a| (the chain
+    rule on ||μ||² + ||log σ||²)."""
+    return mean_over_rows_by_hand(
+        params, obs, VIEW,
+        lambda dm, ds, mean, std: 2 * mean * dm + 2 * jnp.log(std) * ds / std, jnp.abs)
 
 
 def assert_trees_close(actual, expected, **tolerances):
