@@ -145,6 +145,18 @@ def gymnasium_rollout(task: Task, policy: Policy, steps: int, seed: int,
     return episodes
 
 
+def recording_backend(task: Task) -> str:
+    """The path a task is recorded on: "jax" where it has a functional env, else
+    "gymnasium"."""
+    return "jax" if gymnax_id(task) is not None else "gymnasium"
+
+
+def record_episodes(task: Task, policy: Policy, steps: int, seed: int) -> list[Episode]:
+    """`rollout` or `gymnasium_rollout`, on the task's recording path."""
+    record = rollout if recording_backend(task) == "jax" else gymnasium_rollout
+    return record(task, policy, steps, seed)
+
+
 def agent_policy(agent: Any, agent_state: Any, greedy: bool = False) -> Policy:
     """An everlearn agent's exploring (`act`) or greedy policy, for one seed's state."""
     if greedy:
@@ -197,7 +209,7 @@ def run_policy(run_dir: str | Path, task: Task, seed_index: int = 0, greedy: boo
     position = names.index(task.name)
     acting = agent.for_task(agent_state, position)  # the methods' view of the task (PackNet)
     layout = scenario_layout_for(config.scenario, config.backend)
-    spaces = task_spaces(task, "jax" if gymnax_id(task) is not None else "gymnasium")
+    spaces = task_spaces(task, recording_backend(task))
     extra = agent.view.obs_dim - len(agent_observations(
         np.zeros((1, int(np.prod(spaces.obs_shape))), np.float32), spaces, layout)[0])
     onehot = np.eye(plan.scenario.num_tasks, dtype=np.float32)[position] if extra else None
@@ -235,9 +247,7 @@ def record(scenario_name: str, task_name: str, dataset_name: str, policy: str, s
     if not overwrite and dataset_name in minari_io.list_local():
         raise ValueError(f"dataset '{dataset_name}' exists; choose another --name or pass "
                          "--overwrite")
-    # The functional path where the task has a functional env, else the Gymnasium path.
-    functional = gymnax_id(task) is not None
-    spaces = task_spaces(task, "jax" if functional else "gymnasium")
+    spaces = task_spaces(task, recording_backend(task))
     if policy == "random":
         act, about = random_policy(spaces), {"policy": "uniform random"}
     elif Path(policy).is_dir():
@@ -248,7 +258,7 @@ def record(scenario_name: str, task_name: str, dataset_name: str, policy: str, s
     else:
         raise ValueError(f"--policy '{policy}' is neither 'random', a run directory nor a "
                          "checkpoint file of one (<run>/checkpoints/segment-N.msgpack)")
-    episodes = (rollout if functional else gymnasium_rollout)(task, act, steps, seed)
+    episodes = record_episodes(task, act, steps, seed)
     if not episodes:  # the Gymnasium path records until an episode has ended
         raise ValueError(f"--steps {steps} is shorter than one episode of task '{task.name}' "
                          f"(up to {FunctionalEnv(task).max_episode_steps} steps); record more")

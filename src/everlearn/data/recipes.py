@@ -46,9 +46,9 @@ from everlearn import __version__
 from everlearn.agents import AGENTS, EnvSpec, make_agent
 from everlearn.agents.common import uniform_actions
 from everlearn.data import minari_io
-from everlearn.data.collect import (agent_policy, agent_spaces, gymnasium_rollout,
-                                    random_policy, rollout)
-from everlearn.envs.sources import EnvSpaces, family_of, gymnax_id, task_spaces
+from everlearn.data.collect import (agent_policy, agent_spaces, random_policy,
+                                    record_episodes, recording_backend)
+from everlearn.envs.sources import EnvSpaces, family_of, task_spaces
 from everlearn.scenarios.task import Scenario, Task
 
 QUALITIES = ("random", "medium", "expert")
@@ -89,7 +89,7 @@ def mujoco(task: Task) -> bool:
 
 def functional(task: Task) -> bool:
     """Whether `task`'s recipes are made on the functional path (else on the Gymnasium path)."""
-    return gymnax_id(task) is not None
+    return recording_backend(task) == "jax"
 
 
 def expert_for(task: Task, spaces: EnvSpaces) -> Expert:
@@ -140,7 +140,7 @@ def make_recipe(task: Task, quality: str, log=print) -> str:
 
 
 def _make(task: Task, quality: str, name: str, log) -> None:
-    spaces = task_spaces(task, "jax" if functional(task) else "gymnasium")
+    spaces = task_spaces(task, recording_backend(task))
     if quality == "random":
         policy, about = random_policy(spaces), {"policy": "uniform random"}
     else:
@@ -149,8 +149,8 @@ def _make(task: Task, quality: str, name: str, log) -> None:
             f"{expert.agent.upper()} for up to {expert.steps:,} steps (once; kept as Minari "
             f"dataset {name})")
         policy, about = _trained_policy(task, quality, expert, spaces, log)
-    record = rollout if functional(task) else gymnasium_rollout
-    episodes = record(task, policy, RECIPE_STEPS, seed=RECIPE_SEED + QUALITIES.index(quality))
+    episodes = record_episodes(task, policy, RECIPE_STEPS,
+                               seed=RECIPE_SEED + QUALITIES.index(quality))
     returns = [float(e.rewards.sum()) for e in episodes]
     metadata = {"everlearn_version": __version__, "recipe": quality,
                 "recipe_version": RECIPE_VERSION, "task": task.describe(), **about,
