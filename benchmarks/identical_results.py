@@ -160,7 +160,22 @@ def _normalised(path: Path, root: str) -> list[str]:
     if path.suffix == ".jsonl":
         return [json.dumps(_strip(json.loads(line), root), sort_keys=True)
                 for line in text.splitlines() if line.strip()]
-    return DATE.sub("<DATE>", text.replace(root, "<ROOT>")).splitlines()
+    return _without_time_columns(DATE.sub("<DATE>", text.replace(root, "<ROOT>")).splitlines())
+
+
+def _without_time_columns(lines: list[str]) -> list[str]:
+    """Markdown tables less their wall-time columns (a header cell naming "wall" or "time")."""
+    out, dropped = [], set()
+    for line in lines:
+        if not line.startswith("|"):
+            dropped = set()
+            out.append(line)
+            continue
+        cells = line.strip().strip("|").split("|")
+        if not dropped and not set(line) <= set("|-: "):
+            dropped = {i for i, c in enumerate(cells) if "wall" in c or "time" in c} or {-1}
+        out.append("|".join(c for i, c in enumerate(cells) if i not in dropped))
+    return out
 
 
 COMPARED = ("metrics.jsonl", "summary.json", "config.yaml", "run.json", "comparison.json",
