@@ -30,8 +30,9 @@ run: $(BIN)/.installed
 # thread, so two files compile side by side; a file's tests share their compiled programs.
 # The heaviest files go first, in the order tests/conftest.py gives (not xdist's by test count),
 # so that both workers finish together. A learning test also runs on one XLA device
-# (tests/agents/test_one_device.py).
+# (tests/agents/test_one_device.py). First the layers (pyproject.toml's import-linter contract).
 test: $(BIN)/.installed
+	$(BIN)/lint-imports --no-cache
 	$(BIN)/python -m pytest -q -n 2 --dist loadfile --no-loadscope-reorder
 
 # Benchmarks need the baselines: torch==2.13.0 (CPU build) goes in before stable-baselines3

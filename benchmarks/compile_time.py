@@ -47,8 +47,8 @@ def child(params_out: str) -> dict:
 
     from everlearn.agents import AGENTS, EnvSpec, make_agent
     from everlearn.methods import METHODS, method_builders
-    from everlearn.runs.functional import FunctionalTrainer
     from everlearn.scenarios import get_scenario
+    from everlearn.training.functional import FunctionalTrainer
 
     compile_s = [0.0]
 

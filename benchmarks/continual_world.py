@@ -24,13 +24,13 @@ import time
 from pathlib import Path
 
 import numpy as np
-from machine import results_header
-from resumable import log, run_or_resume
 
+from everlearn.core.errors import RunStopped
 from everlearn.evaluation.metrics import final_window
 from everlearn.runs.config import build_config
-from everlearn.runs.failures import RunStopped
 from everlearn.scenarios import get_scenario
+from machine import results_header
+from resumable import log, run_or_resume
 
 ROOT = Path(__file__).resolve().parent
 DEFAULT_OUT = ROOT / "results" / "continual_world.md"

@@ -26,10 +26,10 @@ import time
 from pathlib import Path
 
 import jax
-from machine import results_header, wait_for_quiet_machine
 
 from everlearn.runs.config import build_config
-from everlearn.runs.run import make_plan
+from everlearn.runs.plan import make_plan
+from machine import results_header, wait_for_quiet_machine
 
 STEPS = 2_000  # env steps per seed per segment
 WORKLOADS = {

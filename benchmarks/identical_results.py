@@ -21,8 +21,8 @@ from __future__ import annotations
 
 import argparse
 import json
-import re
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -83,6 +83,7 @@ KILLED = ("ppo-killed-resumed",
 # Keys whose values differ between two runs of the same code.
 VOLATILE = {"wall_time", "wall_time_s", "created", "command", "versions", "everlearn_version",
             "commit", "generated", "elapsed_s", "duration_s", "times", "ended"}
+COMMIT = re.compile(r"[0-9a-f]{40}( \(with uncommitted changes\))?")
 DATE = re.compile(r"\d{4}-\d{2}-\d{2} \d{2}:\d{2}(:\d{2})? UTC")
 
 
@@ -160,7 +161,8 @@ def _normalised(path: Path, root: str) -> list[str]:
     if path.suffix == ".jsonl":
         return [json.dumps(_strip(json.loads(line), root), sort_keys=True)
                 for line in text.splitlines() if line.strip()]
-    return _without_time_columns(DATE.sub("<DATE>", text.replace(root, "<ROOT>")).splitlines())
+    text = text.replace(" (with uncommitted changes)", "")  # which commit made it: not a result
+    return _without_time_columns(COMMIT.sub("<COMMIT>", DATE.sub("<DATE>", text.replace(root, "<ROOT>"))).splitlines())
 
 
 def _without_time_columns(lines: list[str]) -> list[str]:

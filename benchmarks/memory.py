@@ -60,8 +60,8 @@ def child(donate: bool) -> dict:
     import numpy as np
 
     from everlearn.agents import EnvSpec, make_agent
-    from everlearn.agents.common import Transition
     from everlearn.agents.sac import SACConfig
+    from everlearn.core.replay import Transition
 
     config = SACConfig(buffer_size=CAPACITY, learning_starts=CAPACITY + 1, train_every=CHUNK,
                        num_envs=1)
@@ -131,7 +131,7 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(child(args.donate)))
         return 0
 
-    from everlearn.agents.common import ReplayBuffer
+    from everlearn.core.replay import ReplayBuffer
 
     t_start = time.perf_counter()
     footprint = ReplayBuffer.footprint(CAPACITY, OBS_DIM, (ACTION_DIM,))

@@ -25,11 +25,10 @@ import tempfile
 import time
 from pathlib import Path
 
-from machine import COMMIT_AT_START, invocation, results_header
-from resumable import log, run_or_resume
-
 from everlearn.methods import METHODS
 from everlearn.runs.config import build_config
+from machine import COMMIT_AT_START, invocation, results_header
+from resumable import log, run_or_resume
 
 ROOT = Path(__file__).resolve().parent
 DEFAULT_OUT = ROOT / "results" / "methods.md"

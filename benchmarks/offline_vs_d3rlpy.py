@@ -44,12 +44,12 @@ import gymnasium as gym
 import jax
 import numpy as np
 
-from machine import results_header
-
 from everlearn.data import minari_io, recipes
 from everlearn.evaluation.metrics import interquartile_mean_ci
 from everlearn.runs.config import build_config
-from everlearn.runs.run import make_datasets, make_plan
+from everlearn.runs.plan import make_plan
+from everlearn.runs.run import make_datasets
+from machine import results_header
 
 RANDOM_RETURN, REFERENCE_RETURN = -1214.0, -150.0  # the standard Pendulum's, as its scenarios
 MOTOR_RANGE = 2.0

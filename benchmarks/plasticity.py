@@ -27,11 +27,11 @@ import sys
 from pathlib import Path
 
 import numpy as np
+
+from everlearn.evaluation.metrics import interquartile_mean_ci
 from machine import invocation, results_header
 from methods import cell
 from resumable import log
-
-from everlearn.evaluation.metrics import interquartile_mean_ci
 
 ROOT = Path(__file__).resolve().parent
 DEFAULT_OUT = ROOT / "results" / "plasticity.md"

@@ -14,10 +14,10 @@ import time
 from pathlib import Path
 
 import numpy as np
-from machine import results_header
 
 from everlearn.data import minari_io, recipes
 from everlearn.scenarios import get_scenario
+from machine import results_header
 
 
 def main() -> None:

@@ -31,6 +31,7 @@ from pathlib import Path
 
 import numpy as np
 import yaml
+
 from machine import results_header, wait_for_quiet_machine
 from resumable import log
 

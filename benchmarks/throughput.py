@@ -45,8 +45,15 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
-from machine import (COMMIT_AT_START, OtherLoad, loadavg, machine_description, nproc, versions,
-                     wait_for_quiet_machine)
+from machine import (
+    COMMIT_AT_START,
+    OtherLoad,
+    loadavg,
+    machine_description,
+    nproc,
+    versions,
+    wait_for_quiet_machine,
+)
 
 ROOT = Path(__file__).resolve().parent
 DEFAULT_OUT = ROOT / "results" / "throughput.md"
@@ -250,9 +257,9 @@ def everlearn_row(algo: str, impl: str, trainer, seeds: list[int], calls: int) -
 
 def everlearn_rows(algo: str, agent, iters_gym: int, iters_func: int, iters_func8: int,
                    calls: int) -> list[Row]:
-    from everlearn.runs.functional import FunctionalTrainer
-    from everlearn.runs.gymnasium import GymnasiumTrainer
     from everlearn.scenarios import get_scenario
+    from everlearn.training.functional import FunctionalTrainer
+    from everlearn.training.gymnasium import GymnasiumTrainer
 
     scenario = get_scenario("cartpole-stationary")
     rows = []
@@ -494,8 +501,8 @@ def everlearn_offpolicy_gym(algo: str, settings: str, config: dict, budget: int,
     episodes (`trainer.evaluate`), then one more, instrumented segment (`gym_breakdown`)."""
     import jax
 
-    from everlearn.runs.gymnasium import GymnasiumTrainer
     from everlearn.scenarios import get_scenario
+    from everlearn.training.gymnasium import GymnasiumTrainer
 
     agent = offpolicy_agent(algo, config, "pendulum-stationary")
     assert segment % agent.steps_per_update == 0 and budget % segment == 0 and budget > segment
@@ -529,8 +536,8 @@ def everlearn_offpolicy_func(algo: str, settings: str, config: dict, seeds: list
                              segment: int, calls: int) -> Row:
     """The functional path on `pendulum-contexts`, task 0: segments of `segment` env steps per
     seed (the first one, timed apart, covers learning_starts)."""
-    from everlearn.runs.functional import FunctionalTrainer
     from everlearn.scenarios import get_scenario
+    from everlearn.training.functional import FunctionalTrainer
 
     agent = offpolicy_agent(algo, config, "pendulum-contexts")
     trainer = FunctionalTrainer(get_scenario("pendulum-contexts"), agent,

@@ -16,8 +16,7 @@ from pathlib import Path
 import gymnasium as gym
 import numpy as np
 
-from everlearn.runs.config import build_config
-from everlearn.runs.run import start_run
+import everlearn
 from everlearn.scenarios import Scenario, Task, register_scenario
 
 
@@ -56,7 +55,7 @@ def my_scenario() -> Scenario:
 
 
 if __name__ == "__main__":
-    config = build_config(overrides={"scenario": "my-tanks", "backend": "gymnasium",
-                                     "seeds": "0-1"}, sets=["evals_per_task=4"])
-    run_dir = start_run(config, Path("runs") / "example-own-env")
-    print(f"open {run_dir / 'report.html'}")
+    result = everlearn.run("my-tanks", "ppo", seeds="0-1", settings={"evals_per_task": 4},
+                           out=Path("runs") / "example-own-env", backend="gymnasium")
+    print(result.aggregate)  # IQM and 95% CI over the seeds, one row per metric
+    print(f"open {result.report}")

@@ -2,7 +2,7 @@
 
 import os
 
-__version__ = "0.1.0"
+from everlearn.core.version import __version__
 
 
 def _one_cpu_device_per_core() -> None:
@@ -24,14 +24,21 @@ def _one_cpu_device_per_core() -> None:
 
 _one_cpu_device_per_core()
 
-__all__ = ["evaluate"]
+__all__ = ["RunResult", "__version__", "evaluate", "load_run", "resume", "run", "sweep"]
+
+_API = ("run", "resume", "load_run", "sweep", "RunResult")  # everlearn.api
 
 
 def __getattr__(name: str):
-    """`everlearn.evaluate` (`everlearn.evaluation.policy.evaluate`), imported on first use so
-    that `import everlearn` and the command line stay quick."""
+    """`everlearn.evaluate` (`everlearn.evaluation.policy.evaluate`) and the Python API
+    (`everlearn.run`, `resume`, `load_run`, `sweep`, `RunResult`: `everlearn.api`), imported
+    on first use so that `import everlearn` and the command line stay quick."""
     if name == "evaluate":
         from everlearn.evaluation.policy import evaluate
 
         return evaluate
+    if name in _API:
+        from everlearn import api
+
+        return getattr(api, name)
     raise AttributeError(f"module 'everlearn' has no attribute '{name}'")

@@ -8,9 +8,9 @@ from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
-from typer.core import TyperGroup
 from rich.console import Console
 from rich.table import Table
+from typer.core import TyperGroup
 
 err = Console(stderr=True)
 
@@ -64,7 +64,9 @@ def _interrupted(run_dir: Path | None) -> None:
 @app.command("list")
 def list_cmd() -> None:
     """Show the scenarios (built-in and installed), agents and continual-learning methods."""
-    from rich.markup import escape  # descriptions from other packages may contain [brackets]
+    from rich.markup import (
+        escape,  # descriptions from other packages may contain [brackets]
+    )
 
     from everlearn.agents import AGENTS
     from everlearn.methods import METHODS
@@ -126,15 +128,16 @@ def run(
     record: Annotated[Optional[str], typer.Option(help="Record every transition of the run as Minari datasets NAMESPACE/task<k>-<task>-seed<S>-v0, one per online task and seed (docs/offline.md).", metavar="NAMESPACE")] = None,
 ) -> None:
     """Run an agent through a scenario; writes a run directory ending with a report."""
-    from everlearn.runs.config import ConfigError, build_config
-    from everlearn.runs.failures import RunStopped
+    from everlearn.core.errors import ConfigError, RunStopped
+    from everlearn.runs.config import build_config
 
     try:
         cfg = build_config(config, {"scenario": scenario, "agent": agent, "seeds": seeds,
                                     "backend": backend, "reference": reference,
                                     "methods": method or None}, set_, preset)
-        from everlearn.runs.run import (budget_note, check_memory, make_plan, make_recorder,
-                                        start_run)
+        from everlearn.runs.checks import check_memory
+        from everlearn.runs.plan import budget_note, make_plan
+        from everlearn.runs.run import make_recorder, start_run
 
         if dry_run:
             import yaml
@@ -160,8 +163,7 @@ def run(
 @app.command()
 def resume(run_dir: Path) -> None:
     """Continue a killed run from its last checkpoint."""
-    from everlearn.runs.config import ConfigError
-    from everlearn.runs.failures import RunStopped
+    from everlearn.core.errors import ConfigError, RunStopped
     from everlearn.runs.run import resume_run
 
     try:
@@ -202,7 +204,7 @@ def sweep(
     """Run a grid of runs (scenarios × agents × methods × settings, seeds vmapped in each) on
     local processes or a Ray cluster; ends with comparison.html/.md/.json in the sweep
     directory. Exit code 1 if a cell failed twice."""
-    from everlearn.runs.config import ConfigError
+    from everlearn.core.errors import ConfigError
     from everlearn.sweeps import run_sweep
 
     sweep_dir = out
@@ -262,10 +264,10 @@ def collect(
 ) -> None:
     """Record a policy's episodes on a task into a Minari dataset (on the functional path where
     the task has a functional env, else on the Gymnasium path)."""
-    from everlearn.runs.config import ConfigError
+    from everlearn.core.errors import ConfigError
 
     try:
-        from everlearn.data.collect import record
+        from everlearn.runs.collect import record
 
         typer.echo(record(scenario, task, name, policy, steps, seed, seed_index, greedy,
                           overwrite))
@@ -284,7 +286,7 @@ def check_env(
     """Check that an env works as an everlearn task: Gymnasium's env checker, supported spaces,
     determinism under a seed, episodes that end, observations in their space, finite rewards.
     Exit code 0: OK; 1: problems (each named with its fix); 2: the env cannot be made."""
-    from everlearn.envs.check import check, parse_kwargs
+    from everlearn.scenarios.check import check, parse_kwargs
 
     try:
         results = check(env_or_scenario, parse_kwargs(kwargs or []), tuple(import_ or ()))

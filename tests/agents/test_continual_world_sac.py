@@ -10,8 +10,9 @@ import numpy as np
 import optax
 import pytest
 
-from everlearn.agents import AGENTS, EnvSpec, Transition, make_agent
+from everlearn.agents import AGENTS, EnvSpec, make_agent
 from everlearn.agents.common import MLP
+from everlearn.core.replay import Transition
 
 SPEC = EnvSpec(obs_dim=5, num_actions=2, continuous=True)
 TINY = dict(hidden_sizes=(8, 8), buffer_size=64, batch_size=8, learning_starts=0, train_every=8)

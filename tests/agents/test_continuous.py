@@ -7,11 +7,11 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from everlearn.agents import AGENTS, EnvSpec, Transition, make_agent
-from everlearn.agents.common import ReplayBuffer
-from everlearn.runs.functional import FunctionalTrainer
-from everlearn.runs.gymnasium import GymnasiumTrainer
+from everlearn.agents import AGENTS, EnvSpec, make_agent
+from everlearn.core.replay import ReplayBuffer, Transition
 from everlearn.scenarios import get_scenario
+from everlearn.training.functional import FunctionalTrainer
+from everlearn.training.gymnasium import GymnasiumTrainer
 
 PENDULUM = EnvSpec(obs_dim=3, num_actions=1, continuous=True)
 # Small networks keep the learning tests (8 seeds) to ~30 s each on 2 cores (SB3's [256, 256]

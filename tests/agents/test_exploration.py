@@ -7,12 +7,13 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from everlearn.agents import EnvSpec, Transition, make_agent
+from everlearn.agents import EnvSpec, make_agent
 from everlearn.agents.dqn import DQNConfig
 from everlearn.agents.sac import SACConfig
 from everlearn.agents.td3 import TD3Config
-from everlearn.runs.functional import FunctionalTrainer
+from everlearn.core.replay import Transition
 from everlearn.scenarios import get_scenario
+from everlearn.training.functional import FunctionalTrainer
 
 DISCRETE = EnvSpec(obs_dim=4, num_actions=3)
 CONTINUOUS = EnvSpec(obs_dim=3, num_actions=1, continuous=True)

@@ -15,8 +15,8 @@ estimate of how likely another machine's code is to fail the bar while the agent
 import numpy as np
 
 from everlearn.agents import AGENTS, EnvSpec, make_agent
-from everlearn.runs.functional import FunctionalTrainer
 from everlearn.scenarios import get_scenario
+from everlearn.training.functional import FunctionalTrainer
 
 SEEDS = list(range(8))
 

@@ -1,6 +1,7 @@
 """Network options of the shared MLP: LayerNorm before each hidden activation, the elephant
 activation, the image torso's convolution, and defaults that leave the params exactly as before."""
 
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -8,8 +9,6 @@ import pytest
 from pydantic import ValidationError
 
 from everlearn.agents import AGENTS, EnvSpec, make_agent
-import flax.linen as nn
-
 from everlearn.agents.common import CONV_TORSOS, MLP, Conv, elephant
 
 X = jax.random.normal(jax.random.PRNGKey(3), (5, 4))

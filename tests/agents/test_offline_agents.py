@@ -15,11 +15,12 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from everlearn.agents import AGENTS, EnvSpec, Transition, make_agent
-from everlearn.agents.common import MLP, ReplayBuffer
+from everlearn.agents import AGENTS, EnvSpec, make_agent
+from everlearn.agents.common import MLP
 from everlearn.agents.cql import conservative_gap
 from everlearn.agents.iql import advantage_weights, expectile_loss
 from everlearn.agents.td3_bc import bc_actor_loss
+from everlearn.core.replay import ReplayBuffer, Transition
 from everlearn.methods import METHODS, method_builders
 
 SPEC = EnvSpec(obs_dim=1, num_actions=1, continuous=True)

@@ -13,7 +13,7 @@ import minari
 import numpy as np
 import pytest
 
-from everlearn import __version__
+from everlearn.core.version import __version__
 from everlearn.data import Episode, list_local, load_transitions, write_dataset
 from everlearn.data.minari_io import load_dataset
 

@@ -13,12 +13,14 @@ import pytest
 from typer.testing import CliRunner
 
 from everlearn.cli import app
+from everlearn.core.errors import ConfigError
 from everlearn.data import minari_io, recipes
 from everlearn.data.collect import random_policy, rollout
 from everlearn.data.datasets import dataset_buffers
 from everlearn.envs.functional import FunctionalEnv
-from everlearn.runs.config import ConfigError, build_config
-from everlearn.runs.run import make_plan, scenario_layout_for
+from everlearn.runs.config import build_config
+from everlearn.runs.plan import make_plan
+from everlearn.runs.resolve import scenario_layout_for
 from everlearn.scenarios import get_scenario
 
 SMALL_TD3 = ["--set", "td3.hidden_sizes=[32,32]", "--set", "evals_per_task=2",
@@ -159,8 +161,9 @@ def test_offline_learning_leaves_the_agent_buffer_and_env_alone():
     """`Agent.learn` on a dataset: gradient steps happen, the agent's own replay buffer and
     env-step count stay as they were."""
     from everlearn.agents import make_agent
-    from everlearn.agents.common import EnvSpec, ReplayBuffer
+    from everlearn.agents.common import EnvSpec
     from everlearn.agents.td3 import TD3Config
+    from everlearn.core.replay import ReplayBuffer
 
     agent = make_agent("td3", TD3Config(hidden_sizes=(16,)), EnvSpec(3, 1, continuous=True))
     state = agent.init(jax.random.PRNGKey(0))

@@ -13,15 +13,17 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from everlearn.agents.common import ReplayBuffer
 from everlearn.cli import app
+from everlearn.core.errors import ConfigError
+from everlearn.core.replay import ReplayBuffer
 from everlearn.data import minari_io
 from everlearn.data.collect import random_policy, rollout
 from everlearn.envs.functional import FunctionalEnv
 from everlearn.methods.base import AgentView
 from everlearn.methods.offline_mix import OfflineMixConfig, make_offline_mix
-from everlearn.runs.config import ConfigError, build_config
-from everlearn.runs.run import make_datasets, make_plan
+from everlearn.runs.config import build_config
+from everlearn.runs.plan import make_plan
+from everlearn.runs.run import make_datasets
 from everlearn.scenarios import get_scenario
 
 SCORES = "random_score: -1214.0, reference_score: -150.0"
@@ -161,7 +163,7 @@ def test_rae_mixes_an_earlier_runs_buffer(offline_to_online):
     plan = plan_for(scenario, *WSRL, f"offline_mix.run={first}", "offline_mix.run_seed_index=1",
                     methods=["offline_mix"])
     loaded = plan.trainer._load_method_data()["offline_mix"]
-    from everlearn.runs.checkpoint import load_checkpoint
+    from everlearn.core.checkpoint import load_checkpoint
 
     saved, _ = load_checkpoint(first / "checkpoints", plan_for(scenario, *WSRL).trainer.init([0, 1]))
     buffer = jax.tree.map(lambda x: x[1], saved.agent.buffer)
@@ -280,7 +282,7 @@ def test_jsrl_refuses_an_on_policy_agent_in_one_line():
 
 def test_jsrl_horizon_defaults_to_the_longest_episode_of_the_scenario(offline_to_online):
     from everlearn.methods.jsrl import JSRLConfig
-    from everlearn.runs.run import _with_jsrl_horizon
+    from everlearn.runs.plan import _with_jsrl_horizon
 
     scenario, _ = offline_to_online
     assert _with_jsrl_horizon(JSRLConfig(), get_scenario(scenario), "jax").horizon == 200

@@ -15,13 +15,14 @@ from typer.testing import CliRunner
 
 from everlearn.cli import app
 from everlearn.data import Episode, load_transitions, write_dataset
-from everlearn.data.collect import agent_spaces, load_run
+from everlearn.data.collect import agent_spaces
 from everlearn.data.datasets import agent_observations, task_observations
 from everlearn.data.record import recorded_dataset_id
 from everlearn.envs.layout import Layout
 from everlearn.envs.sources import EnvSpaces
 from everlearn.runs.config import build_config
-from everlearn.runs.run import make_plan, make_recorder, resume_run, start_run
+from everlearn.runs.plan import load_run, make_plan
+from everlearn.runs.run import make_recorder, resume_run, start_run
 
 TASKS = ["standard", "long-pole-inverted", "heavy-pole-permuted", "light-cart-inverted"]
 STEPS_PER_TASK = 512

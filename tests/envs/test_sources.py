@@ -77,7 +77,7 @@ def test_both_paths_pad_and_mask_the_same_way():
     assert env.action_space.n == 3
     with pytest.raises(ValueError, match="does not exist"):
         env.step(2)
-    from everlearn.runs.functional import task_params
+    from everlearn.envs.rollout import task_params
 
     functional = FunctionalEnv(task, layout)
     obs, _ = functional.reset(jax.random.PRNGKey(0), task_params(functional, task))

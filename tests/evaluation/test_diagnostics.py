@@ -7,8 +7,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from everlearn.evaluation.diagnostics import (dormant_ratio, effective_rank, mean_abs_weights,
-                                              measure, neuron_scores, policy_entropy)
+from everlearn.core.neurons import dormant_ratio, effective_rank, neuron_scores
+from everlearn.evaluation.diagnostics import mean_abs_weights, measure, policy_entropy
 from everlearn.methods.base import AgentView
 from everlearn.runs.config import build_config
 from everlearn.runs.run import start_run

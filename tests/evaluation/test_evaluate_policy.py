@@ -10,7 +10,7 @@ import pytest
 
 import everlearn
 from everlearn.runs.config import build_config
-from everlearn.runs.run import make_plan
+from everlearn.runs.plan import make_plan
 from everlearn.scenarios import get_scenario
 from everlearn.scenarios.task import Scenario, Task
 

@@ -7,9 +7,9 @@ import pytest
 
 from everlearn.evaluation.metrics import (
     average_performance,
-    continual_world_metrics,
     backward_transfer,
     clip01,
+    continual_world_metrics,
     forgetting,
     forward_transfer,
     interquartile_mean_ci,

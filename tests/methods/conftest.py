@@ -4,8 +4,9 @@ import jax
 import jax.numpy as jnp
 import pytest
 
-from everlearn.agents import AGENTS, Transition
-from everlearn.runs.functional import init_seeds
+from everlearn.agents import AGENTS
+from everlearn.core.replay import Transition
+from everlearn.training.functional import init_seeds
 
 TINY_AGENTS = {
     "ppo": dict(num_envs=2, num_steps=8, num_epochs=2, hidden_sizes=(8,)),

@@ -4,7 +4,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from everlearn.agents.common import replay_row
+from everlearn.core.replay import replay_row
 from everlearn.methods.agem import AGEMConfig, make_agem, project_gradient
 from everlearn.methods.base import AgentView
 

@@ -13,8 +13,13 @@ from everlearn.agents import EnvSpec, make_agent
 from everlearn.agents.dqn import DQNConfig
 from everlearn.agents.ppo import PPOConfig, minibatch_row
 from everlearn.methods import ALL_AGENTS, METHODS, AgentView, Method
-from everlearn.methods.bc_replay import (BCReplayConfig, BCReplayEndOfTaskConfig,
-                                         make_bc_replay, make_bc_replay_end_of_task, policy_kl)
+from everlearn.methods.bc_replay import (
+    BCReplayConfig,
+    BCReplayEndOfTaskConfig,
+    make_bc_replay,
+    make_bc_replay_end_of_task,
+    policy_kl,
+)
 
 SMALL = {
     "ppo": PPOConfig(num_envs=2, num_steps=8, num_epochs=2, num_minibatches=2,

@@ -8,12 +8,18 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from everlearn.agents import EnvSpec, Transition, make_agent
+from everlearn.agents import EnvSpec, make_agent
 from everlearn.agents.common import MLP
 from everlearn.agents.ppo import PPOConfig
-from everlearn.methods.base import AgentView, empty_store, store_rows
-from everlearn.methods.continual_backprop import (ContinualBackpropConfig, lowest_eligible,
-                                                  make_continual_backprop, replaced_per_layer)
+from everlearn.core.replay import Transition
+from everlearn.core.rows import store_rows
+from everlearn.methods.base import AgentView, empty_store
+from everlearn.methods.continual_backprop import (
+    ContinualBackpropConfig,
+    lowest_eligible,
+    make_continual_backprop,
+    replaced_per_layer,
+)
 
 WIDTH = 8
 

@@ -10,8 +10,14 @@ import pytest
 
 from everlearn.agents import AGENTS, EnvSpec, make_agent
 from everlearn.methods import METHODS, method_builders
-from everlearn.methods.cw_regularisation import (CWEWCConfig, CWL2Config, CWMASConfig,
-                                                 make_cw_ewc, make_cw_l2, make_cw_mas)
+from everlearn.methods.cw_regularisation import (
+    CWEWCConfig,
+    CWL2Config,
+    CWMASConfig,
+    make_cw_ewc,
+    make_cw_l2,
+    make_cw_mas,
+)
 
 OBS, ACTIONS, TASKS = 3, 2, 2
 SPEC = EnvSpec(OBS + TASKS, ACTIONS, num_tasks=TASKS, heads=TASKS, continuous=True)
@@ -182,7 +188,7 @@ def test_cw_methods_are_refused_where_they_do_not_apply():
 
 
 def test_cw_ewc_inside_sac_fills_its_reservoir_and_consolidates_at_the_boundary():
-    from everlearn.agents import Transition
+    from everlearn.core.replay import Transition
 
     agent = make_agent("sac", AGENTS["sac"].config(hidden_sizes=(4, 4), learning_starts=4,
                                                    batch_size=4, buffer_size=16), SPEC,

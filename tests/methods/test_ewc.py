@@ -11,8 +11,13 @@ from everlearn.agents import AGENTS, EnvSpec, make_agent
 from everlearn.agents.ppo import minibatch_row as ppo_minibatch_row
 from everlearn.methods import METHODS, method_builders
 from everlearn.methods.base import AgentView
-from everlearn.methods.ewc import (EWCConfig, OnlineEWCConfig, make_ewc, make_online_ewc,
-                                  policy_fisher)
+from everlearn.methods.ewc import (
+    EWCConfig,
+    OnlineEWCConfig,
+    make_ewc,
+    make_online_ewc,
+    policy_fisher,
+)
 
 OBS, ACTIONS, TASKS = 3, 3, 3
 

@@ -8,12 +8,15 @@ import numpy as np
 import optax
 import pytest
 
-from everlearn.agents import EnvSpec, Transition, make_agent
+from everlearn.agents import EnvSpec, make_agent
 from everlearn.agents.dqn import DQNConfig
 from everlearn.agents.ppo import PPOConfig
+from everlearn.core.errors import ConfigError
+from everlearn.core.replay import Transition
 from everlearn.methods import METHODS, Hooks, Method
-from everlearn.runs.config import ConfigError, build_config
-from everlearn.runs.run import make_plan, resume_run, start_run
+from everlearn.runs.config import build_config
+from everlearn.runs.plan import make_plan
+from everlearn.runs.run import resume_run, start_run
 
 SPEC = EnvSpec(obs_dim=4, num_actions=2, num_tasks=3)
 PPO_SMALL = PPOConfig(num_envs=2, num_steps=8, num_epochs=1, num_minibatches=2,
@@ -142,7 +145,7 @@ def test_method_config_errors_are_one_clear_line():
 
 
 def test_methods_that_need_what_a_scenario_hides_are_refused(monkeypatch):
-    import everlearn.runs.run as run_module
+    import everlearn.runs.checks as run_module  # where the plan checks the scenario
     from everlearn.scenarios import get_scenario
 
     def hidden(name):

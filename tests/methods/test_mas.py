@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from everlearn.agents import ppo
-from everlearn.agents.common import replay_row
+from everlearn.core.replay import replay_row
 from everlearn.methods.base import AgentView
 from everlearn.methods.mas import MASConfig, make_mas
 

@@ -9,8 +9,12 @@ import numpy as np
 import optax
 import pytest
 
-from everlearn.agents import AGENTS, EnvSpec, Transition, make_agent
-from everlearn.methods.continual_backprop import ContinualBackpropConfig, make_continual_backprop
+from everlearn.agents import AGENTS, EnvSpec, make_agent
+from everlearn.core.replay import Transition
+from everlearn.methods.continual_backprop import (
+    ContinualBackpropConfig,
+    make_continual_backprop,
+)
 from everlearn.methods.surgery import reinit_moments_mask
 
 OBS = 3

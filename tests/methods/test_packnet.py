@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 
 import everlearn.methods
-from everlearn.agents import AGENTS, EnvSpec, Transition, make_agent
+from everlearn.agents import AGENTS, EnvSpec, make_agent
+from everlearn.core.replay import Transition
 from everlearn.methods.packnet import FREE, PackNetConfig, prune_kernel
 
 

@@ -7,9 +7,10 @@ import numpy as np
 import optax
 
 from everlearn.agents.common import MLP
-from everlearn.methods.base import AgentView, empty_store, store_rows
+from everlearn.core.neurons import dormant_mask, dormant_ratio, dormant_scores
+from everlearn.core.rows import store_rows
+from everlearn.methods.base import AgentView, empty_store
 from everlearn.methods.redo import ReDoConfig, make_redo
-from everlearn.evaluation.diagnostics import dormant_mask, dormant_ratio, dormant_scores
 from everlearn.methods.surgery import hidden_layers
 
 OBS_DIM = 4

@@ -9,11 +9,16 @@ import pytest
 from scipy import stats
 
 from everlearn.agents import EnvSpec, make_agent
-from everlearn.agents.common import ReplayBuffer
 from everlearn.agents.dqn import DQNConfig
+from everlearn.core.replay import ReplayBuffer
 from everlearn.methods import METHODS, OFF_POLICY_AGENTS, Method
-from everlearn.methods.replay import (BalancedReplayConfig, ReplayConfig, make_replay,
-                                      memory_nbytes, sample_rows)
+from everlearn.methods.replay import (
+    BalancedReplayConfig,
+    ReplayConfig,
+    make_replay,
+    memory_nbytes,
+    sample_rows,
+)
 
 DQN_SMALL = DQNConfig(train_every=16, gradient_steps=2, batch_size=8, buffer_size=64,
                       learning_starts=0, hidden_sizes=(8,))

@@ -9,7 +9,10 @@ import numpy as np
 
 from everlearn.agents.common import EnvSpec
 from everlearn.agents.td3 import TD3Config, make_td3
-from everlearn.methods.replay_selective import SelectiveReplayConfig, make_replay_selective
+from everlearn.methods.replay_selective import (
+    SelectiveReplayConfig,
+    make_replay_selective,
+)
 
 SPEC = EnvSpec(obs_dim=3, num_actions=1, num_tasks=2, continuous=True)
 CONFIG = SelectiveReplayConfig(capacity=40, candidates=64, replay_fraction=0.5)
@@ -59,7 +62,7 @@ def test_task_end_keeps_the_rows_the_policy_agrees_with():
 
 def test_observe_collects_candidates_through_offline_learning():
     """Offline, the candidates are the dataset rows the agent learns from."""
-    from everlearn.agents.common import ReplayBuffer
+    from everlearn.core.replay import ReplayBuffer
 
     agent = _agent()
     state = agent.init(jax.random.PRNGKey(0))

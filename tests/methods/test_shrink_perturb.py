@@ -11,8 +11,11 @@ from pydantic import ValidationError
 from everlearn.agents.common import MLP
 from everlearn.methods import METHODS
 from everlearn.methods.base import AgentView
-from everlearn.methods.shrink_perturb import (PeriodicShrinkPerturbConfig, ShrinkPerturbConfig,
-                                              make_shrink_perturb)
+from everlearn.methods.shrink_perturb import (
+    PeriodicShrinkPerturbConfig,
+    ShrinkPerturbConfig,
+    make_shrink_perturb,
+)
 from everlearn.methods.surgery import init_scales
 
 OBS_DIM = 4

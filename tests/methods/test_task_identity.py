@@ -7,8 +7,9 @@ import numpy as np
 from everlearn.agents.common import MLP
 from everlearn.envs.functional import FunctionalEnv
 from everlearn.envs.gymnasium_context import make_task_env
-from everlearn.runs.functional import task_onehot, task_params
+from everlearn.envs.rollout import task_params
 from everlearn.scenarios import get_scenario
+from everlearn.training.functional import task_onehot
 
 
 def test_task_onehot_is_appended_to_observations_on_both_paths():

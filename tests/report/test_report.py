@@ -4,9 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from synthetic_runs import TASKS, make_run_dir
-
 from everlearn.report import write_report
+from synthetic_runs import TASKS, make_run_dir
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 

@@ -8,11 +8,11 @@ from __future__ import annotations
 
 import math
 
+from config_oracle import allowed, settable_keys
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from typer.testing import CliRunner
 
-from config_oracle import allowed, settable_keys
 from everlearn.cli import app
 
 KEYS = settable_keys()

@@ -9,7 +9,8 @@ from typer.testing import CliRunner
 
 from everlearn.agents.ppo import PPOConfig
 from everlearn.cli import app
-from everlearn.runs.config import ConfigError, RunConfig, build_config, parse_seeds
+from everlearn.core.errors import ConfigError
+from everlearn.runs.config import RunConfig, build_config, parse_seeds
 
 
 def config_error(**kwargs) -> str:
@@ -301,7 +302,7 @@ def test_a_config_file_may_hold_settings_of_agents_the_run_does_not_use(tmp_path
     (["steps_per_task=2147483647", "evals_per_task=1"], "the loops count in int32"),
 ])
 def test_a_budget_below_one_update_per_evaluation_is_refused(sets, named):
-    from everlearn.runs.run import make_plan
+    from everlearn.runs.plan import make_plan
 
     with pytest.raises(ConfigError) as e:
         make_plan(build_config(sets=sets))
@@ -309,7 +310,7 @@ def test_a_budget_below_one_update_per_evaluation_is_refused(sets, named):
 
 
 def test_a_budget_that_is_not_whole_updates_says_how_it_rounds():
-    from everlearn.runs.run import budget_note, make_plan
+    from everlearn.runs.plan import budget_note, make_plan
 
     note = budget_note(make_plan(build_config(sets=["steps_per_task=20000"])))
     assert note == ("note: steps_per_task 20,000 runs as 20,480: 10 evaluations, each after 8 "

@@ -10,14 +10,16 @@ import numpy as np
 import pytest
 
 from everlearn.agents import Agent
-from everlearn.agents.common import ReplayBuffer
+from everlearn.core.errors import ConfigError
+from everlearn.core.replay import ReplayBuffer
 from everlearn.envs import get_family
 from everlearn.envs.mujoco_context import interpolate
-from everlearn.runs.config import ConfigError, build_config
-from everlearn.runs.functional import FunctionalTrainer
-from everlearn.runs.gymnasium import GymnasiumTrainer
-from everlearn.runs.run import make_plan, resume_run, start_run
+from everlearn.runs.config import build_config
+from everlearn.runs.plan import make_plan
+from everlearn.runs.run import resume_run, start_run
 from everlearn.scenarios import get_scenario
+from everlearn.training.functional import FunctionalTrainer
+from everlearn.training.gymnasium import GymnasiumTrainer
 
 DT, MAX_SPEED = 0.05, 8.0  # Pendulum-v1's time step and speed limit
 SEGMENT, EPISODE = 2_000, 200

@@ -5,10 +5,11 @@ import json
 
 import pytest
 
-from everlearn.runs.config import ConfigError, build_config
-from everlearn.runs.reference import reference_key
+from everlearn.core.errors import ConfigError
+from everlearn.runs.config import build_config
 from everlearn.runs.run import start_run
 from everlearn.scenarios import get_scenario
+from everlearn.training.reference import reference_key
 
 
 def _config(scenario: str, agent: str, sets: list[str] = ()):

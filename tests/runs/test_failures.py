@@ -19,9 +19,10 @@ import pytest
 from typer.testing import CliRunner
 
 from everlearn.cli import app
+from everlearn.core.errors import RunStopped
 from everlearn.runs.config import build_config
-from everlearn.runs.failures import RunStopped
-from everlearn.runs.run import make_plan, resume_run, start_run
+from everlearn.runs.plan import make_plan
+from everlearn.runs.run import resume_run, start_run
 
 HERE = Path(__file__).parent
 FAULTY = str(HERE / "scenario_files" / "faulty.yaml")
@@ -169,7 +170,7 @@ def test_ctrl_c_and_sigterm_checkpoint_the_finished_segments_and_exit_cleanly(
 
 def test_a_damaged_run_json_is_named_in_one_line(tmp_path):
     """It was `Expecting ',' delimiter: line 1 column 710`, naming no file."""
-    from everlearn.runs.config import ConfigError
+    from everlearn.core.errors import ConfigError
 
     run_dir = start_run(_config(), tmp_path / "run", quiet=True, stop_after=1)
     (run_dir / "run.json").write_text('{"everlearn_version": 1,,')

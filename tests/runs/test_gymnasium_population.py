@@ -1,4 +1,4 @@
-"""The Gymnasium path trains its seeds as a population (`everlearn.runs.gymnasium`): one vector
+"""The Gymnasium path trains its seeds as a population (`everlearn.training.gymnasium`): one vector
 env for every seed's envs, one vmapped `act` per env step and one vmapped `update` per rollout.
 A seed's envs, keys and data are what it would have alone, so its result does not depend on
 which seeds run beside it."""
@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from everlearn.runs.config import build_config
-from everlearn.runs.run import make_plan
+from everlearn.runs.plan import make_plan
 
 
 def _plan(agent: str, scenario: str, seeds: str, *extra: str):

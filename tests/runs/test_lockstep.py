@@ -9,12 +9,13 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from everlearn.agents import AGENTS, EnvSpec, Transition, make_agent
-from everlearn.agents.common import SEED_AXIS
+from everlearn.agents import AGENTS, EnvSpec, make_agent
+from everlearn.core.lockstep import SEED_AXIS
+from everlearn.core.replay import Transition
 from everlearn.envs.functional import index_params
-from everlearn.runs.functional import FunctionalTrainer
-from everlearn.runs.gymnasium import GymnasiumTrainer
 from everlearn.scenarios import get_scenario
+from everlearn.training.functional import FunctionalTrainer
+from everlearn.training.gymnasium import GymnasiumTrainer
 
 PENDULUM = EnvSpec(obs_dim=3, num_actions=1, continuous=True)
 SEEDS = 2

@@ -14,7 +14,8 @@ from typer.testing import CliRunner
 
 from everlearn.cli import app
 from everlearn.runs.config import build_config
-from everlearn.runs.run import make_plan, start_run
+from everlearn.runs.plan import make_plan
+from everlearn.runs.run import start_run
 
 HERE = Path(__file__).parent
 THERMOSTAT = HERE.parent / "scenarios" / "user_envs" / "thermostat.yaml"
@@ -95,7 +96,7 @@ def test_an_env_that_reports_success_is_scored_by_its_success_rate(tmp_path):
     """No scores in the file, and no reference runs needed: the performance of a task whose
     env reports `info["success"]` is its success rate (Continual World's measure)."""
     from everlearn.envs.gymnasium_context import make_vector_env
-    from everlearn.runs.gymnasium import episode_returns
+    from everlearn.envs.rollout import episode_returns
     from everlearn.scenarios import get_scenario
 
     corridor = get_scenario(str(HERE / "scenario_files" / "corridors.yaml")).tasks[0]

@@ -157,7 +157,8 @@ def test_resume_from_every_stopping_point_equals_uninterrupted_run(tmp_path, who
 
 
 def test_summary_refuses_a_log_with_a_duplicated_evaluation(whole_jax_run, tmp_path):
-    from everlearn.runs.run import make_plan, write_summary
+    from everlearn.runs.plan import make_plan
+    from everlearn.runs.summary import write_summary
 
     log = (whole_jax_run / "metrics.jsonl").read_text().splitlines()
     (tmp_path / "metrics.jsonl").write_text("\n".join([log[0], *log]) + "\n")
@@ -170,7 +171,7 @@ def test_resume_refuses_an_edited_config_naming_the_keys(tmp_path):
     silently, and its results belonged to neither config."""
     import yaml
 
-    from everlearn.runs.config import ConfigError
+    from everlearn.core.errors import ConfigError
 
     killed = start_run(_config("jax"), tmp_path / "killed", quiet=True, stop_after=1)
     path = killed / "config.yaml"

@@ -16,8 +16,7 @@ import numpy as np
 import pytest
 from gymnasium.utils.env_checker import check_env
 
-from everlearn.scenarios import Scenario, Task, get_scenario, scenario_names
-from everlearn.scenarios import registry
+from everlearn.scenarios import Scenario, Task, get_scenario, registry, scenario_names
 from everlearn.scenarios.files import load_scenario_file
 from everlearn.scenarios.registry import ENTRY_POINT_GROUP, scenario_sources
 

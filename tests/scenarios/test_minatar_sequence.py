@@ -17,10 +17,13 @@ import numpy as np
 
 from everlearn.envs.layout import Layout
 from everlearn.runs.config import build_config
-from everlearn.runs.run import make_plan, scenario_layout_for, start_run
-from everlearn.runs.scores import RANDOM_EPISODES, random_scores
+from everlearn.runs.plan import make_plan
+from everlearn.runs.resolve import scenario_layout_for
+from everlearn.runs.run import start_run
 from everlearn.scenarios import get_scenario, scenario_names
-from everlearn.scenarios.registry import MINATAR_GAMES, scenario_sources
+from everlearn.scenarios.catalogue import MINATAR_GAMES
+from everlearn.scenarios.registry import scenario_sources
+from everlearn.training.scores import RANDOM_EPISODES, random_scores
 
 NAME = "minatar-sequence"
 GAMES = ["breakout", "space-invaders", "asterix", "freeway"]
@@ -28,7 +31,7 @@ ENVS = ["Breakout-MinAtar", "SpaceInvaders-MinAtar", "Asterix-MinAtar", "Freeway
 ACTIONS = [3, 4, 5, 3]  # each game's own action set; the scenario acts over 5
 CHANNELS = [4, 6, 4, 7]  # each game's frame is 10x10xC; the scenario pads to 10x10x7
 # Standard deviation of a uniform-random policy's episode return per game, from the 4,000
-# episodes behind the registered random scores (registry.py, "MinAtar").
+# episodes behind the registered random scores (catalogue.py, "MinAtar").
 RANDOM_STD = [0.66, 3.33, 0.89, 0.65]
 # Small runs: a handful of updates per task; evaluation and diagnostics still run in full.
 TINY = {

@@ -8,8 +8,14 @@ import numpy as np
 import pytest
 
 from everlearn.envs.families import FAMILIES, get_family
-from everlearn.scenarios import Scenario, Task, get_scenario, register_scenario, scenario_names
-from everlearn.scenarios import registry
+from everlearn.scenarios import (
+    Scenario,
+    Task,
+    get_scenario,
+    register_scenario,
+    registry,
+    scenario_names,
+)
 
 BUILTIN = ["cartpole-contexts", "acrobot-contexts", "cartpole-stationary", "cartpole-plasticity",
            "pendulum-contexts", "pendulum-stationary", "pendulum-drift", "hopper-dynamics",
@@ -147,7 +153,7 @@ def random_policy_returns_gymnasium(tasks: list[Task], episodes: int,
 def random_policy_returns(family: str, tasks: list[Task], episodes: int, seed: int) -> np.ndarray:
     """Mean return of a uniform-random policy per task on the functional path ([num_tasks])."""
     from everlearn.envs.functional import FunctionalEnv, stack_params
-    from everlearn.runs.scores import random_episode_returns
+    from everlearn.training.scores import random_episode_returns
 
     env = FunctionalEnv(family)
     params = stack_params([

@@ -11,9 +11,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from synthetic_runs import TASKS, make_run_dir
 
 from everlearn.report import comparison, write_comparison
+from synthetic_runs import TASKS, make_run_dir
 
 SEEDS = [0, 1, 2, 3]
 # Per method: per-seed average performance, forgetting and learning-curve AUCs [seed, task].

@@ -11,8 +11,10 @@ import yaml
 from typer.testing import CliRunner
 
 from everlearn.cli import app
-from everlearn.runs.config import ConfigError, build_config
-from everlearn.runs.run import check_config, make_plan
+from everlearn.core.errors import ConfigError
+from everlearn.runs.checks import check_config
+from everlearn.runs.config import build_config
+from everlearn.runs.plan import make_plan
 from everlearn.scenarios import get_scenario
 from everlearn.sweeps.spec import check_cells, expand, read_sweep_file
 from everlearn.sweeps.sweep import prepare_directory

@@ -7,7 +7,7 @@ from typing import NamedTuple
 
 from pydantic import BaseModel
 
-from everlearn.agents.common import Agent, EnvSpec, Transition
+from everlearn.agents.common import Agent, EnvSpec
 from everlearn.agents.cql import CQLConfig, make_cql
 from everlearn.agents.cql_dqn import CQLDQNConfig, make_cql_dqn
 from everlearn.agents.dqn import DQNConfig, make_dqn
@@ -16,6 +16,7 @@ from everlearn.agents.ppo import PPOConfig, make_ppo
 from everlearn.agents.sac import SACConfig, make_sac
 from everlearn.agents.td3 import TD3Config, make_td3
 from everlearn.agents.td3_bc import TD3BCConfig, make_td3_bc
+from everlearn.core.replay import Transition
 
 
 class AgentEntry(NamedTuple):

@@ -44,9 +44,15 @@ from pydantic import PositiveFloat
 
 from everlearn.agents.common import Agent, EnvSpec
 from everlearn.agents.dqn import DQNConfig, make_dqn
+from everlearn.core.ranges import (
+    Count,
+    Fraction,
+    LearningRate,
+    NonNegative,
+    NonNegativeCount,
+    Positive,
+)
 from everlearn.methods.base import AgentView, Method
-from everlearn.ranges import (Count, Fraction, LearningRate, NonNegative, NonNegativeCount,
-                              Positive)
 
 
 class CQLDQNConfig(DQNConfig):

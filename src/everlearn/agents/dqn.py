@@ -12,8 +12,8 @@ Continual-learning methods (`everlearn.methods`) hook into `update` at the point
 
 from __future__ import annotations
 
-from functools import partial
 from collections.abc import Callable, Sequence
+from functools import partial
 from typing import Any, Literal
 
 import jax
@@ -22,13 +22,30 @@ import optax
 from flax import struct
 from pydantic import BaseModel, ConfigDict, PositiveFloat, PositiveInt
 
-from everlearn.agents.common import (MLP, Agent, EnvSpec, ReplayBuffer, Transition,
-                                     learn_from_dataset, polyak, replay_row,
-                                     restarting_boundary, store_and_learn, torso_options,
-                                     uniform_actions)
+from everlearn.agents.common import (
+    MLP,
+    Agent,
+    EnvSpec,
+    learn_from_dataset,
+    polyak,
+    restarting_boundary,
+    store_and_learn,
+    torso_options,
+    uniform_actions,
+)
+from everlearn.core.ranges import (
+    Count,
+    Discount,
+    Fraction,
+    HiddenSizes,
+    LearningRate,
+    NonNegative,
+    NonNegativeCount,
+    PolyakStep,
+    Positive,
+)
+from everlearn.core.replay import ReplayBuffer, Transition, replay_row
 from everlearn.methods.base import AgentView, Hooks, Method
-from everlearn.ranges import (Count, Discount, Fraction, HiddenSizes, LearningRate,
-                              NonNegative, NonNegativeCount, PolyakStep, Positive)
 
 
 class DQNConfig(BaseModel):

@@ -68,12 +68,27 @@ import optax
 from flax import struct
 from pydantic import BaseModel, ConfigDict, NonNegativeInt, PositiveFloat, PositiveInt
 
-from everlearn.agents.common import (MLP, Agent, EnvSpec, ReplayBuffer, Transition,
-                                     gradient_steps_per_update, learn_from_dataset, polyak,
-                                     random_actions, replay_row, restarting_boundary,
-                                     store_and_learn, twin_q)
+from everlearn.agents.common import (
+    MLP,
+    Agent,
+    EnvSpec,
+    gradient_steps_per_update,
+    learn_from_dataset,
+    polyak,
+    random_actions,
+    restarting_boundary,
+    store_and_learn,
+    twin_q,
+)
+from everlearn.core.ranges import (
+    Discount,
+    Fraction,
+    HiddenSizes,
+    NonNegative,
+    PolyakStep,
+)
+from everlearn.core.replay import ReplayBuffer, Transition, replay_row
 from everlearn.methods.base import AgentView, Hooks, Method
-from everlearn.ranges import Discount, Fraction, HiddenSizes, NonNegative, PolyakStep
 
 LOG_STD_MIN, LOG_STD_MAX = -5.0, 2.0  # the authors' clip of the actor's log-std
 

@@ -18,10 +18,18 @@ import optax
 from flax import struct
 from pydantic import BaseModel, ConfigDict, PositiveFloat, PositiveInt, model_validator
 
-from everlearn.agents.common import MLP, Agent, EnvSpec, Transition, torso_options
+from everlearn.agents.common import MLP, Agent, EnvSpec, torso_options
+from everlearn.core.ranges import (
+    Count,
+    Discount,
+    Fraction,
+    HiddenSizes,
+    LearningRate,
+    NonNegative,
+    Positive,
+)
+from everlearn.core.replay import Transition
 from everlearn.methods.base import AgentView, Hooks, Method
-from everlearn.ranges import (Count, Discount, Fraction, HiddenSizes, LearningRate, NonNegative,
-                              Positive)
 
 
 def minibatch_row(obs_dim: int) -> dict[str, jax.ShapeDtypeStruct]:

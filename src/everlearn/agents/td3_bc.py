@@ -58,8 +58,8 @@ authors (`compute_expected_q(..., "none")[0]`).
 
 from __future__ import annotations
 
-from functools import partial
 from collections.abc import Callable, Sequence
+from functools import partial
 from typing import Any, Literal
 
 import jax
@@ -68,12 +68,21 @@ import optax
 from flax import struct
 from pydantic import BaseModel, ConfigDict, NonNegativeInt, PositiveFloat, PositiveInt
 
-from everlearn.agents.common import (MLP, Agent, EnvSpec, ReplayBuffer, Transition,
-                                     gradient_steps_per_update, learn_from_dataset, polyak,
-                                     random_actions, replay_row, restarting_boundary,
-                                     store_and_learn, twin_q)
+from everlearn.agents.common import (
+    MLP,
+    Agent,
+    EnvSpec,
+    gradient_steps_per_update,
+    learn_from_dataset,
+    polyak,
+    random_actions,
+    restarting_boundary,
+    store_and_learn,
+    twin_q,
+)
+from everlearn.core.ranges import Discount, HiddenSizes, NonNegative, PolyakStep
+from everlearn.core.replay import ReplayBuffer, Transition, replay_row
 from everlearn.methods.base import AgentView, Hooks, Method
-from everlearn.ranges import Discount, HiddenSizes, NonNegative, PolyakStep
 
 NORMALISATION_EPS = 1e-3  # added to the dataset's std (sfujim/TD3_BC `utils.normalize_states`)
 

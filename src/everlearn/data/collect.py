@@ -12,9 +12,7 @@ dataset holds at least `steps` transitions minus at most one episode per env.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import gymnasium as gym
@@ -22,11 +20,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from everlearn.data import minari_io
 from everlearn.data.minari_io import Episode
 from everlearn.envs.functional import FunctionalEnv
-from everlearn.envs.sources import EnvSpaces, gymnax_id, task_spaces
-from everlearn.runs.functional import task_params
+from everlearn.envs.rollout import task_params
+from everlearn.envs.sources import EnvSpaces, gymnax_id
 from everlearn.scenarios.task import Task
 
 # A policy: (obs[num_envs, d], key) -> action[num_envs, ...].
@@ -164,112 +161,3 @@ def agent_policy(agent: Any, agent_state: Any, greedy: bool = False) -> Policy:
     return lambda obs, key: agent.act(agent_state, obs, key)[0]
 
 
-def load_run(run_dir: str | Path, seed_index: int = 0, checkpoint: Path | None = None):
-    """A run directory's plan, the state of seed `seed_index` (the agent state) in its newest
-    checkpoint (or in `checkpoint`, one of its checkpoint files) and that checkpoint's index
-    entry; refuses a missing checkpoint or seed in one line."""
-    from everlearn.runs.checkpoint import NoCheckpoint, load_checkpoint, load_checkpoint_file
-    from everlearn.runs.run import load_config, make_plan
-
-    run_dir = Path(run_dir)
-    config = load_config(run_dir)
-    info = json.loads((run_dir / "run.json").read_text()) if (run_dir / "run.json").is_file() else {}
-    plan = make_plan(config, info.get("normalisation"))
-    if not 0 <= seed_index < len(config.seeds):
-        raise ValueError(f"seed index {seed_index}: run '{run_dir}' has {len(config.seeds)} "
-                         f"seeds; use 0..{len(config.seeds) - 1}")
-    try:
-        template = plan.trainer.init(config.seeds)
-        state, index = (load_checkpoint_file(checkpoint, template) if checkpoint is not None
-                        else load_checkpoint(run_dir / "checkpoints", template))
-    except NoCheckpoint:
-        raise ValueError(f"run '{run_dir}' has no checkpoint yet; let it reach its first "
-                         "evaluation") from None
-    return plan, jax.tree.map(lambda x: x[seed_index], state.agent), index
-
-
-def run_policy(run_dir: str | Path, task: Task, seed_index: int = 0, greedy: bool = False,
-               checkpoint: Path | None = None) -> tuple[Policy, dict]:
-    """The policy of a run directory's newest checkpoint, or of `checkpoint` (one of its
-    checkpoint files), for seed `seed_index` of its seeds,
-    acting on `task`, which must be a task of the run's scenario by name: the policy is fed
-    the task's observations as the run fed them (padding, task id, action mask). Returns the
-    policy and a description for the dataset's metadata."""
-    from everlearn.data.datasets import agent_observations
-    from everlearn.runs.run import scenario_layout_for
-
-    run_dir = Path(run_dir)
-    plan, agent_state, index = load_run(run_dir, seed_index, checkpoint)
-    config = plan.config
-    names = [t.name for t in plan.scenario.tasks]
-    if task.name not in names:
-        raise ValueError(f"task '{task.name}' is not a task of run '{run_dir}' (its tasks: "
-                         f"{', '.join(names)}); collect on one of them")
-    agent = plan.trainer.agent
-    position = names.index(task.name)
-    acting = agent.for_task(agent_state, position)  # the methods' view of the task (PackNet)
-    layout = scenario_layout_for(config.scenario, config.backend)
-    spaces = task_spaces(task, recording_backend(task))
-    extra = agent.view.obs_dim - len(agent_observations(
-        np.zeros((1, int(np.prod(spaces.obs_shape))), np.float32), spaces, layout)[0])
-    onehot = np.eye(plan.scenario.num_tasks, dtype=np.float32)[position] if extra else None
-    inner = agent_policy(agent, acting, greedy)
-
-    def policy(obs: jax.Array, key: jax.Array) -> jax.Array:
-        return inner(agent_observations(obs, spaces, layout, onehot, jnp), key)
-
-    about = {"policy": f"{config.agent} of run {run_dir.name}, seed {config.seeds[seed_index]}, "
-                       f"checkpoint at segment {index['segment']}, "
-                       f"{'greedy' if greedy else 'exploring'} actions",
-             "run": str(run_dir.resolve()), "segment": index["segment"]}
-    return policy, about
-
-
-def record(scenario_name: str, task_name: str, dataset_name: str, policy: str, steps: int,
-           seed: int = 0, seed_index: int = 0, greedy: bool = False,
-           overwrite: bool = False) -> str:
-    """`everlearn collect`: record `policy` ("random", a run directory or one of its checkpoint
-    files) on a task of a scenario into the Minari dataset `dataset_name`; returns a line saying
-    what was written.
-    Every check comes before the recording, so bad input writes nothing."""
-    from everlearn import __version__
-    from everlearn.scenarios import get_scenario
-
-    scenario = get_scenario(scenario_name)
-    names = [t.name for t in scenario.tasks]
-    if task_name not in names:
-        raise ValueError(f"scenario '{scenario.name}' has no task '{task_name}'; its tasks: "
-                         f"{', '.join(names)}")
-    task = scenario.tasks[names.index(task_name)]
-    if steps < 1:
-        raise ValueError(f"--steps {steps}: record at least one transition")
-    minari_io.check_dataset_id(dataset_name)
-    if not overwrite and dataset_name in minari_io.list_local():
-        raise ValueError(f"dataset '{dataset_name}' exists; choose another --name or pass "
-                         "--overwrite")
-    spaces = task_spaces(task, recording_backend(task))
-    if policy == "random":
-        act, about = random_policy(spaces), {"policy": "uniform random"}
-    elif Path(policy).is_dir():
-        act, about = run_policy(policy, task, seed_index, greedy)
-    elif Path(policy).is_file() and Path(policy).parent.name == "checkpoints":
-        run_dir = Path(policy).parent.parent  # <run>/checkpoints/segment-N.msgpack
-        act, about = run_policy(run_dir, task, seed_index, greedy, checkpoint=Path(policy))
-    else:
-        raise ValueError(f"--policy '{policy}' is neither 'random', a run directory nor a "
-                         "checkpoint file of one (<run>/checkpoints/segment-N.msgpack)")
-    episodes = record_episodes(task, act, steps, seed)
-    if not episodes:  # the Gymnasium path records until an episode has ended
-        raise ValueError(f"--steps {steps} is shorter than one episode of task '{task.name}' "
-                         f"(up to {FunctionalEnv(task).max_episode_steps} steps); record more")
-    returns = [float(e.rewards.sum()) for e in episodes]
-    metadata = {"everlearn_version": __version__, "scenario": scenario.name,
-                "task": task.describe(), "seed": seed, **about,
-                "mean_return": float(np.mean(returns))}
-    path = minari_io.write_dataset(dataset_name, episodes, **agent_spaces(spaces),
-                                   metadata=metadata, overwrite=overwrite,
-                                   description=f"task '{task.name}' of scenario "
-                                               f"'{scenario.name}': {about['policy']}")
-    rows = sum(len(e.rewards) for e in episodes)
-    return (f"wrote {dataset_name}: {len(episodes)} episodes, {rows:,} transitions, mean "
-            f"return {np.mean(returns):.1f} ({path})")

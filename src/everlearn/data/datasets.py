@@ -12,19 +12,20 @@ env is in the env's units).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import replace
 
 import jax.numpy as jnp
 import numpy as np
 from pydantic import BaseModel
 
-from everlearn.agents.common import ReplayBuffer
+from everlearn.core.errors import ConfigError
+from everlearn.core.replay import ReplayBuffer
 from everlearn.data import minari_io
 from everlearn.data.recipes import dataset_id
 from everlearn.envs.layout import Layout, action_mask, pad_observation
 from everlearn.envs.sources import EnvSpaces
 from everlearn.methods.base import AgentView
-from everlearn.methods.replay import TRANSITION_KEYS
 from everlearn.scenarios.task import Scenario, Task
 
 
@@ -114,10 +115,13 @@ def dataset_buffers(scenario: Scenario, spaces: list[EnvSpaces], layout: Layout,
 
 
 def method_data(methods: dict[str, BaseModel], scenario: Scenario, spaces: list[EnvSpaces],
-                layout: Layout, task_ids: bool, view: AgentView) -> dict[str, ReplayBuffer]:
+                layout: Layout, task_ids: bool, view: AgentView,
+                run_buffer_rows: Callable[[str, int], dict[str, np.ndarray]]
+                ) -> dict[str, ReplayBuffer]:
     """The data of each method that takes data (`offline_mix`), as full buffers in the agent's
     input format: a dataset mapped onto the scenario task its config names (the first by
-    default), or an earlier run's replay buffer, which must have this agent's widths."""
+    default), or an earlier run's replay buffer (`run_buffer_rows(run_dir, seed_index)`: its
+    filled rows), which must have this agent's widths."""
     if "offline_mix" not in methods:
         return {}
     mix = methods["offline_mix"]
@@ -127,8 +131,6 @@ def method_data(methods: dict[str, BaseModel], scenario: Scenario, spaces: list[
                 for k, v in view.minibatch_row.items() if k in ("obs", "action")}
         got = {k: (rows[k].shape[1:], rows[k].dtype.kind) for k in ("obs", "action")}
         if got != want:
-            from everlearn.runs.config import ConfigError
-
             raise ConfigError(f"offline_mix.run: run '{mix.run}' stores observations and actions "
                              f"of shapes {got['obs'][0]} and {got['action'][0]}, this run's "
                              f"agent takes {want['obs'][0]} and {want['action'][0]}; mix a run "
@@ -141,14 +143,3 @@ def method_data(methods: dict[str, BaseModel], scenario: Scenario, spaces: list[
     return {"offline_mix": full_buffer(rows)}
 
 
-def run_buffer_rows(run_dir: str, seed_index: int) -> dict[str, np.ndarray]:
-    """The filled rows of seed `seed_index`'s replay buffer in a run's newest checkpoint."""
-    from everlearn.data.collect import load_run
-
-    _, agent_state, _ = load_run(run_dir, seed_index)
-    buffer = getattr(agent_state, "buffer", None)
-    if buffer is None:
-        raise ValueError(f"offline_mix.run: run '{run_dir}' has no replay buffer (an on-policy "
-                         "agent); mix an off-policy agent's run, or record a dataset")
-    n = int(buffer.size)
-    return {k: np.asarray(getattr(buffer, k)[:n]) for k in TRANSITION_KEYS}

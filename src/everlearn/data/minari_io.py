@@ -38,7 +38,7 @@ from minari.dataset.minari_storage import MinariStorage
 from minari.namespace import create_namespace, list_local_namespaces
 from minari.storage import get_dataset_path
 
-from everlearn import __version__
+from everlearn.core.version import __version__
 
 METADATA_KEY = "everlearn"  # the key of everlearn's metadata in Minari's metadata.json
 SUPPORTED_SPACES = "Box (any shape) and Discrete"

@@ -42,12 +42,17 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from everlearn import __version__
 from everlearn.agents import AGENTS, EnvSpec, make_agent
 from everlearn.agents.common import uniform_actions
+from everlearn.core.version import __version__
 from everlearn.data import minari_io
-from everlearn.data.collect import (agent_policy, agent_spaces, random_policy,
-                                    record_episodes, recording_backend)
+from everlearn.data.collect import (
+    agent_policy,
+    agent_spaces,
+    random_policy,
+    record_episodes,
+    recording_backend,
+)
 from everlearn.envs.sources import EnvSpaces, family_of, task_spaces
 from everlearn.scenarios.task import Scenario, Task
 
@@ -110,7 +115,7 @@ def check_recipe(task: Task) -> None:
 
 def recipe_id(task: Task, quality: str) -> str:
     """The Minari id under which `task`'s `quality` data is kept."""
-    from everlearn.runs.reference import task_identity
+    from everlearn.training.reference import task_identity
 
     identity = {k: v for k, v in task_identity(task).items() if k not in ("name", "dataset")}
     digest = hashlib.sha256(json.dumps(identity, sort_keys=True, default=str).encode())
@@ -166,9 +171,12 @@ def _trained_policy(task: Task, quality: str, expert: Expert, spaces: EnvSpaces,
                     log=print) -> tuple[Any, dict]:
     """`expert`'s agent trained on `task` alone; its snapshot for `quality` as an exploring
     policy. Logs each snapshot's greedy return (minutes apart on the Gymnasium path)."""
-    from everlearn.runs.functional import FunctionalTrainer
-    from everlearn.runs.gymnasium import GymnasiumTrainer
-    from everlearn.runs.scores import _functional_random_return, _gymnasium_random_return
+    from everlearn.training.functional import FunctionalTrainer
+    from everlearn.training.gymnasium import GymnasiumTrainer
+    from everlearn.training.scores import (
+        _functional_random_return,
+        _gymnasium_random_return,
+    )
 
     spec = EnvSpec(int(np.prod(spaces.obs_shape)), spaces.num_actions,
                    continuous=spaces.continuous, image_shape=(

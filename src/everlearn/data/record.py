@@ -24,13 +24,13 @@ from pathlib import Path
 
 import numpy as np
 
+from everlearn.core.files import atomic_write
 from everlearn.data import minari_io
 from everlearn.data.collect import agent_spaces
 from everlearn.data.datasets import task_observations
 from everlearn.data.minari_io import Episode
 from everlearn.envs.layout import Layout
 from everlearn.envs.sources import EnvSpaces
-from everlearn.files import atomic_write
 from everlearn.scenarios.task import Scenario
 
 RECORD_DIR = "record"  # in the run directory: segments trained since the last task's datasets

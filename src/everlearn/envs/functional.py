@@ -20,7 +20,7 @@ from flax import struct
 
 from everlearn.envs.families import derived_physics
 from everlearn.envs.layout import Layout, pad_observation
-from everlearn.envs.sources import family_of, functional_spaces, make_gymnax
+from everlearn.envs.sources import EnvRef, family_of, functional_spaces, make_gymnax
 
 
 @struct.dataclass
@@ -46,9 +46,7 @@ class FunctionalEnv:
 
     def __init__(self, task, layout: Layout | None = None):
         if isinstance(task, str):  # an env name alone: its default context
-            from everlearn.scenarios.task import Task
-
-            task = Task(task, task)
+            task = EnvRef(task, task)
         self.family = family_of(task)
         self.env, self.default_env_params = make_gymnax(task)
         self.name = task.env

@@ -19,7 +19,7 @@ import importlib
 import json
 import os
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import gymnasium as gym
@@ -28,6 +28,18 @@ import numpy as np
 from everlearn.envs.families import FAMILIES, EnvFamily
 
 GYMNAX_PREFIX = "gymnax:"
+
+
+@dataclass(frozen=True)
+class EnvRef:
+    """An env by name alone, in its default context: what the env sources read of a task
+    (`everlearn.scenarios.task.Task` adds the context that makes a task of it)."""
+
+    name: str
+    env: str
+    kwargs: dict = field(default_factory=dict)
+    imports: tuple[str, ...] = ()
+    env_factory: Any = None
 
 
 @dataclass(frozen=True)

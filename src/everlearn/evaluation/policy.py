@@ -19,9 +19,13 @@ import numpy as np
 from everlearn.envs.functional import FunctionalEnv
 from everlearn.envs.gymnasium_context import make_vector_env
 from everlearn.envs.layout import Layout, scenario_layout
-from everlearn.envs.sources import EnvSpaces, env_identity, steps_on_gymnasium, task_spaces
-from everlearn.runs.functional import task_params
-from everlearn.runs.gymnasium import episode_returns, eval_env_seed
+from everlearn.envs.rollout import episode_returns, eval_env_seed, task_params
+from everlearn.envs.sources import (
+    EnvSpaces,
+    env_identity,
+    steps_on_gymnasium,
+    task_spaces,
+)
 from everlearn.scenarios.registry import get_scenario
 from everlearn.scenarios.task import Scenario, Task
 

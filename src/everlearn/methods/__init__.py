@@ -16,12 +16,24 @@ from pydantic import BaseModel
 
 from everlearn.methods.agem import AGEMConfig, make_agem
 from everlearn.methods.base import AgentView, Hooks, Method
-from everlearn.methods.bc_replay import (BCReplayConfig, BCReplayEndOfTaskConfig,
-                                         make_bc_replay, make_bc_replay_end_of_task)
-from everlearn.methods.continual_backprop import (ContinualBackpropConfig,
-                                                  make_continual_backprop)
-from everlearn.methods.cw_regularisation import (CWEWCConfig, CWL2Config, CWMASConfig,
-                                                 make_cw_ewc, make_cw_l2, make_cw_mas)
+from everlearn.methods.bc_replay import (
+    BCReplayConfig,
+    BCReplayEndOfTaskConfig,
+    make_bc_replay,
+    make_bc_replay_end_of_task,
+)
+from everlearn.methods.continual_backprop import (
+    ContinualBackpropConfig,
+    make_continual_backprop,
+)
+from everlearn.methods.cw_regularisation import (
+    CWEWCConfig,
+    CWL2Config,
+    CWMASConfig,
+    make_cw_ewc,
+    make_cw_l2,
+    make_cw_mas,
+)
 from everlearn.methods.ewc import EWCConfig, OnlineEWCConfig, make_ewc, make_online_ewc
 from everlearn.methods.jsrl import JSRLConfig, make_jsrl
 from everlearn.methods.l2_init import L2InitConfig, make_l2_init
@@ -30,13 +42,21 @@ from everlearn.methods.offline_mix import OfflineMixConfig, make_offline_mix
 from everlearn.methods.packnet import POLICY_NETWORK, PackNetConfig, make_packnet
 from everlearn.methods.redo import ReDoConfig, make_redo
 from everlearn.methods.replay import BalancedReplayConfig, ReplayConfig, make_replay
-from everlearn.methods.shrink_perturb import (PeriodicShrinkPerturbConfig, ShrinkPerturbConfig,
-                                              make_shrink_perturb)
-from everlearn.methods.replay_selective import SelectiveReplayConfig, make_replay_selective
-from everlearn.methods.task_identity import (TaskIdentityConfig, make_multi_head,
-                                             make_task_id_input)
+from everlearn.methods.replay_selective import (
+    SelectiveReplayConfig,
+    make_replay_selective,
+)
+from everlearn.methods.shrink_perturb import (
+    PeriodicShrinkPerturbConfig,
+    ShrinkPerturbConfig,
+    make_shrink_perturb,
+)
+from everlearn.methods.task_identity import (
+    TaskIdentityConfig,
+    make_multi_head,
+    make_task_id_input,
+)
 from everlearn.methods.upgd import UPGDConfig, make_upgd
-
 
 # The agents each kind of method works with: every agent, or the off-policy ones (their minibatch
 # rows are transitions that any policy's TD loss can learn from).
@@ -55,7 +75,7 @@ class MethodEntry(NamedTuple):
     # to observations), "multi_head" (that, plus one output head per task), or None.
     network: str | None = None
     # The run's trainer loads data for it and puts it in its state for each training segment
-    # (`everlearn.runs.offline`; the method's config names the source).
+    # (`everlearn.training.offline`; the method's config names the source).
     takes_data: bool = False
 
 

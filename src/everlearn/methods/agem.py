@@ -35,7 +35,8 @@ import jax.numpy as jnp
 import optax
 from pydantic import BaseModel, ConfigDict, PositiveInt
 
-from everlearn.methods.base import AgentView, Method, empty_rows
+from everlearn.core.rows import empty_rows
+from everlearn.methods.base import AgentView, Method
 
 
 class AGEMConfig(BaseModel):

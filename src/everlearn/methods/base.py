@@ -65,6 +65,8 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from everlearn.core.rows import empty_rows, store_rows
+
 Params = Any
 MethodState = Any
 
@@ -131,52 +133,12 @@ class AgentView(NamedTuple):
     heads: int = 1
 
 
-def empty_rows(row: dict[str, jax.ShapeDtypeStruct], leading: tuple[int, ...],
-               keys: tuple[str, ...] | None = None) -> dict[str, jax.Array]:
-    """Zeroed room for rows of a minibatch format (`view.minibatch_row`): arrays of shape
-    `leading + row shape`, for every key or only `keys`."""
-    return {key: jnp.zeros((*leading, *spec.shape), spec.dtype) for key, spec in row.items()
-            if keys is None or key in keys}
-
-
 # -- a fixed-size store of the most recent rows (the hooks' `recent`, ewc, mas) -------------
 
 def empty_store(view: AgentView, capacity: int, keys: tuple[str, ...] | None = None) -> dict:
     """Room for `capacity` rows of the agent's minibatch format (only `keys` if given)."""
     rows = empty_rows(view.minibatch_row, (capacity,), keys)
     return {"rows": rows, "position": jnp.zeros((), jnp.int32), "size": jnp.zeros((), jnp.int32)}
-
-
-def store_rows(store: dict, data: dict) -> dict:
-    """Write the newest rows of `data` over the oldest ones of the store."""
-    capacity = store["rows"]["obs"].shape[0]
-    count = min(data["obs"].shape[0], capacity)  # a static shape: keep only the newest rows
-    slots = (store["position"] + jnp.arange(count)) % capacity
-    rows = {key: column.at[slots].set(data[key][-count:].astype(column.dtype))
-            for key, column in store["rows"].items()}
-    return {"rows": rows, "position": (store["position"] + count) % capacity,
-            "size": jnp.minimum(store["size"] + count, capacity)}
-
-
-def clear_store(store: dict) -> dict:
-    return {**store, "position": jnp.zeros_like(store["position"]),
-            "size": jnp.zeros_like(store["size"])}
-
-
-def filled_rows(store: dict) -> dict[str, jax.Array]:
-    """The store's rows as fixed-shape arrays for jit ([capacity, ...]): until the store is
-    full, its first `size` rows repeated to fill it (a mean over them is then a mean over what
-    the store holds, up to the rounding of the repeats)."""
-    capacity = store["rows"]["obs"].shape[0]
-    index = jnp.arange(capacity) % jnp.maximum(store["size"], 1)
-    return jax.tree.map(lambda column: column[index], store["rows"])
-
-
-def row_weights(store: dict) -> jax.Array:
-    """1/size for each filled row, 0 for empty ones: an exact mean over what the store holds."""
-    capacity = store["rows"]["obs"].shape[0]
-    filled = jnp.arange(capacity) < store["size"]
-    return filled / jnp.maximum(store["size"], 1).astype(jnp.float32)
 
 
 # -- per-weight statistics over stored rows (ewc, mas) -------------------------------------

@@ -65,8 +65,12 @@ import jax.numpy as jnp
 from pydantic import BaseModel, ConfigDict, NonNegativeFloat, PositiveInt
 
 from everlearn.methods.base import AgentView, Method
-from everlearn.methods.replay import (output_shapes, reservoir_positions, reservoir_rows,
-                                      sample_rows)
+from everlearn.methods.replay import (
+    output_shapes,
+    reservoir_positions,
+    reservoir_rows,
+    sample_rows,
+)
 
 
 class BCReplayConfig(BaseModel):

@@ -58,9 +58,15 @@ import jax
 import jax.numpy as jnp
 from pydantic import BaseModel, ConfigDict, Field, NonNegativeInt
 
-from everlearn.methods.base import AgentView, Method, filled_rows
-from everlearn.methods.surgery import (hidden_layers, init_scales, reinit_moments_mask,
-                                       reinit_units, require_activations)
+from everlearn.core.rows import filled_rows
+from everlearn.methods.base import AgentView, Method
+from everlearn.methods.surgery import (
+    hidden_layers,
+    init_scales,
+    reinit_moments_mask,
+    reinit_units,
+    require_activations,
+)
 
 
 class ContinualBackpropConfig(BaseModel):

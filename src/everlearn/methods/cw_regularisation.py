@@ -47,8 +47,13 @@ import jax
 import jax.numpy as jnp
 from pydantic import BaseModel, ConfigDict, NonNegativeFloat, PositiveInt
 
-from everlearn.methods.base import (AgentView, Method, Params, weighted_squared_distance,
-                                   weighted_sum_over_rows)
+from everlearn.methods.base import (
+    AgentView,
+    Method,
+    Params,
+    weighted_squared_distance,
+    weighted_sum_over_rows,
+)
 from everlearn.methods.packnet import POLICY_NETWORK, _output_layer
 from everlearn.methods.replay import reservoir_positions
 

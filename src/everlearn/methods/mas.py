@@ -22,9 +22,16 @@ import jax
 import jax.numpy as jnp
 from pydantic import BaseModel, ConfigDict, NonNegativeFloat, PositiveInt
 
-from everlearn.methods.base import (AgentView, Method, Params, clear_store, empty_store,
-                                   normalise_by_mean, row_weights, store_rows,
-                                   weighted_squared_distance, weighted_sum_over_rows)
+from everlearn.core.rows import clear_store, row_weights, store_rows
+from everlearn.methods.base import (
+    AgentView,
+    Method,
+    Params,
+    empty_store,
+    normalise_by_mean,
+    weighted_squared_distance,
+    weighted_sum_over_rows,
+)
 
 
 class MASConfig(BaseModel):

@@ -40,7 +40,7 @@ import jax
 import jax.numpy as jnp
 from pydantic import BaseModel, ConfigDict, Field, NonNegativeInt
 
-from everlearn.agents.common import ReplayBuffer
+from everlearn.core.replay import ReplayBuffer
 from everlearn.methods.base import AgentView, Method
 from everlearn.methods.replay import replace_head
 

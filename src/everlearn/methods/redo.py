@@ -28,13 +28,16 @@ import jax
 import jax.numpy as jnp
 from pydantic import BaseModel, ConfigDict, NonNegativeFloat, PositiveInt
 
-from everlearn.agents.common import in_lockstep
-# The module, not the name: diagnostics reads the hooks' store from `methods.base`, so a
-# name imported here would not exist yet when diagnostics is imported first.
-from everlearn.evaluation import diagnostics
-from everlearn.methods.base import AgentView, Method, filled_rows
-from everlearn.methods.surgery import (init_scales, reinit_moments_mask, reinit_units,
-                                       require_activations)
+from everlearn.core.lockstep import in_lockstep
+from everlearn.core.neurons import dormant_mask
+from everlearn.core.rows import filled_rows
+from everlearn.methods.base import AgentView, Method
+from everlearn.methods.surgery import (
+    init_scales,
+    reinit_moments_mask,
+    reinit_units,
+    require_activations,
+)
 
 
 class ReDoConfig(BaseModel):
@@ -57,7 +60,7 @@ def make_redo(config: ReDoConfig, view: AgentView) -> Method:
         params, masks = dict(params), {}
         recycled = jnp.zeros((), jnp.int32)
         for network, k in zip(view.networks, jax.random.split(key, len(view.networks))):
-            masks[network] = diagnostics.dormant_mask(layers[network], config.tau)
+            masks[network] = dormant_mask(layers[network], config.tau)
             params[network] = reinit_units(k, params[network], masks[network],
                                            state["scales"][network])
             recycled += sum(jnp.sum(mask, dtype=jnp.int32) for mask in masks[network])

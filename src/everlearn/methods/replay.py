@@ -33,7 +33,7 @@ import jax
 import jax.numpy as jnp
 from pydantic import BaseModel, ConfigDict, Field, PositiveInt, field_validator
 
-from everlearn.agents.common import ReplayBuffer
+from everlearn.core.replay import ReplayBuffer
 from everlearn.methods.base import AgentView, Method
 
 # The fields of a stored transition: DQN's minibatch keys and ReplayBuffer's arrays.

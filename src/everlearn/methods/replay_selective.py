@@ -39,8 +39,9 @@ import jax
 import jax.numpy as jnp
 from pydantic import BaseModel, ConfigDict, Field, PositiveInt
 
-from everlearn.agents.common import ReplayBuffer
-from everlearn.methods.base import AgentView, Method, clear_store, empty_store, store_rows
+from everlearn.core.replay import ReplayBuffer
+from everlearn.core.rows import clear_store, store_rows
+from everlearn.methods.base import AgentView, Method, empty_store
 from everlearn.methods.replay import TRANSITION_KEYS, replace_head, sample_rows
 
 

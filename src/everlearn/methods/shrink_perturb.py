@@ -36,9 +36,16 @@ from typing import Annotated, Literal
 
 import jax
 import jax.numpy as jnp
-from pydantic import BaseModel, ConfigDict, Field, NonNegativeFloat, PositiveInt, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    NonNegativeFloat,
+    PositiveInt,
+    field_validator,
+)
 
-from everlearn.agents.common import in_lockstep
+from everlearn.core.lockstep import in_lockstep
 from everlearn.methods.base import AgentView, Method
 from everlearn.methods.surgery import init_scales, shrink_perturb_network
 

@@ -25,10 +25,14 @@ from typing import Any
 
 import numpy as np
 
+from everlearn.core.files import atomic_write
 from everlearn.evaluation.metrics import bootstrap_rng, interquartile_mean_ci
-from everlearn.files import atomic_write
-from everlearn.report.figures import (fmt, matrix_figure, performance_profile_figure,
-                                      write_figures)
+from everlearn.report.figures import (
+    fmt,
+    matrix_figure,
+    performance_profile_figure,
+    write_figures,
+)
 from everlearn.report.html import CSS, METRIC_INFO, figure_html, format_date, html_page
 from everlearn.report.run_data import read_json
 

@@ -17,7 +17,7 @@ from matplotlib import colormaps
 from matplotlib.figure import Figure
 from matplotlib.ticker import EngFormatter, MaxNLocator
 
-from everlearn.files import atomic_write
+from everlearn.core.files import atomic_write
 from everlearn.report.run_data import RunData, task_boundaries
 
 # Figures are saved at 150 dpi but shown at 100 px per inch (the 9 in wide curves at 900 px),
@@ -213,7 +213,9 @@ def performance_profile_figure(profiles: dict[str, np.ndarray],
                                score_name: str) -> Figure:
     """rliable's performance profile: for each method, the fraction of its seeds whose score is
     above τ, with a 95% stratified-bootstrap band. `intervals[method]` is [2, len(taus)]."""
-    from rliable import plot_utils  # imports pyplot (never switches a backend): only when used
+    from rliable import (
+        plot_utils,  # imports pyplot (never switches a backend): only when used
+    )
 
     colours = dict(zip(profiles, category_colours(len(profiles))))
     fig = Figure(figsize=(9, 4.2), layout="constrained")

@@ -16,9 +16,15 @@ from typing import Any
 import numpy as np
 from matplotlib.figure import Figure
 
-from everlearn.files import atomic_write
-from everlearn.report.figures import (diagnostics_figure, fmt, learning_speed_figure,
-                                      matrix_figure, performance_figure, write_figures)
+from everlearn.core.files import atomic_write
+from everlearn.report.figures import (
+    diagnostics_figure,
+    fmt,
+    learning_speed_figure,
+    matrix_figure,
+    performance_figure,
+    write_figures,
+)
 from everlearn.report.run_data import RunData, load_run, read_performance_matrix
 
 __all__ = ["write_report"]

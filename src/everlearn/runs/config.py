@@ -12,27 +12,31 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import (BaseModel, ConfigDict, Field, PositiveInt, ValidationError, create_model,
-                      field_validator, model_validator)
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PositiveInt,
+    ValidationError,
+    create_model,
+    field_validator,
+    model_validator,
+)
 
 from everlearn.agents import AGENTS
+from everlearn.agents.cql import CQLConfig
 from everlearn.agents.cql_dqn import CQLDQNConfig
 from everlearn.agents.dqn import DQNConfig
+from everlearn.agents.iql import IQLConfig
 from everlearn.agents.ppo import PPOConfig
 from everlearn.agents.sac import SACConfig
 from everlearn.agents.td3 import TD3Config
 from everlearn.agents.td3_bc import TD3BCConfig
-from everlearn.agents.iql import IQLConfig
-from everlearn.agents.cql import CQLConfig
+from everlearn.core.errors import ConfigError
+from everlearn.core.ranges import SEED_MAX, STEPS_MAX
 from everlearn.envs.sources import gymnax_id
 from everlearn.methods import METHODS
-from everlearn.ranges import SEED_MAX, STEPS_MAX
 from everlearn.scenarios import scenario_names
-
-
-class ConfigError(ValueError):
-    """A user-facing configuration problem; the message is one line."""
-
 
 MAX_SEEDS = 10_000  # seeds run side by side (vmapped): more would not fit in memory anyway
 

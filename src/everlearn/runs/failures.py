@@ -15,24 +15,6 @@ import jax.numpy as jnp
 import numpy as np
 
 
-class RunStopped(RuntimeError):
-    """The run stopped before its end; `exit_code` is what the command line exits with."""
-
-    def __init__(self, message: str, exit_code: int = 1):
-        super().__init__(message)
-        self.exit_code = exit_code
-
-
-class EnvFailed(RuntimeError):
-    """A task's env raised; `step` counts env steps per seed from the segment's start
-    (None: during an evaluation)."""
-
-    def __init__(self, env: str, task: str, step: int | None, error: BaseException):
-        super().__init__(f"env '{env}' of task '{task}' raised {type(error).__name__}: "
-                         f"{' '.join(str(error).split())}")
-        self.step = step
-
-
 @functools.partial(jax.jit, static_argnums=1)
 def _finite_per_seed(leaves: list[jax.Array], num_seeds: int) -> jax.Array:
     checks = [jnp.all(jnp.isfinite(x.reshape(num_seeds, -1)), axis=1) for x in leaves]

@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from everlearn.runs.config import ConfigError
+from everlearn.core.errors import ConfigError
 
 
 def require_tensorboard() -> None:

@@ -20,7 +20,7 @@ class Task:
     Gymnasium path (then `env` is only a label).
     `random_score` and `reference_score` are mean episode returns of a uniform-random policy and
     of a good policy; they define normalised performance `(R - random) / (reference - random)`.
-    Left out, a run measures them (`everlearn.runs.scores`). Where the env reports success
+    Left out, a run measures them (`everlearn.training.scores`). Where the env reports success
     (`info[success_key]`, or `success` / `is_success`), performance is the success rate.
     `dataset` makes the task offline: the agent learns from this dataset instead of stepping
     the env, which serves only to evaluate it — a local Minari dataset id, or a built-in

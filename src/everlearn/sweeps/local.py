@@ -2,7 +2,7 @@
 
 Each worker gets an equal share of the cores as its XLA CPU device count, so the pool does not
 oversubscribe them, and lives for the whole sweep, so cells of the same shapes that land on it
-reuse its compiled programs (`runs.run._trainer` is cached per process). Workers are started
+reuse its compiled programs (`runs.plan._trainer` is cached per process). Workers are started
 with `spawn` (JAX's threads do not survive a fork) and die with the sweep process.
 """
 

@@ -18,7 +18,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from everlearn.runs.config import ConfigError
+from everlearn.core.errors import ConfigError
 from everlearn.runs.lock import LOCK_NAME
 
 NODE_FAILURE_RETRIES = 3

@@ -32,10 +32,17 @@ from typing import Annotated, Any
 
 import numpy as np
 import yaml
-from pydantic import (BaseModel, ConfigDict, Field, ValidationError, field_validator,
-                      model_validator)
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
-from everlearn.runs.config import ConfigError, RunConfig, build_config, parse_seeds
+from everlearn.core.errors import ConfigError
+from everlearn.runs.config import RunConfig, build_config, parse_seeds
 
 
 class Distribution(BaseModel):
@@ -271,7 +278,7 @@ def check_cells(cells: list[Cell]) -> tuple[list[Cell], list[str]]:
     """Build and check every cell's config as `everlearn run` would, before anything runs:
     the valid cells (with their env-step totals) and one line per invalid cell. (The memory
     check is left to the machine that runs a cell: with Ray it is not this one.)"""
-    from everlearn.runs.run import make_plan
+    from everlearn.runs.plan import make_plan
 
     valid, problems = [], []
     for cell in cells:

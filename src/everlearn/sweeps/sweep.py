@@ -26,12 +26,18 @@ from pathlib import Path
 from typing import Any
 
 from rich.console import Console
-from rich.progress import (BarColumn, Progress, TaskProgressColumn, TextColumn,
-                           TimeElapsedColumn, TimeRemainingColumn)
+from rich.progress import (
+    BarColumn,
+    Progress,
+    TaskProgressColumn,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
 
-from everlearn import __version__
-from everlearn.files import atomic_write
-from everlearn.runs.config import ConfigError
+from everlearn.core.errors import ConfigError
+from everlearn.core.files import atomic_write
+from everlearn.core.version import __version__
 from everlearn.runs.lock import LOCK_NAME, run_lock
 from everlearn.sweeps.spec import Cell
 

@@ -19,7 +19,6 @@ device (no host round trip per update).
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable
 from typing import Any
 
 import jax
@@ -27,14 +26,22 @@ import jax.numpy as jnp
 import numpy as np
 from jax.extend.core import Var
 
-from everlearn.agents.common import SEED_AXIS, Agent, Transition
+from everlearn.agents.common import Agent
+from everlearn.core.errors import EnvFailed
+from everlearn.core.lockstep import SEED_AXIS
+from everlearn.core.replay import Transition
 from everlearn.envs.gymnasium_context import make_vector_env
 from everlearn.envs.layout import Layout
+from everlearn.envs.rollout import episode_returns, eval_env_seed
 from everlearn.evaluation import diagnostics
-from everlearn.runs.functional import (RECORDED, SeedState, boundary_for, init_seeds,
-                                      task_onehot)
-from everlearn.runs.failures import EnvFailed
 from everlearn.scenarios.task import Scenario
+from everlearn.training.functional import (
+    RECORDED,
+    SeedState,
+    boundary_for,
+    init_seeds,
+    task_onehot,
+)
 
 
 class GymnasiumTrainer:
@@ -292,40 +299,3 @@ class GymnasiumTrainer:
         return out
 
 
-def eval_env_seed(seed: int, eval_index: int, task_index: int) -> int:
-    """The env seed of evaluation `eval_index` of task `task_index` for run seed `seed`."""
-    return (seed * 1_000_003 + eval_index * 7_919 + task_index) % (2**31)
-
-
-def _reported(info: dict, key: str, like: np.ndarray) -> np.ndarray:
-    """Which envs report `info[key]` true (vector envs give each key with a `_key` mask of
-    the envs that set it)."""
-    if key not in info:
-        return np.zeros_like(like, bool)
-    return np.asarray(info[key], bool) & np.asarray(info.get("_" + key, True), bool)
-
-
-def episode_returns(envs: Any, env_seed: int, policy: Callable[[np.ndarray], Any],
-                    success_key: str | None = None) -> np.ndarray:
-    """One episode in each env of `envs` (reset with `env_seed`), acting with `policy` (a batch
-    of observations to a batch of actions): the return of each, float[num_envs]. The evaluator
-    and `everlearn.evaluate` both score policies here, so their numbers agree.
-    With `success_key`: 1.0 for an episode in which the env reported `info[success_key]` true
-    at any step, else 0.0 (Meta-World's and Continual World's success)."""
-    obs, _ = envs.reset(seed=env_seed)
-    returns = np.zeros(envs.num_envs)
-    succeeded = np.zeros(envs.num_envs, bool)
-    done = np.zeros(envs.num_envs, bool)
-    while not done.all():
-        action = np.asarray(policy(obs))
-        obs, reward, terminated, truncated, info = envs.step(action)
-        returns += np.where(done, 0.0, reward)
-        ended = terminated | truncated
-        if success_key is not None:
-            # An episode that just ended reports its last step in `final_info` (same-step
-            # autoreset: `info` is already the new episode's reset info).
-            flags = np.where(ended, _reported(info.get("final_info", {}), success_key, ended),
-                             _reported(info, success_key, ended))
-            succeeded |= flags & ~done
-        done |= ended
-    return succeeded.astype(np.float64) if success_key is not None else returns

@@ -3,10 +3,14 @@ meet a stale normalised curve), random scores measured and cached."""
 
 import numpy as np
 
-from everlearn.runs.reference import normalise_reference, reference_curves, reference_key
 from everlearn.runs.config import build_config
-from everlearn.runs.scores import random_scores
 from everlearn.scenarios import Scenario, Task, get_scenario
+from everlearn.training.reference import (
+    normalise_reference,
+    reference_curves,
+    reference_key,
+)
+from everlearn.training.scores import random_scores
 
 
 def test_reference_curves_are_normalised_on_use_with_the_current_scores():

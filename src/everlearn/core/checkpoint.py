@@ -16,7 +16,7 @@ from typing import Any
 
 from flax import serialization
 
-from everlearn.files import atomic_write
+from everlearn.core.files import atomic_write
 
 
 def save_checkpoint(directory: Path, state: Any, meta: dict[str, Any], keep: bool) -> Path:

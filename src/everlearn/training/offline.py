@@ -25,10 +25,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from everlearn.agents.common import SEED_AXIS, ReplayBuffer
+from everlearn.core.lockstep import SEED_AXIS
+from everlearn.core.replay import ReplayBuffer
 from everlearn.methods.offline_mix import DATA_KEY, with_method_data
-from everlearn.runs.functional import FunctionalTrainer, SeedState, split_seeds
-from everlearn.runs.gymnasium import GymnasiumTrainer
+from everlearn.training.functional import FunctionalTrainer, SeedState, split_seeds
+from everlearn.training.gymnasium import GymnasiumTrainer
 
 
 class DataTraining:

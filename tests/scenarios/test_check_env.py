@@ -10,7 +10,7 @@ import pytest
 from typer.testing import CliRunner
 
 from everlearn.cli import app
-from everlearn.envs.check import check, check_task, parse_kwargs
+from everlearn.scenarios.check import check, check_task, parse_kwargs
 from everlearn.scenarios.task import Task
 
 USER_ENVS = Path(__file__).parents[1] / "scenarios" / "user_envs"

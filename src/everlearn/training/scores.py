@@ -5,7 +5,7 @@ Performance is the success rate where the env reports success (`success_key`), e
 no `random_score`, it is the mean return of a uniform-random policy over `RANDOM_EPISODES`
 episodes on the run's path; where it gives no `reference_score`, it is the final return of the
 single-task reference run (mean over the run's seeds), which the run then trains first. Both are
-cached with the reference runs (`everlearn.runs.reference.cache_dir`).
+cached with the reference runs (`everlearn.training.reference.cache_dir`).
 """
 
 from __future__ import annotations
@@ -19,10 +19,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from everlearn import __version__
+from everlearn.core.files import atomic_write
+from everlearn.core.version import __version__
 from everlearn.envs.gymnasium_context import make_task_env
-from everlearn.files import atomic_write
-from everlearn.runs.reference import cache_dir, task_identity
+from everlearn.training.reference import cache_dir, task_identity
 
 RANDOM_EPISODES = {"jax": 100, "gymnasium": 30}
 SUCCESS_KEYS = ("success", "is_success")  # what Meta-World and Gymnasium-Robotics report
@@ -95,7 +95,7 @@ def _gymnasium_random_return(task: Any, episodes: int, seed: int) -> float:
 
 def _functional_random_return(task: Any, episodes: int, seed: int) -> float:
     from everlearn.envs.functional import FunctionalEnv, stack_params
-    from everlearn.runs.functional import task_params
+    from everlearn.envs.rollout import task_params
 
     env = FunctionalEnv(task)
     params = stack_params([task_params(env, task)])  # one task

@@ -9,8 +9,8 @@ import jax
 import numpy as np
 import pytest
 
-from everlearn.files import atomic_write
-from everlearn.runs.checkpoint import load_checkpoint, save_checkpoint
+from everlearn.core.checkpoint import load_checkpoint, save_checkpoint
+from everlearn.core.files import atomic_write
 
 
 def make_state(scale: float = 1.0) -> dict:

@@ -22,8 +22,8 @@ from typing import Any
 
 import numpy as np
 
-from everlearn import __version__
-from everlearn.files import atomic_write
+from everlearn.core.files import atomic_write
+from everlearn.core.version import __version__
 
 
 def cache_dir() -> Path:

@@ -24,8 +24,14 @@ import jax.numpy as jnp
 import numpy as np
 import yaml
 
-from everlearn.envs.sources import (env_identity, functional_spaces, gymnasium_spaces,
-                                    make_gymnasium, make_gymnax, steps_on_gymnasium)
+from everlearn.envs.sources import (
+    env_identity,
+    functional_spaces,
+    gymnasium_spaces,
+    make_gymnasium,
+    make_gymnax,
+    steps_on_gymnasium,
+)
 from everlearn.scenarios.task import Task
 
 DETERMINISM_STEPS = 20

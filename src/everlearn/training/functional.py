@@ -21,14 +21,21 @@ import numpy as np
 from flax import struct
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
-from everlearn.agents.common import SEED_AXIS, Agent, Transition
-from everlearn.evaluation import diagnostics
-from everlearn.envs.functional import (FunctionalEnv, TaskParams, index_params,
-                                      interpolate_params, stack_params)
-from everlearn.envs.layout import Layout, action_mask
+from everlearn.agents.common import Agent
+from everlearn.core.lockstep import SEED_AXIS
+from everlearn.core.replay import Transition
+from everlearn.envs.functional import (
+    FunctionalEnv,
+    TaskParams,
+    index_params,
+    interpolate_params,
+    stack_params,
+)
+from everlearn.envs.layout import Layout
+from everlearn.envs.rollout import task_params
 from everlearn.envs.sources import env_identity
-from everlearn.scenarios.task import Scenario, Task
-
+from everlearn.evaluation import diagnostics
+from everlearn.scenarios.task import Scenario
 
 # The columns of a recorded segment (`record_segment`), as `Transition` names them.
 RECORDED = ("obs", "action", "reward", "terminated", "truncated", "next_obs")
@@ -43,20 +50,6 @@ class SeedState:
 def task_onehot(index: int, num_tasks: int, task_ids: bool) -> tuple[float, ...]:
     """The task id as the agent sees it: a one-hot appended to the observation, or nothing."""
     return tuple(float(i == index) for i in range(num_tasks)) if task_ids else ()
-
-
-def task_params(env: FunctionalEnv, task: Task, onehot: tuple[float, ...] = ()) -> TaskParams:
-    return env.make_params(
-        action_mask=action_mask(env.spaces.num_actions, env.layout),
-        physics=dict(task.physics),
-        obs_perm=task.obs_perm,
-        obs_scale=task.obs_scale,
-        action_map=task.action_map,
-        action_scale=task.action_scale,
-        reward_scale=task.reward_scale,
-        reward_shift=task.reward_shift,
-        task_onehot=onehot,
-    )
 
 
 def init_seeds(init_seed: Callable[[jax.Array], Any], seeds: list[int]) -> Any:

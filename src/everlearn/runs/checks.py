@@ -1,0 +1,179 @@
+"""Every reason a run cannot go that its config, scenario, data and memory show, each a one-line
+`ConfigError`, before anything is written."""
+
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import jax
+import jax.numpy as jnp
+
+from everlearn.agents import AGENTS
+from everlearn.core.errors import ConfigError
+from everlearn.core.ranges import STEPS_MAX
+from everlearn.envs.sources import gymnax_id
+from everlearn.methods import METHODS
+from everlearn.runs.config import RunConfig
+from everlearn.scenarios import Scenario, get_scenario
+from everlearn.scenarios.task import Task
+
+if TYPE_CHECKING:
+    from everlearn.runs.plan import RunPlan
+from everlearn.runs.resolve import scenario_layout_for, success_keys_for
+
+# Agents that learn only from their own fresh rollouts, never from a dataset.
+ONLINE_ONLY_AGENTS = ("ppo",)
+
+
+def check_config(config: RunConfig, scores: dict | None = None) -> Scenario:
+    """Every reason a run cannot go that the config and scenario show, each a one-line
+    `ConfigError` (`make_plan` adds the budget check, which needs the trainer); returns the
+    scenario with its normalisation scores."""
+    scenario = get_scenario(config.scenario)
+    if config.backend == "jax":
+        with_success = [t.name for t in scenario.tasks if t.success_key is not None]
+        if with_success:
+            raise ConfigError(f"scenario '{scenario.name}': tasks {with_success} set "
+                              "success_key, but gymnax envs report no success; use --backend "
+                              "gymnasium or remove success_key")
+    # Tasks scored by success: the evaluator reports success rates, so the scores are 0 and 1.
+    keys = success_keys_for(config.scenario, config.backend)
+    if any(keys):
+        given = [(t.random_score, t.reference_score) for t in scenario.tasks]
+        scenario = scenario.with_scores(
+            [0.0 if k else r for k, (r, _) in zip(keys, given)],
+            [1.0 if k else f for k, (_, f) in zip(keys, given)])
+    if scores is not None:
+        scenario = scenario.with_scores(scores["random"], scores["reference"])
+    if config.backend == "jax":
+        lacking = [t.name for t in scenario.tasks if gymnax_id(t) is None]
+        if lacking:
+            which = ("its envs" if len(lacking) == scenario.num_tasks
+                     else f"the envs of tasks {lacking}")
+            raise ConfigError(f"scenario '{scenario.name}' runs on the Gymnasium path only: "
+                              f"{which} have no functional version; use --backend gymnasium")
+    layout = scenario_layout_for(config.scenario, config.backend)
+    if AGENTS[config.agent].continuous != layout.continuous:
+        kind = "continuous" if layout.continuous else "discrete"
+        fits = [name for name, entry in AGENTS.items() if entry.continuous == layout.continuous]
+        raise ConfigError(f"agent '{config.agent}' cannot act in scenario '{scenario.name}' "
+                          f"({kind} actions); use {' or '.join(fits)}")
+    if layout.image and layout.continuous:
+        raise ConfigError(f"scenario '{scenario.name}' has image observations, which sac and "
+                          "td3 do not take yet; use a vector observation or ppo/dqn")
+    for name in config.methods:
+        entry = METHODS[name]
+        if config.agent not in entry.agents:
+            raise ConfigError(f"method '{name}' does not apply to agent '{config.agent}'; it "
+                              f"works with: {', '.join(entry.agents)}")
+        if entry.needs_boundaries and not scenario.boundaries_visible:
+            raise ConfigError(f"method '{name}' needs task boundaries, which scenario "
+                              f"'{scenario.name}' hides; pick a method that needs none "
+                              f"(e.g. l2_init) or a scenario that shows them")
+        if entry.needs_task_ids and not scenario.task_ids_visible:
+            raise ConfigError(f"method '{name}' needs task ids, which scenario "
+                              f"'{scenario.name}' hides; pick another method or scenario")
+    if scenario.offline or any(METHODS[name].takes_data for name in config.methods):
+        _check_datasets(config, scenario)
+    return scenario
+
+
+def _check_datasets(config: RunConfig, scenario: Scenario) -> None:
+    """Data to learn from: an agent that can learn from it, and every dataset at hand (a stored
+    Minari dataset, or a built-in recipe that can be made for its task), for the offline tasks
+    and for the methods that take data (`offline_mix`: exactly one source)."""
+    from everlearn.data import minari_io, recipes
+
+    if scenario.offline and config.agent in ONLINE_ONLY_AGENTS:
+        fits = [name for name in AGENTS if name not in ONLINE_ONLY_AGENTS]
+        raise ConfigError(f"scenario '{scenario.name}' learns from datasets, which agent "
+                          f"'{config.agent}' cannot; use {', '.join(fits)}")
+    stored = set(minari_io.list_local())
+
+    def check(task: Task, dataset: str, what: str) -> None:
+        try:
+            recipes.check_recipe(replace(task, dataset=dataset))
+        except ValueError as e:
+            raise ConfigError(str(e)) from None
+        if dataset not in recipes.QUALITIES and dataset not in stored:
+            known = ", ".join(sorted(stored)) or "none"
+            raise ConfigError(f"{what}: no local Minari dataset '{dataset}' (nothing is "
+                              f"downloaded; local: {known}); record it with `everlearn "
+                              "collect`, or use random, medium or expert")
+
+    for task in scenario.tasks:
+        if task.dataset is not None:
+            check(task, task.dataset, f"task '{task.name}'")
+    if "offline_mix" in config.methods:
+        mix = config.offline_mix
+        if (mix.dataset is None) == (mix.run is None):
+            raise ConfigError("offline_mix takes its data from exactly one source: set "
+                              "offline_mix.dataset=ID (a Minari id, or random, medium or "
+                              "expert) or offline_mix.run=RUN_DIR")
+        names = [t.name for t in scenario.tasks]
+        if mix.task is not None and mix.task not in names:
+            raise ConfigError(f"offline_mix.task: scenario '{scenario.name}' has no task "
+                              f"'{mix.task}' (its tasks: {', '.join(names)})")
+        if mix.dataset is not None:
+            task = scenario.tasks[names.index(mix.task) if mix.task else 0]
+            check(task, mix.dataset, "offline_mix.dataset")
+        elif not (Path(mix.run) / "checkpoints" / "latest.json").is_file():
+            raise ConfigError(f"offline_mix.run: '{mix.run}' is not a run directory with a "
+                              "checkpoint; give the --out directory of a run that reached "
+                              "its first evaluation")
+
+
+def check_budget(plan: RunPlan, steps_per_task: int) -> None:
+    """An evaluation needs at least one agent update before it, and the loops count env steps
+    per seed in int32."""
+    config, update = plan.config, plan.trainer.agent.steps_per_update
+    if update > STEPS_MAX:
+        raise ConfigError(f"one {config.agent} update takes {update:,} env steps, more than a "
+                          f"run counts ({STEPS_MAX:,}); lower {config.agent}.num_envs")
+    if steps_per_task < update * config.evals_per_task:
+        fewer = (f" or evals_per_task <= {steps_per_task // update:,}"
+                 if steps_per_task >= update else "")
+        raise ConfigError(
+            f"steps_per_task {steps_per_task:,} over evals_per_task {config.evals_per_task:,} "
+            f"leaves {steps_per_task / config.evals_per_task:,.4g} env steps per evaluation, "
+            f"less than one {config.agent} update ({update:,} env steps); set steps_per_task "
+            f">= {update * config.evals_per_task:,}{fewer}")
+    total = plan.total_segments * plan.segment_steps
+    if total > STEPS_MAX:
+        raise ConfigError(f"the run would take {total:,} env steps per seed; the loops count "
+                          f"in int32, at most {STEPS_MAX:,}: lower steps_per_task")
+
+
+def _available_memory() -> int | None:
+    """Bytes of memory the run may take: free device memory on an accelerator, the host's
+    available memory on CPU (None where neither is known)."""
+    stats = jax.devices()[0].memory_stats() if jax.default_backend() != "cpu" else None
+    if stats and "bytes_limit" in stats:
+        return stats["bytes_limit"] - stats.get("bytes_in_use", 0)
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return None
+
+
+def check_memory(plan: RunPlan) -> None:
+    """Refuse a run whose state (networks, optimiser, replay buffer) cannot fit, before it is
+    allocated: a replay buffer of a billion rows is otherwise an out-of-memory crash."""
+    one_seed = jax.eval_shape(plan.trainer._init, jax.ShapeDtypeStruct((), jnp.uint32))
+    per_seed = sum(x.size * x.dtype.itemsize for x in jax.tree.leaves(one_seed))
+    needed, available = per_seed * len(plan.config.seeds), _available_memory()
+    if available is not None and needed > available:
+        agent = plan.config.agent
+        hint = (f"lower {agent}.buffer_size or the number of seeds"
+                if hasattr(plan.config.agent_config(), "buffer_size")
+                else "use fewer seeds or smaller networks")
+        raise ConfigError(f"the run's state needs {needed / 2**30:,.1f} GiB "
+                          f"({per_seed / 2**30:,.2f} GiB per seed), more than the "
+                          f"{available / 2**30:,.1f} GiB available; {hint}")
+
