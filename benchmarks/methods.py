@@ -26,6 +26,7 @@ import time
 from pathlib import Path
 
 from everlearn.methods import METHODS
+from everlearn.runs.checks import agents_for
 from everlearn.runs.config import build_config
 from machine import COMMIT_AT_START, invocation, results_header
 from resumable import log, run_or_resume
@@ -135,11 +136,11 @@ def main(argv: list[str] | None = None) -> int:
         args.seeds = "0-2"
         args.set += ["steps_per_task=8192", "evals_per_task=4", "eval_episodes=4"]
     methods = (args.methods if args.methods is not None
-               else [n for n, e in METHODS.items() if "ppo" in e.agents])
-    unknown = [m for m in methods if m not in METHODS or "ppo" not in METHODS[m].agents]
+               else [n for n, e in METHODS.items() if "ppo" in agents_for(e)])
+    unknown = [m for m in methods if m not in METHODS or "ppo" not in agents_for(METHODS[m])]
     if unknown:
         p.error(f"not a PPO method: {', '.join(unknown)}; choose from "
-                f"{', '.join(n for n, e in METHODS.items() if 'ppo' in e.agents)}")
+                f"{', '.join(n for n, e in METHODS.items() if 'ppo' in agents_for(e))}")
     runs_dir = args.runs_dir or Path(tempfile.mkdtemp(prefix="everlearn-methods-"))
     log(f"run directories under {runs_dir}")
 

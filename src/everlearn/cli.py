@@ -70,6 +70,7 @@ def list_cmd() -> None:
 
     from everlearn.agents import AGENTS
     from everlearn.methods import METHODS
+    from everlearn.runs.checks import agents_for
     from everlearn.scenarios import get_scenario
     from everlearn.scenarios.registry import scenario_sources
 
@@ -104,7 +105,7 @@ def list_cmd() -> None:
     for name, entry in METHODS.items():
         needs = [need for need, flag in (("task boundaries", entry.needs_boundaries),
                                          ("task ids", entry.needs_task_ids)) if flag]
-        methods.add_row(name, ", ".join(entry.agents), ", ".join(needs) or "-", entry.summary)
+        methods.add_row(name, ", ".join(agents_for(entry)), ", ".join(needs) or "-", entry.summary)
     Console().print(methods)
     from everlearn.runs.config import preset_names
 

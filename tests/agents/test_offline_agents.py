@@ -22,6 +22,7 @@ from everlearn.agents.iql import advantage_weights, expectile_loss
 from everlearn.agents.td3_bc import bc_actor_loss
 from everlearn.core.replay import ReplayBuffer, Transition
 from everlearn.methods import METHODS, method_builders
+from everlearn.runs.checks import agents_for
 
 SPEC = EnvSpec(obs_dim=1, num_actions=1, continuous=True)
 SEEDS = 8
@@ -210,7 +211,7 @@ def test_td3_bc_statistics_are_not_weights_for_the_methods():
     configs = {name: METHODS[name].config() for name in names}
     config = AGENTS["td3_bc"].config(hidden_sizes=(8,), utd_ratio=4, batch_size=4,
                                      buffer_size=8)
-    assert all("td3_bc" in METHODS[name].agents for name in names)
+    assert all("td3_bc" in agents_for(METHODS[name]) for name in names)
     agent = make_agent("td3_bc", config, SPEC, method_builders(names, configs))
     state = agent.init(jax.random.PRNGKey(0))
     state, info = jax.jit(agent.learn)(state, DATASET, jax.random.PRNGKey(1))

@@ -281,9 +281,14 @@ def test_jsrl_refuses_an_on_policy_agent_in_one_line():
 
 
 def test_jsrl_horizon_defaults_to_the_longest_episode_of_the_scenario(offline_to_online):
+    from everlearn.envs.sources import task_spaces
+    from everlearn.methods import METHODS
     from everlearn.methods.jsrl import JSRLConfig
-    from everlearn.runs.plan import _with_jsrl_horizon
 
     scenario, _ = offline_to_online
-    assert _with_jsrl_horizon(JSRLConfig(), get_scenario(scenario), "jax").horizon == 200
-    assert _with_jsrl_horizon(JSRLConfig(horizon=7), get_scenario(scenario), "jax").horizon == 7
+    limits = [task_spaces(t, "jax").max_episode_steps for t in get_scenario(scenario).tasks]
+    derive = METHODS["jsrl"].from_scenario  # what the plan applies to jsrl's settings
+    assert derive(JSRLConfig(), limits).horizon == 200
+    assert derive(JSRLConfig(horizon=7), limits).horizon == 7
+    with pytest.raises(ConfigError, match="jsrl.horizon"):
+        derive(JSRLConfig(), [200, None])

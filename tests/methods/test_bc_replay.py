@@ -9,10 +9,10 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from everlearn.agents import EnvSpec, make_agent
+from everlearn.agents import AGENTS, EnvSpec, make_agent
 from everlearn.agents.dqn import DQNConfig
 from everlearn.agents.ppo import PPOConfig, minibatch_row
-from everlearn.methods import ALL_AGENTS, METHODS, AgentView, Method
+from everlearn.methods import METHODS, AgentView, Method
 from everlearn.methods.bc_replay import (
     BCReplayConfig,
     BCReplayEndOfTaskConfig,
@@ -20,6 +20,7 @@ from everlearn.methods.bc_replay import (
     make_bc_replay_end_of_task,
     policy_kl,
 )
+from everlearn.runs.checks import agents_for
 
 SMALL = {
     "ppo": PPOConfig(num_envs=2, num_steps=8, num_epochs=2, num_minibatches=2,
@@ -201,7 +202,7 @@ def test_every_gradient_step_clones_a_fresh_sample(agent_name, random_batch):
 @pytest.mark.parametrize("agent_name", ["ppo", "dqn"])
 def test_agents_clone_under_jit_and_vmap_without_boundaries(agent_name, two_seeds):
     entry = METHODS["bc_replay"]
-    assert entry.agents == ALL_AGENTS and not entry.needs_boundaries
+    assert agents_for(entry) == tuple(AGENTS) and not entry.needs_boundaries
     agent = make_agent(agent_name, SMALL[agent_name], EnvSpec(4, 2, num_tasks=2),
                        [lambda view: make_bc_replay(BCReplayConfig(capacity=16), view)])
     state, batch, keys = two_seeds(agent)
@@ -275,7 +276,7 @@ def test_end_of_task_fills_that_tasks_slots_with_the_end_of_task_outputs():
 def test_end_of_task_agents_distil_after_a_task_boundary_under_jit_and_vmap(agent_name,
                                                                              two_seeds):
     entry = METHODS["bc_replay_end_of_task"]
-    assert entry.agents == ALL_AGENTS and entry.needs_boundaries
+    assert agents_for(entry) == tuple(AGENTS) and entry.needs_boundaries
     agent = make_agent(agent_name, SMALL[agent_name], EnvSpec(4, 2, num_tasks=2),
                        [lambda view: make_bc_replay_end_of_task(
                            BCReplayEndOfTaskConfig(states_per_task=16), view)])

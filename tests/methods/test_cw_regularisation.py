@@ -18,6 +18,7 @@ from everlearn.methods.cw_regularisation import (
     make_cw_l2,
     make_cw_mas,
 )
+from everlearn.runs.checks import agents_for
 
 OBS, ACTIONS, TASKS = 3, 2, 2
 SPEC = EnvSpec(OBS + TASKS, ACTIONS, num_tasks=TASKS, heads=TASKS, continuous=True)
@@ -177,8 +178,8 @@ def test_cw_ewc_reservoir_keeps_a_uniform_sample_of_the_whole_task():
 
 
 def test_cw_methods_are_refused_where_they_do_not_apply():
-    assert METHODS["cw_ewc"].agents == METHODS["cw_mas"].agents == ("sac",)
-    assert {"ppo", "dqn", "sac", "td3"} <= set(METHODS["cw_l2"].agents)
+    assert agents_for(METHODS["cw_ewc"]) == agents_for(METHODS["cw_mas"]) == ("sac",)
+    assert {"ppo", "dqn", "sac", "td3"} <= set(agents_for(METHODS["cw_l2"]))
     assert METHODS["cw_l2"].needs_boundaries and METHODS["cw_ewc"].needs_boundaries
     td3 = make_agent("td3", AGENTS["td3"].config(hidden_sizes=(4,)), SPEC)
     with pytest.raises(ValueError, match="cw_ewc needs a Gaussian policy"):

@@ -14,6 +14,7 @@ from everlearn.agents.ppo import PPOConfig
 from everlearn.core.errors import ConfigError
 from everlearn.core.replay import Transition
 from everlearn.methods import METHODS, Hooks, Method
+from everlearn.runs.checks import agents_for
 from everlearn.runs.config import build_config
 from everlearn.runs.plan import make_plan
 from everlearn.runs.run import resume_run, start_run
@@ -160,7 +161,7 @@ def test_methods_that_need_what_a_scenario_hides_are_refused(monkeypatch):
         make_plan(_run_config(["multi_head"]))
     needing = [n for n, e in METHODS.items() if e.needs_boundaries]
     for name in needing:
-        agent = next(a for a in ("ppo", "dqn", "sac") if a in METHODS[name].agents)
+        agent = next(a for a in ("ppo", "dqn", "sac") if a in agents_for(METHODS[name]))
         scenario = hidden_pendulum if agent == "sac" else hidden_cartpole
         monkeypatch.setattr(run_module, "get_scenario", lambda name: scenario)
         with pytest.raises(ConfigError, match=f"'{name}' needs task boundaries"):
@@ -170,7 +171,7 @@ def test_methods_that_need_what_a_scenario_hides_are_refused(monkeypatch):
 
 
 def test_a_method_for_other_agents_is_refused():
-    only_dqn = [n for n, e in METHODS.items() if "ppo" not in e.agents]
+    only_dqn = [n for n, e in METHODS.items() if "ppo" not in agents_for(e)]
     for name in only_dqn:
         with pytest.raises(ConfigError, match=f"method '{name}' does not apply to agent 'ppo'"):
             make_plan(_run_config([name]))

@@ -11,7 +11,7 @@ from scipy import stats
 from everlearn.agents import EnvSpec, make_agent
 from everlearn.agents.dqn import DQNConfig
 from everlearn.core.replay import ReplayBuffer
-from everlearn.methods import METHODS, OFF_POLICY_AGENTS, Method
+from everlearn.methods import METHODS, Method
 from everlearn.methods.replay import (
     BalancedReplayConfig,
     ReplayConfig,
@@ -19,6 +19,7 @@ from everlearn.methods.replay import (
     memory_nbytes,
     sample_rows,
 )
+from everlearn.runs.checks import agents_for
 
 DQN_SMALL = DQNConfig(train_every=16, gradient_steps=2, batch_size=8, buffer_size=64,
                       learning_starts=0, hidden_sizes=(8,))
@@ -175,7 +176,8 @@ def test_the_view_gives_the_full_observation_width_to_multi_head_networks():
 
 
 def test_dqn_updates_with_replay_under_jit_and_vmap(two_seeds):
-    assert METHODS["replay"].agents == METHODS["replay_balanced"].agents == OFF_POLICY_AGENTS
+    off_policy = ("dqn", "sac", "td3", "td3_bc", "iql", "cql", "cql_dqn")
+    assert agents_for(METHODS["replay"]) == agents_for(METHODS["replay_balanced"]) == off_policy
     assert not METHODS["replay"].needs_boundaries and METHODS["replay_balanced"].needs_boundaries
     # Both variants at once (they compose), to compile the agent once.
     agent = make_agent("dqn", DQN_SMALL, EnvSpec(4, 2, num_tasks=2), [

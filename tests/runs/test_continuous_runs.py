@@ -4,7 +4,6 @@ Gymnasium MuJoCo) that resume exactly."""
 
 import json
 
-import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest

@@ -17,24 +17,38 @@ from everlearn.agents.sac import SACConfig, make_sac
 from everlearn.agents.td3 import TD3Config, make_td3
 from everlearn.agents.td3_bc import TD3BCConfig, make_td3_bc
 from everlearn.core.replay import Transition
+from everlearn.methods.base import OFF_POLICY, POLICY_NETWORK, SQUASHED_GAUSSIAN
 
 
 class AgentEntry(NamedTuple):
+    """What the run needs to know of an agent: its config, its constructor, the actions it
+    takes, whether it can learn from a dataset, and the capabilities methods may require
+    (`everlearn.methods.base`: OFF_POLICY, POLICY_NETWORK, SQUASHED_GAUSSIAN)."""
+
     config: type[BaseModel]
     make: Callable[..., Agent]  # (config, spec, methods=()) -> Agent
     continuous: bool  # the action space it acts in: continuous (True) or discrete
+    capabilities: frozenset[str] = frozenset()
+    # It learns from datasets (offline tasks, `offline_mix`), not only its own fresh rollouts.
+    learns_from_data: bool = True
 
 
 AGENTS: dict[str, AgentEntry] = {
-    "ppo": AgentEntry(PPOConfig, make_ppo, continuous=False),
-    "dqn": AgentEntry(DQNConfig, make_dqn, continuous=False),
-    "sac": AgentEntry(SACConfig, make_sac, continuous=True),
-    "td3": AgentEntry(TD3Config, make_td3, continuous=True),
+    "ppo": AgentEntry(PPOConfig, make_ppo, continuous=False,
+                      capabilities=frozenset({POLICY_NETWORK}), learns_from_data=False),
+    "dqn": AgentEntry(DQNConfig, make_dqn, continuous=False,
+                      capabilities=frozenset({OFF_POLICY, POLICY_NETWORK})),
+    "sac": AgentEntry(SACConfig, make_sac, continuous=True,
+                      capabilities=frozenset({OFF_POLICY, POLICY_NETWORK, SQUASHED_GAUSSIAN})),
+    "td3": AgentEntry(TD3Config, make_td3, continuous=True,
+                      capabilities=frozenset({OFF_POLICY, POLICY_NETWORK})),
     # Offline agents (they learn from datasets through `Agent.learn`, and online as well)
-    "td3_bc": AgentEntry(TD3BCConfig, make_td3_bc, continuous=True),
-    "iql": AgentEntry(IQLConfig, make_iql, continuous=True),
-    "cql": AgentEntry(CQLConfig, make_cql, continuous=True),
-    "cql_dqn": AgentEntry(CQLDQNConfig, make_cql_dqn, continuous=False),
+    "td3_bc": AgentEntry(TD3BCConfig, make_td3_bc, continuous=True,
+                         capabilities=frozenset({OFF_POLICY})),
+    "iql": AgentEntry(IQLConfig, make_iql, continuous=True, capabilities=frozenset({OFF_POLICY})),
+    "cql": AgentEntry(CQLConfig, make_cql, continuous=True, capabilities=frozenset({OFF_POLICY})),
+    "cql_dqn": AgentEntry(CQLDQNConfig, make_cql_dqn, continuous=False,
+                          capabilities=frozenset({OFF_POLICY, POLICY_NETWORK})),
 }
 
 

@@ -109,7 +109,7 @@ def make_dqn(config: DQNConfig, spec: EnvSpec,
         # computed from the same params (adequate for Fisher / reference gradients).
         return loss_fn(params, jax.lax.stop_gradient(params), mb)[0]
 
-    view = AgentView(name, off_policy=True,
+    view = AgentView(name, off_policy=True, policy_network="q",
                      outputs=lambda params, obs: {"q": q_net.apply(params["q"], obs)},
                      policy_logits=lambda params, obs: q_net.apply(params["q"], obs),
                      loss=plain_loss, networks=("q",), num_tasks=spec.num_tasks,

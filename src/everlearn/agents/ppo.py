@@ -100,7 +100,7 @@ def make_ppo(config: PPOConfig, spec: EnvSpec,
     def plain_loss(params: dict, mb: dict) -> jax.Array:
         return loss_fn(params, mb)[0]
 
-    view = AgentView("ppo", off_policy=False, outputs=outputs,
+    view = AgentView("ppo", off_policy=False, outputs=outputs, policy_network="actor",
                      policy_logits=lambda params, obs: actor.apply(params["actor"], obs),
                      loss=plain_loss, networks=("actor", "critic"), num_tasks=spec.num_tasks,
                      heads=spec.heads, obs_dim=spec.obs_dim,

@@ -177,7 +177,7 @@ def make_sac(config: SACConfig, spec: EnvSpec,
                    for name in ("q1", "q2")}}
 
     view = AgentView(
-        "sac", off_policy=True,
+        "sac", off_policy=True, policy_network="actor",
         outputs=lambda params, obs: {"action": greedy(params, obs)},
         policy_logits=None, loss=plain_loss, networks=("actor", "q1", "q2"),
         num_tasks=spec.num_tasks, heads=spec.heads, obs_dim=spec.obs_dim,

@@ -137,7 +137,7 @@ def make_td3(config: TD3Config, spec: EnvSpec,
                    for name in ("q1", "q2")}}
 
     view = AgentView(
-        "td3", off_policy=True,
+        "td3", off_policy=True, policy_network="actor",
         outputs=lambda params, obs: {"action": policy(params["actor"], obs)},
         policy_logits=None, loss=plain_loss, networks=("actor", "q1", "q2"),
         num_tasks=spec.num_tasks, heads=spec.heads, obs_dim=spec.obs_dim,

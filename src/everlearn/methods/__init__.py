@@ -15,7 +15,14 @@ from typing import NamedTuple
 from pydantic import BaseModel
 
 from everlearn.methods.agem import AGEMConfig, make_agem
-from everlearn.methods.base import AgentView, Hooks, Method
+from everlearn.methods.base import (
+    OFF_POLICY,
+    POLICY_NETWORK,
+    SQUASHED_GAUSSIAN,
+    AgentView,
+    Hooks,
+    Method,
+)
 from everlearn.methods.bc_replay import (
     BCReplayConfig,
     BCReplayEndOfTaskConfig,
@@ -35,11 +42,11 @@ from everlearn.methods.cw_regularisation import (
     make_cw_mas,
 )
 from everlearn.methods.ewc import EWCConfig, OnlineEWCConfig, make_ewc, make_online_ewc
-from everlearn.methods.jsrl import JSRLConfig, make_jsrl
+from everlearn.methods.jsrl import JSRLConfig, make_jsrl, with_horizon
 from everlearn.methods.l2_init import L2InitConfig, make_l2_init
 from everlearn.methods.mas import MASConfig, make_mas
 from everlearn.methods.offline_mix import OfflineMixConfig, make_offline_mix
-from everlearn.methods.packnet import POLICY_NETWORK, PackNetConfig, make_packnet
+from everlearn.methods.packnet import PackNetConfig, make_packnet
 from everlearn.methods.redo import ReDoConfig, make_redo
 from everlearn.methods.replay import BalancedReplayConfig, ReplayConfig, make_replay
 from everlearn.methods.replay_selective import (
@@ -58,22 +65,22 @@ from everlearn.methods.task_identity import (
 )
 from everlearn.methods.upgd import UPGDConfig, make_upgd
 
-# The agents each kind of method works with: every agent, or the off-policy ones (their minibatch
-# rows are transitions that any policy's TD loss can learn from).
-ALL_AGENTS = ("ppo", "dqn", "sac", "td3", "td3_bc", "iql", "cql", "cql_dqn")
-OFF_POLICY_AGENTS = ("dqn", "sac", "td3", "td3_bc", "iql", "cql", "cql_dqn")
-
 
 class MethodEntry(NamedTuple):
     config: type[BaseModel]
     make: Callable[[BaseModel, AgentView], Method]
     summary: str
-    agents: tuple[str, ...] = ALL_AGENTS
+    # The agent capabilities it needs (empty: it works with every agent).
+    requires: frozenset[str] = frozenset()
     needs_boundaries: bool = False
     needs_task_ids: bool = False
-    # How the method shapes the agent's input and networks: "task_input" (task one-hot appended
-    # to observations), "multi_head" (that, plus one output head per task), or None.
-    network: str | None = None
+    # How the method shapes the agent's input and networks: the task one-hot appended to the
+    # observations, and one output head per task.
+    task_id_input: bool = False
+    head_per_task: bool = False
+    # Settings it derives from the scenario where they are unset: (config, each task's episode
+    # length, None where the env has none) -> config.
+    from_scenario: Callable[[BaseModel, list[int | None]], BaseModel] | None = None
     # The run's trainer loads data for it and puts it in its state for each training segment
     # (`everlearn.training.offline`; the method's config names the source).
     takes_data: bool = False
@@ -81,21 +88,22 @@ class MethodEntry(NamedTuple):
 
 METHODS: dict[str, MethodEntry] = {
     "replay": MethodEntry(ReplayConfig, make_replay, "mix a reservoir sample of all past "
-                          "transitions into every minibatch", agents=OFF_POLICY_AGENTS),
+                          "transitions into every minibatch", requires=frozenset({OFF_POLICY})),
     "replay_balanced": MethodEntry(BalancedReplayConfig, make_replay, "replay with an equal "
-                                   "share of the memory per task", agents=OFF_POLICY_AGENTS,
+                                   "share of the memory per task", requires=frozenset({OFF_POLICY}),
                                    needs_boundaries=True),
     "replay_selective": MethodEntry(SelectiveReplayConfig, make_replay_selective, "at each "
                                     "task end keep the transitions the learned policy agrees "
                                     "with, and mix them into every minibatch",
-                                    agents=OFF_POLICY_AGENTS, needs_boundaries=True),
+                                    requires=frozenset({OFF_POLICY}), needs_boundaries=True),
     "offline_mix": MethodEntry(OfflineMixConfig, make_offline_mix, "draw a fixed share of "
                                "every minibatch from a dataset or an earlier run's buffer "
                                "(RLPD-style symmetric sampling, RaE)",
-                               agents=OFF_POLICY_AGENTS, takes_data=True),
+                               requires=frozenset({OFF_POLICY}), takes_data=True),
     "jsrl": MethodEntry(JSRLConfig, make_jsrl, "a guide (the policy at the task's start) "
                         "acts for the first h steps of each episode; h shrinks as the returns "
-                        "hold up (Jump-Start RL)", agents=OFF_POLICY_AGENTS,
+                        "hold up (Jump-Start RL)", requires=frozenset({OFF_POLICY}),
+                        from_scenario=with_horizon,
                         needs_boundaries=True),
     "bc_replay": MethodEntry(BCReplayConfig, make_bc_replay, "clone the acting policy's "
                              "stored outputs on a reservoir of past states (CLEAR)"),
@@ -113,30 +121,30 @@ METHODS: dict[str, MethodEntry] = {
     # layers only, anchored at the last task end, CW's coefficients.
     "cw_l2": MethodEntry(CWL2Config, make_cw_l2, "pull the acting network's shared weights "
                          "towards the last task end, uniformly (Continual World's L2)",
-                         agents=tuple(POLICY_NETWORK), needs_boundaries=True),
+                         requires=frozenset({POLICY_NETWORK}), needs_boundaries=True),
     "cw_ewc": MethodEntry(CWEWCConfig, make_cw_ewc, "pull the actor's shared weights towards "
                           "the last task end, weighted by the Gaussian policy's summed Fisher "
-                          "(Continual World's EWC)", agents=("sac",), needs_boundaries=True),
+                          "(Continual World's EWC)", requires=frozenset({SQUASHED_GAUSSIAN}), needs_boundaries=True),
     "cw_mas": MethodEntry(CWMASConfig, make_cw_mas, "pull the actor's shared weights towards "
                           "the last task end, weighted by the Gaussian's summed output "
-                          "sensitivity (Continual World's MAS)", agents=("sac",),
+                          "sensitivity (Continual World's MAS)", requires=frozenset({SQUASHED_GAUSSIAN}),
                           needs_boundaries=True),
     "agem": MethodEntry(AGEMConfig, make_agem,
                         "project out gradients that raise the loss on earlier tasks' memory",
                         needs_boundaries=True),
     "l2_init": MethodEntry(L2InitConfig, make_l2_init,
                            "pull weights towards their initial values"),
-    # PackNet packs the network each agent acts with (`packnet.POLICY_NETWORK`), which names
-    # of the offline agents only cql_dqn (a DQN) yet.
+    # PackNet packs the network each agent acts with (`AgentView.policy_network`), which of
+    # the offline agents only cql_dqn (a DQN) names yet.
     "packnet": MethodEntry(PackNetConfig, make_packnet,
                            "prune after each task and freeze the weights it keeps",
-                           agents=tuple(POLICY_NETWORK), needs_boundaries=True),
+                           requires=frozenset({POLICY_NETWORK}), needs_boundaries=True),
     "multi_head": MethodEntry(TaskIdentityConfig, make_multi_head,
                               "one output head per task, picked by the task id",
-                              needs_task_ids=True, network="multi_head"),
+                              needs_task_ids=True, task_id_input=True, head_per_task=True),
     "task_id_input": MethodEntry(TaskIdentityConfig, make_task_id_input,
                                  "give the agent the task id (one-hot input)",
-                                 needs_task_ids=True, network="task_input"),
+                                 needs_task_ids=True, task_id_input=True),
     "redo": MethodEntry(ReDoConfig, make_redo, "re-initialise dormant neurons every few "
                         "updates (incoming weights fresh, outgoing zero)"),
     "shrink_perturb": MethodEntry(ShrinkPerturbConfig, make_shrink_perturb, "at each task "

@@ -92,6 +92,14 @@ def reset_adam_moments(opt_state: Any, mask: Params) -> Any:
                         is_leaf=lambda node: isinstance(node, optax.ScaleByAdamState))
 
 
+# What a method can ask of an agent: the capabilities agent entries declare
+# (`everlearn.agents.AgentEntry.capabilities`) and method entries require
+# (`everlearn.methods.MethodEntry.requires`); the run's checks match the two.
+OFF_POLICY = "off_policy"  # minibatch rows are transitions any policy's TD loss can learn from
+POLICY_NETWORK = "policy_network"  # one network it acts with (`AgentView.policy_network`)
+SQUASHED_GAUSSIAN = "squashed_gaussian_policy"  # SAC's tanh-Gaussian actor (Continual World's)
+
+
 class AgentView(NamedTuple):
     """What a method may use of the agent it plugs into."""
 
@@ -131,6 +139,9 @@ class AgentView(NamedTuple):
     # Output heads per network (`multi_head`: one per task, the output layer's units grouped
     # head by head), else 1.
     heads: int = 1
+    # The network the agent acts with, where it has one that a method may pack or anchor alone
+    # (PackNet, Continual World's regularisers): PPO, SAC, TD3 "actor", DQN "q"; else None.
+    policy_network: str | None = None
 
 
 # -- a fixed-size store of the most recent rows (the hooks' `recent`, ewc, mas) -------------

@@ -54,7 +54,7 @@ from everlearn.methods.base import (
     weighted_squared_distance,
     weighted_sum_over_rows,
 )
-from everlearn.methods.packnet import POLICY_NETWORK, _output_layer
+from everlearn.methods.packnet import _output_layer
 from everlearn.methods.replay import reservoir_positions
 
 FISHER_FLOOR = 1e-5  # CW's clip of each row's Fisher from below
@@ -131,7 +131,7 @@ def _make(name: str, strength: float, view: AgentView, per_row=None,
           sample_rows: int = 0) -> Method:
     """`per_row`: a row's importance (`gaussian_fisher`, `output_sensitivity`), measured on
     `sample_rows` rows of the task; None: importance 1 (L2)."""
-    network = POLICY_NETWORK[view.agent]
+    network = view.policy_network
 
     def init(key, params):
         state = {"importance": jax.tree.map(jnp.zeros_like, params), "anchor": params}

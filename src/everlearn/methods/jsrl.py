@@ -49,6 +49,7 @@ import jax
 import jax.numpy as jnp
 from pydantic import BaseModel, ConfigDict, Field, PositiveInt
 
+from everlearn.core.errors import ConfigError
 from everlearn.methods.base import AgentView, Method
 
 
@@ -61,6 +62,17 @@ class JSRLConfig(BaseModel):
     stages: int = Field(10, ge=2)  # horizons from `horizon` down to 0, evenly spaced
     tolerance: float = Field(0.05, ge=0.0)  # advance at a rolling mean ≥ best − tol·|best|
     window: PositiveInt = 5  # episodes in the rolling mean
+
+
+def with_horizon(config: JSRLConfig, episode_limits: list[int | None]) -> JSRLConfig:
+    """The first horizon, where unset: the longest episode of the scenario's tasks
+    (`episode_limits`, each task's episode length; None where its env has none)."""
+    if config.horizon is not None:
+        return config
+    if None in episode_limits:
+        raise ConfigError("jsrl.horizon: a task's env has no episode length to take it from; "
+                          "set it with --set jsrl.horizon=STEPS")
+    return config.model_copy(update={"horizon": max(episode_limits)})
 
 
 def horizons(config: JSRLConfig) -> jax.Array:

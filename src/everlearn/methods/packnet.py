@@ -49,8 +49,6 @@ from pydantic import BaseModel, ConfigDict, Field
 from everlearn.methods.base import AgentView, Method
 
 FREE = -1
-# The network each agent acts with: PackNet packs it and leaves the rest (critics) free.
-POLICY_NETWORK = {"ppo": "actor", "dqn": "q", "cql_dqn": "q", "sac": "actor", "td3": "actor"}
 
 
 class PackNetConfig(BaseModel):
@@ -93,7 +91,7 @@ def _mask_frozen(updates, owner):
 
 
 def make_packnet(config: PackNetConfig, view: AgentView) -> Method:
-    packed = POLICY_NETWORK[view.agent]
+    packed = view.policy_network  # packed; the rest (critics) stays free
     heads = view.heads
 
     def keep_fraction(task: jax.Array) -> jax.Array:

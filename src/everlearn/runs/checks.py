@@ -15,7 +15,7 @@ from everlearn.agents import AGENTS
 from everlearn.core.errors import ConfigError
 from everlearn.core.ranges import STEPS_MAX
 from everlearn.envs.sources import gymnax_id
-from everlearn.methods import METHODS
+from everlearn.methods import METHODS, MethodEntry
 from everlearn.runs.config import RunConfig
 from everlearn.scenarios import Scenario, get_scenario
 from everlearn.scenarios.task import Task
@@ -24,8 +24,10 @@ if TYPE_CHECKING:
     from everlearn.runs.plan import RunPlan
 from everlearn.runs.resolve import scenario_layout_for, success_keys_for
 
-# Agents that learn only from their own fresh rollouts, never from a dataset.
-ONLINE_ONLY_AGENTS = ("ppo",)
+
+def agents_for(method: MethodEntry) -> tuple[str, ...]:
+    """The agents a method works with: those whose capabilities hold all it requires."""
+    return tuple(name for name, agent in AGENTS.items() if method.requires <= agent.capabilities)
 
 
 def check_config(config: RunConfig, scores: dict | None = None) -> Scenario:
@@ -66,9 +68,9 @@ def check_config(config: RunConfig, scores: dict | None = None) -> Scenario:
                           "td3 do not take yet; use a vector observation or ppo/dqn")
     for name in config.methods:
         entry = METHODS[name]
-        if config.agent not in entry.agents:
+        if config.agent not in agents_for(entry):
             raise ConfigError(f"method '{name}' does not apply to agent '{config.agent}'; it "
-                              f"works with: {', '.join(entry.agents)}")
+                              f"works with: {', '.join(agents_for(entry))}")
         if entry.needs_boundaries and not scenario.boundaries_visible:
             raise ConfigError(f"method '{name}' needs task boundaries, which scenario "
                               f"'{scenario.name}' hides; pick a method that needs none "
@@ -87,8 +89,8 @@ def _check_datasets(config: RunConfig, scenario: Scenario) -> None:
     and for the methods that take data (`offline_mix`: exactly one source)."""
     from everlearn.data import minari_io, recipes
 
-    if scenario.offline and config.agent in ONLINE_ONLY_AGENTS:
-        fits = [name for name in AGENTS if name not in ONLINE_ONLY_AGENTS]
+    if scenario.offline and not AGENTS[config.agent].learns_from_data:
+        fits = [name for name, entry in AGENTS.items() if entry.learns_from_data]
         raise ConfigError(f"scenario '{scenario.name}' learns from datasets, which agent "
                           f"'{config.agent}' cannot; use {', '.join(fits)}")
     stored = set(minari_io.list_local())

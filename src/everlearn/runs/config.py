@@ -24,14 +24,6 @@ from pydantic import (
 )
 
 from everlearn.agents import AGENTS
-from everlearn.agents.cql import CQLConfig
-from everlearn.agents.cql_dqn import CQLDQNConfig
-from everlearn.agents.dqn import DQNConfig
-from everlearn.agents.iql import IQLConfig
-from everlearn.agents.ppo import PPOConfig
-from everlearn.agents.sac import SACConfig
-from everlearn.agents.td3 import TD3Config
-from everlearn.agents.td3_bc import TD3BCConfig
 from everlearn.core.errors import ConfigError
 from everlearn.core.ranges import SEED_MAX, STEPS_MAX
 from everlearn.envs.sources import gymnax_id
@@ -77,7 +69,7 @@ def parse_seeds(value: str | int | list[int]) -> list[int]:
 
 
 class _RunConfigFields(BaseModel):
-    """The run's own keys; `RunConfig` adds one section per method (see below)."""
+    """The run's own keys; `RunConfig` adds one section per agent and per method (see below)."""
 
     model_config = ConfigDict(extra="forbid")
 
@@ -101,14 +93,6 @@ class _RunConfigFields(BaseModel):
     metrics: Literal["everlearn", "continual-world"] | None = None
     diagnostics: bool = True  # plasticity diagnostics at every evaluation (changes no result)
     methods: list[str] = Field(default_factory=list)  # continual-learning methods, in order
-    ppo: PPOConfig = PPOConfig()
-    dqn: DQNConfig = DQNConfig()
-    sac: SACConfig = SACConfig()
-    td3: TD3Config = TD3Config()
-    td3_bc: TD3BCConfig = TD3BCConfig()
-    iql: IQLConfig = IQLConfig()
-    cql: CQLConfig = CQLConfig()
-    cql_dqn: CQLDQNConfig = CQLDQNConfig()
 
     @field_validator("seeds", mode="before")
     @classmethod
@@ -204,8 +188,10 @@ class _RunConfigFields(BaseModel):
 
 # One config section per method, named like the method (`ewc: {lambda: ...}` in YAML,
 # `--set ewc.lambda=...` on the command line); a new method needs no edit here.
+# One section per agent, then one per method, from their registries (in registry order).
 RunConfig = create_model(
     "RunConfig", __base__=_RunConfigFields,
+    **{name: (entry.config, entry.config()) for name, entry in AGENTS.items()},
     **{name: (entry.config, entry.config()) for name, entry in METHODS.items()},
 )
 

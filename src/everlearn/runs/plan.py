@@ -9,7 +9,6 @@ import functools
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import jax
 import numpy as np
@@ -87,17 +86,6 @@ def budget_note(plan: RunPlan) -> str | None:
             f"{update:,} env steps")
 
 
-def _with_jsrl_horizon(config: Any, scenario: Scenario, backend: str) -> Any:
-    """JSRL's first horizon, where unset: the longest episode of the scenario's tasks."""
-    if config.horizon is not None:
-        return config
-    limits = [task_spaces(task, backend).max_episode_steps for task in scenario.tasks]
-    if None in limits:
-        raise ConfigError("jsrl.horizon: a task's env has no episode length to take it from; "
-                          "set it with --set jsrl.horizon=STEPS")
-    return config.model_copy(update={"horizon": max(limits)})
-
-
 @functools.lru_cache(maxsize=8)
 def _trainer(scenario_name: str, backend: str, agent_name: str, agent_json: str,
              steps_per_eval: float, eval_episodes: int,
@@ -109,15 +97,16 @@ def _trainer(scenario_name: str, backend: str, agent_name: str, agent_json: str,
     agent_config = AGENTS[agent_name].config.model_validate_json(agent_json)
     methods = [(name, METHODS[name].config.model_validate(data))
                for name, data in json.loads(methods_json)]
-    methods = [(name, _with_jsrl_horizon(method, scenario, backend) if name == "jsrl" else method)
-               for name, method in methods]
-    networks = {METHODS[name].network for name, _ in methods}
-    task_ids = bool(networks & {"task_input", "multi_head"})
+    if any(METHODS[name].from_scenario for name, _ in methods):
+        limits = [task_spaces(task, backend).max_episode_steps for task in scenario.tasks]
+        methods = [(name, METHODS[name].from_scenario(method, limits)
+                    if METHODS[name].from_scenario else method) for name, method in methods]
+    task_ids = any(METHODS[name].task_id_input for name, _ in methods)
     num_tasks = scenario.num_tasks
     obs_dim = (layout.obs_size + (num_tasks if task_ids else 0)
                + (layout.num_actions if layout.masked else 0))
     spec = EnvSpec(obs_dim, layout.num_actions, num_tasks,
-                   heads=num_tasks if "multi_head" in networks else 1,
+                   heads=num_tasks if any(METHODS[name].head_per_task for name, _ in methods) else 1,
                    continuous=layout.continuous,
                    image_shape=layout.obs_shape if layout.image else (), masked=layout.masked)
     agent = make_agent(agent_name, agent_config, spec,
