@@ -1,6 +1,6 @@
 """A population's seeds step together, so a `lax.cond` whose predicate is the same for all of
 them — the replay buffer holds `learning_starts` rows, a surgery is due every N updates —
-stays a branch under the trainers' seed `vmap` (`everlearn.agents.common.in_lockstep`). Under
+stays a branch under the trainers' seed `vmap` (`everlearn.core.lockstep.in_lockstep`). Under
 a plain `vmap` the per-seed predicate makes it a select that computes both branches: every
 warm-up update took its gradient steps and threw them away (the Gymnasium path's SAC with
 SB3's settings ran 107 env steps/s instead of 143, benchmarks/results/throughput.md)."""

@@ -1,5 +1,6 @@
-"""Pieces every agent shares: the agent interface, MLPs, the transition batch, a replay buffer,
-and the store-then-learn step of the off-policy agents (DQN, SAC, TD3)."""
+"""Pieces every agent shares: the agent interface, MLPs, and the store-then-learn step of the
+off-policy agents (DQN, SAC, TD3); their transition batch and replay buffer are
+`everlearn.core.replay`."""
 
 from __future__ import annotations
 

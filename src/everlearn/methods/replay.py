@@ -16,8 +16,9 @@ replacing a uniform random subset).
   Continual Learning", balanced memory). It reads the current task id, so needs boundaries.
 
 Off-policy agents only (DQN, SAC, TD3): the stored transitions are replayed through the TD
-loss, which is valid for data from any policy. The storage is `everlearn.agents.common.ReplayBuffer`; only
-the writer (which row a new transition goes to) and the sampler differ from DQN's ring.
+loss, which is valid for data from any policy. The storage is
+`everlearn.core.replay.ReplayBuffer`; only the writer (which row a new transition goes to)
+and the sampler differ from DQN's ring.
 
 Memory footprint per seed (`memory_nbytes`): `capacity · (8 · obs_dim + 9)` bytes (obs and
 next_obs float32, action int32 — or 4 bytes per dimension of a continuous action — reward
