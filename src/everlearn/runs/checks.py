@@ -1,7 +1,6 @@
 """Every reason a run cannot go that its config, scenario, data and memory show, each a one-line
 `ConfigError`, before anything is written."""
 
-
 from __future__ import annotations
 
 from dataclasses import replace
@@ -17,12 +16,12 @@ from everlearn.core.ranges import STEPS_MAX
 from everlearn.envs.sources import gymnax_id
 from everlearn.methods import METHODS, MethodEntry
 from everlearn.runs.config import RunConfig
+from everlearn.runs.resolve import scenario_layout_for, success_keys_for
 from everlearn.scenarios import Scenario, get_scenario
 from everlearn.scenarios.task import Task
 
 if TYPE_CHECKING:
     from everlearn.runs.plan import RunPlan
-from everlearn.runs.resolve import scenario_layout_for, success_keys_for
 
 
 def agents_for(method: MethodEntry) -> tuple[str, ...]:

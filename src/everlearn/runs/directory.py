@@ -1,7 +1,6 @@
 """The run directory: its name, the versions it records, the log kept in step with the newest
 checkpoint on resume, and the refusal of a config edited after the run started."""
 
-
 from __future__ import annotations
 
 import json

@@ -3,7 +3,6 @@ observers (checkpoint, progress, TensorBoard, recording), cross task boundaries;
 reference runs, the summary and the report. Stopping (divergence, a failing env, an
 interrupt) keeps the last good checkpoint and says how to resume."""
 
-
 from __future__ import annotations
 
 import contextlib

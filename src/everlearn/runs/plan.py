@@ -2,7 +2,6 @@
 once per shape and shared by the runs of one process; and a run directory loaded as a plan and
 an agent state."""
 
-
 from __future__ import annotations
 
 import functools

@@ -1,7 +1,6 @@
 """What a run resolves of its scenario once, by name and path: the observation and action layout
 of its tasks' envs and the info key that scores each task."""
 
-
 from __future__ import annotations
 
 import functools

@@ -1,7 +1,6 @@
 """summary.json: the metrics of a run per seed and aggregated, from exactly one log line per
 evaluation."""
 
-
 from __future__ import annotations
 
 import json
