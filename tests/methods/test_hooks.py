@@ -147,6 +147,7 @@ def test_method_config_errors_are_one_clear_line():
 
 def test_methods_that_need_what_a_scenario_hides_are_refused(monkeypatch):
     import everlearn.runs.checks as run_module  # where the plan checks the scenario
+    from everlearn.runs.resolve import ResolvedScenario
     from everlearn.scenarios import get_scenario
 
     def hidden(name):
@@ -156,17 +157,20 @@ def test_methods_that_need_what_a_scenario_hides_are_refused(monkeypatch):
 
     # the hidden CartPole, or for continuous agents the hidden Pendulum, whatever name is asked
     hidden_cartpole, hidden_pendulum = hidden("cartpole-contexts"), hidden("pendulum-contexts")
-    monkeypatch.setattr(run_module, "get_scenario", lambda name: hidden_cartpole)
+    def resolving_to(scenario):
+        return lambda name, backend: ResolvedScenario(scenario, backend)
+
+    monkeypatch.setattr(run_module, "resolve", resolving_to(hidden_cartpole))
     with pytest.raises(ConfigError, match="'multi_head' needs task ids"):
         make_plan(_run_config(["multi_head"]))
     needing = [n for n, e in METHODS.items() if e.needs_boundaries]
     for name in needing:
         agent = next(a for a in ("ppo", "dqn", "sac") if a in agents_for(METHODS[name]))
         scenario = hidden_pendulum if agent == "sac" else hidden_cartpole
-        monkeypatch.setattr(run_module, "get_scenario", lambda name: scenario)
+        monkeypatch.setattr(run_module, "resolve", resolving_to(scenario))
         with pytest.raises(ConfigError, match=f"'{name}' needs task boundaries"):
             make_plan(_run_config([name], agent=agent, scenario=scenario.name))
-    monkeypatch.setattr(run_module, "get_scenario", lambda name: hidden_cartpole)
+    monkeypatch.setattr(run_module, "resolve", resolving_to(hidden_cartpole))
     make_plan(_run_config(["l2_init"]))  # needs neither
 
 

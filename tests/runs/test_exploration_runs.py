@@ -18,12 +18,18 @@ def _config(scenario: str, agent: str, sets: list[str] = ()):
 
 def test_explore_each_task_is_on_where_boundaries_show_and_refused_where_hidden():
     assert _config("cartpole-contexts", "dqn").dqn.explore_each_task is True
-    assert _config("cartpole-contexts", "dqn").explores_each_task()
+    assert _config("cartpole-contexts", "dqn").acts_at_boundaries()
     off = _config("cartpole-contexts", "dqn", ["dqn.explore_each_task=false"])
-    assert off.dqn.explore_each_task is False and not off.explores_each_task()
+    assert off.dqn.explore_each_task is False and not off.acts_at_boundaries()
     assert _config("pendulum-contexts", "td3").to_dict()["td3"]["explore_each_task"] is True
     assert _config("pendulum-drift", "sac").sac.explore_each_task is False
-    assert not _config("cartpole-contexts", "ppo").explores_each_task()  # nothing to restart
+    assert not _config("cartpole-contexts", "ppo").acts_at_boundaries()  # nothing to restart
+    # SAC's resets act at boundaries too, with exploration restarts off
+    resets = _config("pendulum-contexts", "sac", ["sac.explore_each_task=false",
+                                                  "sac.reset_buffer_each_task=true"])
+    assert resets.acts_at_boundaries()
+    with pytest.raises(ConfigError, match="sac.reset_alpha_each_task needs task boundaries"):
+        _config("pendulum-drift", "sac", ["sac.reset_alpha_each_task=true"])
     with pytest.raises(ConfigError, match="sac.explore_each_task needs task boundaries, which "
                                           "scenario 'pendulum-drift' hides"):
         _config("pendulum-drift", "sac", ["sac.explore_each_task=true"])

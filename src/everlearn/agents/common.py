@@ -12,10 +12,25 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
+from pydantic import BaseModel, Field
 
 from everlearn.core.lockstep import in_lockstep
 from everlearn.core.replay import EPISODE_KEYS, ReplayBuffer, Transition
 from everlearn.envs.layout import MASKED_OUTPUT
+
+
+def boundary_setting(default: Any) -> Any:
+    """An agent setting that acts only at task boundaries (an exploration restart, a reset of
+    the buffer or optimiser): marked so, a run with a single task (the reference runs) knows
+    that the setting changes nothing for it (`boundary_settings`)."""
+    return Field(default, json_schema_extra={"task_boundaries_only": True})
+
+
+def boundary_settings(config: BaseModel) -> tuple[str, ...]:
+    """The names of `config`'s settings marked with `boundary_setting`."""
+    return tuple(name for name, field in type(config).model_fields.items()
+                 if isinstance(field.json_schema_extra, dict)
+                 and field.json_schema_extra.get("task_boundaries_only"))
 
 
 class EnvSpec(NamedTuple):

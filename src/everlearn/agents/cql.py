@@ -72,6 +72,7 @@ from everlearn.agents.common import (
     MLP,
     Agent,
     EnvSpec,
+    boundary_setting,
     gradient_steps_per_update,
     learn_from_dataset,
     polyak,
@@ -100,7 +101,7 @@ class CQLConfig(BaseModel):
     batch_size: PositiveInt = 256
     learning_starts: NonNegativeInt = 1_000
     random_steps: NonNegativeInt = 0
-    explore_each_task: bool | None = None
+    explore_each_task: bool | None = boundary_setting(None)
     actor_learning_rate: PositiveFloat = 1e-4  # also α's
     critic_learning_rate: PositiveFloat = 3e-4  # also α''s (with `lagrange`)
     gamma: Discount = 0.99

@@ -26,6 +26,7 @@ from everlearn.agents.common import (
     MLP,
     Agent,
     EnvSpec,
+    boundary_setting,
     learn_from_dataset,
     polyak,
     restarting_boundary,
@@ -70,7 +71,7 @@ class DQNConfig(BaseModel):
     epsilon_end: Fraction = 0.04
     # Restart the epsilon schedule at each task boundary. None: on where the scenario shows
     # its boundaries (the run resolves it), off where it hides them.
-    explore_each_task: bool | None = None
+    explore_each_task: bool | None = boundary_setting(None)
     max_grad_norm: Positive | None = 10.0  # None: no clipping
     adam_eps: PositiveFloat = 1e-8
     double: bool = True

@@ -34,6 +34,7 @@ from everlearn.agents.common import (
     MLP,
     Agent,
     EnvSpec,
+    boundary_setting,
     gradient_steps_per_update,
     learn_from_dataset,
     polyak,
@@ -67,7 +68,7 @@ class SACConfig(BaseModel):
     random_steps: NonNegativeInt | None = None
     # Act at random for the first `random_steps` env steps of each task, not only of the
     # run. None: on where the scenario shows its task boundaries (the run resolves it).
-    explore_each_task: bool | None = None
+    explore_each_task: bool | None = boundary_setting(None)
     learning_rate: PositiveFloat = 3e-4
     gamma: Discount = 0.99
     tau: PolyakStep = 0.005  # Polyak step of the target critics per gradient step
@@ -82,9 +83,9 @@ class SACConfig(BaseModel):
     # init_alpha, act as α restarting at each task): empty the replay buffer; zero the Adam
     # moments of all networks and of α (step counts kept, as CW's `reset_optimizer`); set α
     # back to init_alpha.
-    reset_buffer_each_task: bool = False
-    reset_optimiser_each_task: bool = False
-    reset_alpha_each_task: bool = False
+    reset_buffer_each_task: bool = boundary_setting(False)
+    reset_optimiser_each_task: bool = boundary_setting(False)
+    reset_alpha_each_task: bool = boundary_setting(False)
     elephant_a: PositiveFloat = 1.0  # width of the elephant activation
     elephant_d: PositiveInt = 4  # slope (power) of the elephant activation
 

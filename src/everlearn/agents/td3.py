@@ -33,6 +33,7 @@ from everlearn.agents.common import (
     MLP,
     Agent,
     EnvSpec,
+    boundary_setting,
     gradient_steps_per_update,
     learn_from_dataset,
     polyak,
@@ -64,7 +65,7 @@ class TD3Config(BaseModel):
     random_steps: NonNegativeInt | None = None
     # Act at random for the first `random_steps` env steps of each task, not only of the
     # run. None: on where the scenario shows its task boundaries (the run resolves it).
-    explore_each_task: bool | None = None
+    explore_each_task: bool | None = boundary_setting(None)
     learning_rate: PositiveFloat = 1e-3
     gamma: Discount = 0.99
     tau: PolyakStep = 0.005  # Polyak step of every target network at each delayed update

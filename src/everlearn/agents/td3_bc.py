@@ -72,6 +72,7 @@ from everlearn.agents.common import (
     MLP,
     Agent,
     EnvSpec,
+    boundary_setting,
     gradient_steps_per_update,
     learn_from_dataset,
     polyak,
@@ -102,7 +103,7 @@ class TD3BCConfig(BaseModel):
     learning_starts: NonNegativeInt = 1_000  # own-buffer rows before online gradient steps
     random_steps: NonNegativeInt = 0  # env steps of uniformly random actions (of each task
     # with `explore_each_task`); 0: the (pretrained) actor acts from the start
-    explore_each_task: bool | None = None
+    explore_each_task: bool | None = boundary_setting(None)
     learning_rate: PositiveFloat = 3e-4  # actor and critics
     gamma: Discount = 0.99
     tau: PolyakStep = 0.005

@@ -17,7 +17,6 @@ from dataclasses import replace
 
 import jax.numpy as jnp
 import numpy as np
-from pydantic import BaseModel
 
 from everlearn.core.errors import ConfigError
 from everlearn.core.replay import ReplayBuffer
@@ -25,7 +24,7 @@ from everlearn.data import minari_io
 from everlearn.data.recipes import dataset_id
 from everlearn.envs.layout import Layout, action_mask, pad_observation
 from everlearn.envs.sources import EnvSpaces
-from everlearn.methods.base import AgentView
+from everlearn.methods.base import AgentView, DataSource
 from everlearn.scenarios.task import Scenario, Task
 
 
@@ -114,32 +113,38 @@ def dataset_buffers(scenario: Scenario, spaces: list[EnvSpaces], layout: Layout,
     return [full_buffer(r, capacity) if r is not None else None for r in rows]
 
 
-def method_data(methods: dict[str, BaseModel], scenario: Scenario, spaces: list[EnvSpaces],
+def method_data(sources: dict[str, DataSource], scenario: Scenario, spaces: list[EnvSpaces],
                 layout: Layout, task_ids: bool, view: AgentView,
                 run_buffer_rows: Callable[[str, int], dict[str, np.ndarray]]
                 ) -> dict[str, ReplayBuffer]:
-    """The data of each method that takes data (`offline_mix`), as full buffers in the agent's
-    input format: a dataset mapped onto the scenario task its config names (the first by
-    default), or an earlier run's replay buffer (`run_buffer_rows(run_dir, seed_index)`: its
-    filled rows), which must have this agent's widths."""
-    if "offline_mix" not in methods:
-        return {}
-    mix = methods["offline_mix"]
-    if mix.run is not None:
-        rows = run_buffer_rows(mix.run, mix.run_seed_index)
-        want = {k: (tuple(v.shape), np.dtype(v.dtype).kind)
-                for k, v in view.minibatch_row.items() if k in ("obs", "action")}
-        got = {k: (rows[k].shape[1:], rows[k].dtype.kind) for k in ("obs", "action")}
-        if got != want:
-            raise ConfigError(f"offline_mix.run: run '{mix.run}' stores observations and actions "
-                             f"of shapes {got['obs'][0]} and {got['action'][0]}, this run's "
-                             f"agent takes {want['obs'][0]} and {want['action'][0]}; mix a run "
-                             "of the same scenario and methods, or record a dataset")
-    else:
-        names = [t.name for t in scenario.tasks]
-        index = names.index(mix.task) if mix.task else 0
-        task = replace(scenario.tasks[index], dataset=mix.dataset)
-        rows = agent_rows(task, index, spaces[index], layout, scenario.num_tasks, task_ids)
-    return {"offline_mix": full_buffer(rows)}
+    """The data each method that takes data asks for (`sources`: method name -> its source),
+    as full buffers in the agent's input format: a dataset mapped onto the scenario task the
+    source names (the first by default), or an earlier run's replay buffer
+    (`run_buffer_rows(run_dir, seed_index)`: its filled rows), which must have this agent's
+    widths."""
+    return {name: full_buffer(_source_rows(name, source, scenario, spaces, layout, task_ids,
+                                           view, run_buffer_rows))
+            for name, source in sources.items()}
 
 
+def _source_rows(name: str, source: DataSource, scenario: Scenario, spaces: list[EnvSpaces],
+                 layout: Layout, task_ids: bool, view: AgentView,
+                 run_buffer_rows: Callable[[str, int], dict[str, np.ndarray]]
+                 ) -> dict[str, np.ndarray]:
+    if source.run is None:
+        index = source.task_index([t.name for t in scenario.tasks])
+        task = replace(scenario.tasks[index], dataset=source.dataset)
+        return agent_rows(task, index, spaces[index], layout, scenario.num_tasks, task_ids)
+    try:
+        rows = run_buffer_rows(source.run, source.run_seed_index)
+    except ValueError as e:  # no checkpoint, no such seed, no buffer: named by the setting
+        raise type(e)(f"{name}.run: {e}") from None
+    want = {k: (tuple(v.shape), np.dtype(v.dtype).kind)
+            for k, v in view.minibatch_row.items() if k in ("obs", "action")}
+    got = {k: (rows[k].shape[1:], rows[k].dtype.kind) for k in ("obs", "action")}
+    if got != want:
+        raise ConfigError(f"{name}.run: run '{source.run}' stores observations and actions "
+                          f"of shapes {got['obs'][0]} and {got['action'][0]}, this run's "
+                          f"agent takes {want['obs'][0]} and {want['action'][0]}; mix a run "
+                          "of the same scenario and methods, or record a dataset")
+    return rows

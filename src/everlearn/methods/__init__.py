@@ -20,6 +20,7 @@ from everlearn.methods.base import (
     POLICY_NETWORK,
     SQUASHED_GAUSSIAN,
     AgentView,
+    DataSource,
     Hooks,
     Method,
 )
@@ -45,7 +46,7 @@ from everlearn.methods.ewc import EWCConfig, OnlineEWCConfig, make_ewc, make_onl
 from everlearn.methods.jsrl import JSRLConfig, make_jsrl, with_horizon
 from everlearn.methods.l2_init import L2InitConfig, make_l2_init
 from everlearn.methods.mas import MASConfig, make_mas
-from everlearn.methods.offline_mix import OfflineMixConfig, make_offline_mix
+from everlearn.methods.offline_mix import OfflineMixConfig, data_source, make_offline_mix
 from everlearn.methods.packnet import PackNetConfig, make_packnet
 from everlearn.methods.redo import ReDoConfig, make_redo
 from everlearn.methods.replay import BalancedReplayConfig, ReplayConfig, make_replay
@@ -81,9 +82,10 @@ class MethodEntry(NamedTuple):
     # Settings it derives from the scenario where they are unset: (config, each task's episode
     # length, None where the env has none) -> config.
     from_scenario: Callable[[BaseModel, list[int | None]], BaseModel] | None = None
-    # The run's trainer loads data for it and puts it in its state for each training segment
-    # (`everlearn.training.offline`; the method's config names the source).
-    takes_data: bool = False
+    # A method that takes data: the source its config names (`base.DataSource`). The run
+    # checks and makes that data, and its trainer puts it in the method's state for each
+    # training segment (`everlearn.training.offline`).
+    data_source: Callable[[BaseModel], DataSource] | None = None
 
 
 METHODS: dict[str, MethodEntry] = {
@@ -99,7 +101,7 @@ METHODS: dict[str, MethodEntry] = {
     "offline_mix": MethodEntry(OfflineMixConfig, make_offline_mix, "draw a fixed share of "
                                "every minibatch from a dataset or an earlier run's buffer "
                                "(RLPD-style symmetric sampling, RaE)",
-                               requires=frozenset({OFF_POLICY}), takes_data=True),
+                               requires=frozenset({OFF_POLICY}), data_source=data_source),
     "jsrl": MethodEntry(JSRLConfig, make_jsrl, "a guide (the policy at the task's start) "
                         "acts for the first h steps of each episode; h shrinks as the returns "
                         "hold up (Jump-Start RL)", requires=frozenset({OFF_POLICY}),
@@ -167,4 +169,11 @@ def method_builders(names: list[str], configs: dict[str, BaseModel]
     return [partial(METHODS[name].make, configs[name]) for name in names]
 
 
-__all__ = ["METHODS", "AgentView", "Hooks", "Method", "MethodEntry", "method_builders"]
+def data_sources(configs: dict[str, BaseModel]) -> dict[str, DataSource]:
+    """The data each chosen method that takes data asks for, by method name (`configs`: the
+    chosen methods' configs)."""
+    return {name: METHODS[name].data_source(config) for name, config in configs.items()
+            if METHODS[name].data_source is not None}
+
+
+__all__ = ["METHODS", "DataSource", "data_sources", "AgentView", "Hooks", "Method", "MethodEntry", "method_builders"]

@@ -100,6 +100,33 @@ POLICY_NETWORK = "policy_network"  # one network it acts with (`AgentView.policy
 SQUASHED_GAUSSIAN = "squashed_gaussian_policy"  # SAC's tanh-Gaussian actor (Continual World's)
 
 
+class DataSource(NamedTuple):
+    """The data a method that takes data asks for (`MethodEntry.data_source`): a local Minari
+    dataset id or a built-in recipe ("random", "medium", "expert") of the scenario task named
+    `task` (None: the first), or the replay buffer of seed `run_seed_index` in an earlier run's
+    newest checkpoint (`run`, a run directory). Exactly one of `dataset` and `run` is set (the
+    run's checks refuse anything else)."""
+    dataset: str | None
+    task: str | None
+    run: str | None
+    run_seed_index: int = 0
+
+    def task_index(self, task_names: list[str]) -> int:
+        return task_names.index(self.task) if self.task else 0
+
+
+# The data reaches the method in its state, under this key, for one training segment only: the
+# trainer puts it in (`with_method_data`) and takes it out again, so checkpoints never carry it.
+DATA_KEY = "data"
+
+
+def with_method_data(methods: dict, data: dict[str, Any]) -> dict:
+    """The composed method state with each data-taking method's data put in (`data`: method
+    name -> its rows; with a leading seed axis where `methods` has one)."""
+    return {**methods, **{name: {**methods[name], DATA_KEY: rows}
+                          for name, rows in data.items()}}
+
+
 class AgentView(NamedTuple):
     """What a method may use of the agent it plugs into."""
 

@@ -25,7 +25,7 @@ independently and uniformly, so replacing the first rows replaces a uniform rand
 scenario), the mix applies there too.
 
 Where the data lives: not in this method's state. The run's trainer loads it once and puts it
-in the state for the length of a training segment only (`with_method_data`); between
+in the state for the length of a training segment only (`base.with_method_data`); between
 segments the state holds a one-row placeholder. So checkpoints never carry the data, and a
 resumed run loads it again from the same source. The data must be in the agent's input format:
 a dataset is mapped onto the scenario task named by `task` (padding, task id, action range);
@@ -41,10 +41,8 @@ import jax.numpy as jnp
 from pydantic import BaseModel, ConfigDict, Field, NonNegativeInt
 
 from everlearn.core.replay import ReplayBuffer
-from everlearn.methods.base import AgentView, Method
+from everlearn.methods.base import DATA_KEY, AgentView, DataSource, Method
 from everlearn.methods.replay import replace_head
-
-DATA_KEY = "data"  # where a data-taking method's state holds the data during a segment
 
 
 class OfflineMixConfig(BaseModel):
@@ -67,11 +65,9 @@ def placeholder(view: AgentView) -> ReplayBuffer:
     return ReplayBuffer.create(1, view.obs_dim, action.shape, action.dtype)
 
 
-def with_method_data(methods: dict, data: dict[str, ReplayBuffer]) -> dict:
-    """The composed method state with each data-taking method's data put in (`data`: method
-    name -> its rows; with a leading seed axis where `methods` has one)."""
-    return {**methods, **{name: {**methods[name], DATA_KEY: rows}
-                          for name, rows in data.items()}}
+def data_source(config: OfflineMixConfig) -> DataSource:
+    """What the run loads for it: its dataset or its earlier run's buffer."""
+    return DataSource(config.dataset, config.task, config.run, config.run_seed_index)
 
 
 def make_offline_mix(config: OfflineMixConfig, view: AgentView) -> Method:

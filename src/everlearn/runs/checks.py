@@ -14,10 +14,10 @@ from everlearn.agents import AGENTS
 from everlearn.core.errors import ConfigError
 from everlearn.core.ranges import STEPS_MAX
 from everlearn.envs.sources import gymnax_id
-from everlearn.methods import METHODS, MethodEntry
+from everlearn.methods import METHODS, DataSource, MethodEntry, data_sources
 from everlearn.runs.config import RunConfig
-from everlearn.runs.resolve import scenario_layout_for, success_keys_for
-from everlearn.scenarios import Scenario, get_scenario
+from everlearn.runs.resolve import resolve
+from everlearn.scenarios import Scenario
 from everlearn.scenarios.task import Task
 
 if TYPE_CHECKING:
@@ -33,7 +33,8 @@ def check_config(config: RunConfig, scores: dict | None = None) -> Scenario:
     """Every reason a run cannot go that the config and scenario show, each a one-line
     `ConfigError` (`make_plan` adds the budget check, which needs the trainer); returns the
     scenario with its normalisation scores."""
-    scenario = get_scenario(config.scenario)
+    resolved = resolve(config.scenario, config.backend)
+    scenario = resolved.scenario
     if config.backend == "jax":
         with_success = [t.name for t in scenario.tasks if t.success_key is not None]
         if with_success:
@@ -41,7 +42,7 @@ def check_config(config: RunConfig, scores: dict | None = None) -> Scenario:
                               "success_key, but gymnax envs report no success; use --backend "
                               "gymnasium or remove success_key")
     # Tasks scored by success: the evaluator reports success rates, so the scores are 0 and 1.
-    keys = success_keys_for(config.scenario, config.backend)
+    keys = resolved.success_keys
     if any(keys):
         given = [(t.random_score, t.reference_score) for t in scenario.tasks]
         scenario = scenario.with_scores(
@@ -56,7 +57,7 @@ def check_config(config: RunConfig, scores: dict | None = None) -> Scenario:
                      else f"the envs of tasks {lacking}")
             raise ConfigError(f"scenario '{scenario.name}' runs on the Gymnasium path only: "
                               f"{which} have no functional version; use --backend gymnasium")
-    layout = scenario_layout_for(config.scenario, config.backend)
+    layout = resolved.layout
     if AGENTS[config.agent].continuous != layout.continuous:
         kind = "continuous" if layout.continuous else "discrete"
         fits = [name for name, entry in AGENTS.items() if entry.continuous == layout.continuous]
@@ -77,15 +78,17 @@ def check_config(config: RunConfig, scores: dict | None = None) -> Scenario:
         if entry.needs_task_ids and not scenario.task_ids_visible:
             raise ConfigError(f"method '{name}' needs task ids, which scenario "
                               f"'{scenario.name}' hides; pick another method or scenario")
-    if scenario.offline or any(METHODS[name].takes_data for name in config.methods):
-        _check_datasets(config, scenario)
+    sources = data_sources(config.method_configs())
+    if scenario.offline or sources:
+        _check_datasets(config, scenario, sources)
     return scenario
 
 
-def _check_datasets(config: RunConfig, scenario: Scenario) -> None:
+def _check_datasets(config: RunConfig, scenario: Scenario,
+                    sources: dict[str, DataSource]) -> None:
     """Data to learn from: an agent that can learn from it, and every dataset at hand (a stored
     Minari dataset, or a built-in recipe that can be made for its task), for the offline tasks
-    and for the methods that take data (`offline_mix`: exactly one source)."""
+    and for the methods that take data (each from exactly one source)."""
     from everlearn.data import minari_io, recipes
 
     if scenario.offline and not AGENTS[config.agent].learns_from_data:
@@ -108,21 +111,19 @@ def _check_datasets(config: RunConfig, scenario: Scenario) -> None:
     for task in scenario.tasks:
         if task.dataset is not None:
             check(task, task.dataset, f"task '{task.name}'")
-    if "offline_mix" in config.methods:
-        mix = config.offline_mix
-        if (mix.dataset is None) == (mix.run is None):
-            raise ConfigError("offline_mix takes its data from exactly one source: set "
-                              "offline_mix.dataset=ID (a Minari id, or random, medium or "
-                              "expert) or offline_mix.run=RUN_DIR")
-        names = [t.name for t in scenario.tasks]
-        if mix.task is not None and mix.task not in names:
-            raise ConfigError(f"offline_mix.task: scenario '{scenario.name}' has no task "
-                              f"'{mix.task}' (its tasks: {', '.join(names)})")
-        if mix.dataset is not None:
-            task = scenario.tasks[names.index(mix.task) if mix.task else 0]
-            check(task, mix.dataset, "offline_mix.dataset")
-        elif not (Path(mix.run) / "checkpoints" / "latest.json").is_file():
-            raise ConfigError(f"offline_mix.run: '{mix.run}' is not a run directory with a "
+    names = [t.name for t in scenario.tasks]
+    for method, source in sources.items():
+        if (source.dataset is None) == (source.run is None):
+            raise ConfigError(f"{method} takes its data from exactly one source: set "
+                              f"{method}.dataset=ID (a Minari id, or random, medium or "
+                              f"expert) or {method}.run=RUN_DIR")
+        if source.task is not None and source.task not in names:
+            raise ConfigError(f"{method}.task: scenario '{scenario.name}' has no task "
+                              f"'{source.task}' (its tasks: {', '.join(names)})")
+        if source.dataset is not None:
+            check(scenario.tasks[source.task_index(names)], source.dataset, f"{method}.dataset")
+        elif not (Path(source.run) / "checkpoints" / "latest.json").is_file():
+            raise ConfigError(f"{method}.run: '{source.run}' is not a run directory with a "
                               "checkpoint; give the --out directory of a run that reached "
                               "its first evaluation")
 

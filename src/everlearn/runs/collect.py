@@ -1,5 +1,6 @@
 """Policies and replay buffers of run directories: the newest (or a named) checkpoint of a run
-as a policy to record with (`everlearn collect`), and as rows to mix (`offline_mix.run`)."""
+as a policy to record with (`everlearn collect`), and as rows a method that takes data mixes
+(`offline_mix.run`)."""
 
 from __future__ import annotations
 
@@ -23,7 +24,6 @@ from everlearn.data.datasets import agent_observations
 from everlearn.envs.functional import FunctionalEnv
 from everlearn.envs.sources import task_spaces
 from everlearn.runs.plan import load_run
-from everlearn.runs.resolve import scenario_layout_for
 from everlearn.scenarios import get_scenario
 from everlearn.scenarios.task import Task
 
@@ -45,7 +45,7 @@ def run_policy(run_dir: str | Path, task: Task, seed_index: int = 0, greedy: boo
     agent = plan.trainer.agent
     position = names.index(task.name)
     acting = agent.for_task(agent_state, position)  # the methods' view of the task (PackNet)
-    layout = scenario_layout_for(config.scenario, config.backend)
+    layout = plan.resolved.layout
     spaces = task_spaces(task, recording_backend(task))
     extra = agent.view.obs_dim - len(agent_observations(
         np.zeros((1, int(np.prod(spaces.obs_shape))), np.float32), spaces, layout)[0])

@@ -24,11 +24,12 @@ from pydantic import (
 )
 
 from everlearn.agents import AGENTS
+from everlearn.agents.common import boundary_settings
 from everlearn.core.errors import ConfigError
 from everlearn.core.ranges import SEED_MAX, STEPS_MAX
 from everlearn.envs.sources import gymnax_id
 from everlearn.methods import METHODS
-from everlearn.scenarios import scenario_names
+from everlearn.scenarios import get_scenario, scenario_names
 
 MAX_SEEDS = 10_000  # seeds run side by side (vmapped): more would not fit in memory anyway
 
@@ -104,8 +105,6 @@ class _RunConfigFields(BaseModel):
     def _scenario(cls, value: str) -> str:
         if value in scenario_names():
             return value
-        from everlearn.scenarios import get_scenario
-
         get_scenario(value)  # a scenario file, or one-line error naming the problem
         # A file is recorded by its absolute path, so resume works from any directory.
         return str(Path(value).resolve()) if Path(value).is_file() else value
@@ -131,8 +130,6 @@ class _RunConfigFields(BaseModel):
     def _backend(self):
         if self.backend is None:
             # Resolved here, so config.yaml records the path the run took.
-            from everlearn.scenarios import get_scenario
-
             tasks = get_scenario(self.scenario).tasks
             functional = all(gymnax_id(t) is not None for t in tasks)
             self.backend = "jax" if functional else "gymnasium"
@@ -141,38 +138,42 @@ class _RunConfigFields(BaseModel):
     @model_validator(mode="after")
     def _evals_from_eval_every(self):
         if self.eval_every is not None:
-            from everlearn.scenarios import get_scenario
-
             steps = self.steps_per_task or get_scenario(self.scenario).steps_per_task
             self.evals_per_task = max(1, round(steps / self.eval_every))
         return self
 
     @model_validator(mode="after")
-    def _explore_each_task(self):
-        """The agent's `explore_each_task` (DQN, SAC, TD3), resolved so that config.yaml
-        records it: None is on where the scenario shows its task boundaries, off where it
-        hides them (nothing can restart at a boundary no one sees)."""
+    def _boundary_settings(self):
+        """The agent's settings that act only at task boundaries (`boundary_setting`: the
+        off-policy agents' `explore_each_task`, SAC's resets), resolved so that config.yaml
+        records them: one left unset (None) is on where the scenario shows its boundaries and
+        off where it hides them; one set on where they are hidden is refused (nothing can act
+        at a boundary no one sees)."""
         section = self.agent_config()
-        if "explore_each_task" not in type(section).model_fields:
+        settings = boundary_settings(section)
+        if not settings:
             return self
-        from everlearn.scenarios import get_scenario
-
         scenario = get_scenario(self.scenario)
-        if section.explore_each_task and not scenario.boundaries_visible:
-            raise ValueError(f"{self.agent}.explore_each_task needs task boundaries, which "
-                             f"scenario '{scenario.name}' hides; set it false or pick a "
-                             "scenario that shows them")
-        if section.explore_each_task is None:
-            setattr(self, self.agent, section.model_copy(
-                update={"explore_each_task": scenario.boundaries_visible}))
+        for name in settings:
+            if getattr(section, name) and not scenario.boundaries_visible:
+                raise ValueError(f"{self.agent}.{name} needs task boundaries, which scenario "
+                                 f"'{scenario.name}' hides; set it false or pick a scenario "
+                                 "that shows them")
+        unset = {name: scenario.boundaries_visible for name in settings
+                 if getattr(section, name) is None}
+        if unset:
+            setattr(self, self.agent, section.model_copy(update=unset))
         return self
 
     def agent_config(self) -> BaseModel:
         return getattr(self, self.agent)
 
-    def explores_each_task(self) -> bool:
-        """Whether the agent's exploration restarts at each task boundary."""
-        return bool(getattr(self.agent_config(), "explore_each_task", False))
+    def acts_at_boundaries(self) -> bool:
+        """Whether anything acts at a task boundary: the methods' task hooks, or an agent
+        setting that does (an exploration restart, a reset)."""
+        section = self.agent_config()
+        return bool(self.methods) or any(getattr(section, name)
+                                         for name in boundary_settings(section))
 
     def method_configs(self) -> dict[str, BaseModel]:
         return {name: getattr(self, name) for name in self.methods}

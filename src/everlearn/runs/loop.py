@@ -163,9 +163,8 @@ def run_segments(plan: RunPlan, run_dir: Path, state: Any, start: int, *, quiet:
                 last = log_eval(segment, state, trainer.evaluate(state, seeds, segment),
                                 train_metrics)
                 task_ends = segment % config.evals_per_task == 0 and task + 1 < scenario.num_tasks
-                if task_ends and scenario.boundaries_visible and (config.methods
-                                                                  or config.explores_each_task()):
-                    # the methods' task hooks, and the exploration restart (explore_each_task)
+                if task_ends and scenario.boundaries_visible and config.acts_at_boundaries():
+                    # the methods' task hooks, and the agent's own (an exploration restart)
                     state = trainer.task_boundary(state, task, task + 1)
                 finished = (segment, state)
                 written = []  # the datasets of a recorded task, once its end is checkpointed

@@ -20,13 +20,12 @@ from everlearn.core.checkpoint import (
 )
 from everlearn.core.errors import ConfigError
 from everlearn.data.datasets import dataset_buffers, method_data
-from everlearn.envs.sources import task_spaces
-from everlearn.methods import METHODS, method_builders
+from everlearn.methods import METHODS, data_sources, method_builders
 from everlearn.methods.replay import TRANSITION_KEYS
 from everlearn.runs.checks import check_budget, check_config
 from everlearn.runs.config import RunConfig, build_config
-from everlearn.runs.resolve import scenario_layout_for, success_keys_for
-from everlearn.scenarios import Scenario, get_scenario
+from everlearn.runs.resolve import ResolvedScenario, resolve
+from everlearn.scenarios import Scenario
 from everlearn.training.functional import FunctionalTrainer
 from everlearn.training.gymnasium import GymnasiumTrainer
 from everlearn.training.offline import DataFunctionalTrainer, DataGymnasiumTrainer
@@ -35,7 +34,13 @@ from everlearn.training.offline import DataFunctionalTrainer, DataGymnasiumTrain
 @dataclass
 class RunPlan:
     config: RunConfig
+    # The scenario with the run's normalisation scores (given, success rates, or measured):
+    # what everything that reads scores (the loop, the summary, the report) reads.
     scenario: Scenario
+    # Its envs' spaces, layout and success keys, read once. Trainers are built from
+    # `resolved.scenario`, the registered one: runs with other scores share them, and no
+    # trainer reads a score.
+    resolved: ResolvedScenario
     trainer: FunctionalTrainer | GymnasiumTrainer
     segment_steps: int  # env steps per seed between evaluations
     # The same agent without methods: single-task references measure a plain agent.
@@ -57,15 +62,17 @@ class RunPlan:
 def make_plan(config: RunConfig, scores: dict | None = None) -> RunPlan:
     """Check that the run can go, and build its trainers; `scores`: the normalisation scores
     a run measured before (run.json on resume), used where the scenario gives none."""
+    resolved = resolve(config.scenario, config.backend)
     scenario = check_config(config, scores)
     steps_per_task = config.steps_per_task or scenario.steps_per_task
     agent_json = config.agent_config().model_dump_json()
     methods_json = json.dumps([[n, c.model_dump(mode="json")]
                                for n, c in config.method_configs().items()])
-    shape = (config.scenario, config.backend, config.agent, agent_json,
-             steps_per_task / config.evals_per_task, config.eval_episodes)
+    shape = (resolved, config.agent, agent_json, steps_per_task / config.evals_per_task,
+             config.eval_episodes)
     trainer = _trainer(*shape, methods_json)
-    plan = RunPlan(config, scenario, trainer, trainer.iterations * trainer.agent.steps_per_update,
+    plan = RunPlan(config, scenario, resolved, trainer,
+                   trainer.iterations * trainer.agent.steps_per_update,
                    reference_trainer=_trainer(*shape, "[]"))
     check_budget(plan, steps_per_task)
     return plan
@@ -86,20 +93,17 @@ def budget_note(plan: RunPlan) -> str | None:
 
 
 @functools.lru_cache(maxsize=8)
-def _trainer(scenario_name: str, backend: str, agent_name: str, agent_json: str,
+def _trainer(resolved: ResolvedScenario, agent_name: str, agent_json: str,
              steps_per_eval: float, eval_episodes: int,
              methods_json: str) -> FunctionalTrainer | GymnasiumTrainer:
     """Trainers are cached so that runs with the same shapes in one process (tests, resume,
     sweeps) share compiled programs instead of compiling them again."""
-    scenario = get_scenario(scenario_name)
-    layout = scenario_layout_for(scenario_name, backend)
+    scenario, layout, backend = resolved.scenario, resolved.layout, resolved.backend
     agent_config = AGENTS[agent_name].config.model_validate_json(agent_json)
     methods = [(name, METHODS[name].config.model_validate(data))
                for name, data in json.loads(methods_json)]
-    if any(METHODS[name].from_scenario for name, _ in methods):
-        limits = [task_spaces(task, backend).max_episode_steps for task in scenario.tasks]
-        methods = [(name, METHODS[name].from_scenario(method, limits)
-                    if METHODS[name].from_scenario else method) for name, method in methods]
+    methods = [(name, METHODS[name].from_scenario(method, resolved.episode_limits)
+                if METHODS[name].from_scenario else method) for name, method in methods]
     task_ids = any(METHODS[name].task_id_input for name, _ in methods)
     num_tasks = scenario.num_tasks
     obs_dim = (layout.obs_size + (num_tasks if task_ids else 0)
@@ -112,12 +116,13 @@ def _trainer(scenario_name: str, backend: str, agent_name: str, agent_json: str,
                        method_builders([n for n, _ in methods], dict(methods)))
     iterations = max(1, round(steps_per_eval / agent.steps_per_update))
     data = {}  # the datasets of offline tasks and of methods that take data, loaded lazily
-    if scenario.offline or any(METHODS[name].takes_data for name, _ in methods):
-        spaces = [task_spaces(t, backend) for t in scenario.tasks]
+    sources = data_sources(dict(methods))
+    if scenario.offline or sources:
+        spaces = list(resolved.spaces)
         data = {"load_datasets": functools.partial(dataset_buffers, scenario, spaces, layout,
                                                    task_ids),
                 "load_method_data": functools.partial(
-                    method_data, dict(methods), scenario, spaces, layout, task_ids,
+                    method_data, sources, scenario, spaces, layout, task_ids,
                     agent.view, run_buffer_rows)}
     if backend == "jax":
         trainer = DataFunctionalTrainer if data else FunctionalTrainer
@@ -125,8 +130,7 @@ def _trainer(scenario_name: str, backend: str, agent_name: str, agent_json: str,
                        layout=layout, **data)
     trainer = DataGymnasiumTrainer if data else GymnasiumTrainer
     return trainer(scenario, agent, iterations, eval_episodes, task_ids=task_ids,
-                   layout=layout, success_keys=list(success_keys_for(scenario_name, backend)),
-                   **data)
+                   layout=layout, success_keys=list(resolved.success_keys), **data)
 
 
 def load_config(run_dir: Path) -> RunConfig:
@@ -165,8 +169,8 @@ def run_buffer_rows(run_dir: str, seed_index: int) -> dict[str, np.ndarray]:
     _, agent_state, _ = load_run(run_dir, seed_index)
     buffer = getattr(agent_state, "buffer", None)
     if buffer is None:
-        raise ValueError(f"offline_mix.run: run '{run_dir}' has no replay buffer (an on-policy "
-                         "agent); mix an off-policy agent's run, or record a dataset")
+        raise ValueError(f"run '{run_dir}' has no replay buffer (an on-policy agent); mix an "
+                         "off-policy agent's run, or record a dataset")
     n = int(buffer.size)
     return {k: np.asarray(getattr(buffer, k)[:n]) for k in TRANSITION_KEYS}
 

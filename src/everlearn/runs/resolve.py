@@ -1,5 +1,11 @@
-"""What a run resolves of its scenario once, by name and path: the observation and action layout
-of its tasks' envs and the info key that scores each task."""
+"""A scenario resolved once for a run on one backend: the scenario as registered, each task's env
+spaces, the observation and action layout they make together, and the info key that scores
+each task. Everything below the plan (checks, trainers, recorder, data loading) is handed this
+object, not the scenario's name.
+
+Each part is read on first use, not on creation: the config checks refuse an impossible run
+(a Gymnasium-only env on the functional path, say) before any env is made for it.
+"""
 
 from __future__ import annotations
 
@@ -8,29 +14,52 @@ import functools
 from everlearn.core.errors import ConfigError
 from everlearn.envs.layout import Layout, scenario_layout
 from everlearn.envs.sources import EnvSpaces, env_identity, task_spaces
-from everlearn.scenarios import get_scenario
+from everlearn.scenarios import Scenario, get_scenario
 from everlearn.training.scores import success_key
 
 
+class ResolvedScenario:
+    """`scenario` (its given scores only: a run's measured ones are the plan's) on `backend`."""
+
+    def __init__(self, scenario: Scenario, backend: str) -> None:
+        self.scenario, self.backend = scenario, backend
+
+    @functools.cached_property
+    def spaces(self) -> tuple[EnvSpaces, ...]:
+        """Each task's env spaces; tasks on one env (differing by context only) share one
+        reading of it."""
+        by_env: dict[str, EnvSpaces] = {}
+        for task in self.scenario.tasks:
+            if env_identity(task) not in by_env:
+                by_env[env_identity(task)] = task_spaces(task, self.backend)
+        return tuple(by_env[env_identity(task)] for task in self.scenario.tasks)
+
+    @functools.cached_property
+    def layout(self) -> Layout:
+        """The agent's observation and action layout over all the scenario's tasks."""
+        try:
+            return scenario_layout([t.name for t in self.scenario.tasks], list(self.spaces))
+        except ValueError as e:
+            raise ConfigError(f"scenario '{self.scenario.name}': {e}") from None
+
+    @functools.cached_property
+    def success_keys(self) -> tuple[str | None, ...]:
+        """Per task, the info key whose success rate is its performance (None: the return)."""
+        return tuple(success_key(t, self.backend) for t in self.scenario.tasks)
+
+    @property
+    def episode_limits(self) -> list[int | None]:
+        """Each task's episode step limit (None where its env has none)."""
+        return [spaces.max_episode_steps for spaces in self.spaces]
+
+
 @functools.lru_cache(maxsize=16)
+def resolve(scenario_name: str, backend: str) -> ResolvedScenario:
+    """The resolved scenario of this name (or file path) on this backend, one per process:
+    runs of one process (tests, sweeps, resume) share it and the trainers built on it."""
+    return ResolvedScenario(get_scenario(scenario_name), backend)
+
+
 def scenario_layout_for(scenario_name: str, backend: str) -> Layout:
-    """The scenario's observation and action layout, read from its tasks' envs (each env
-    once, whatever the number of tasks on it)."""
-    scenario = get_scenario(scenario_name)
-    spaces: dict[str, EnvSpaces] = {}
-    per_task = []
-    for task in scenario.tasks:
-        if env_identity(task) not in spaces:
-            spaces[env_identity(task)] = task_spaces(task, backend)
-        per_task.append(spaces[env_identity(task)])
-    try:
-        return scenario_layout([t.name for t in scenario.tasks], per_task)
-    except ValueError as e:
-        raise ConfigError(f"scenario '{scenario.name}': {e}") from None
-
-
-@functools.lru_cache(maxsize=16)
-def success_keys_for(scenario_name: str, backend: str) -> tuple[str | None, ...]:
-    """Per task, the info key whose success rate is its performance (None: the return)."""
-    return tuple(success_key(t, backend) for t in get_scenario(scenario_name).tasks)
-
+    """The scenario's observation and action layout (`resolve(...).layout`)."""
+    return resolve(scenario_name, backend).layout

@@ -28,7 +28,6 @@ from everlearn.core.checkpoint import NoCheckpoint, load_checkpoint
 from everlearn.core.errors import ConfigError
 from everlearn.core.files import atomic_write
 from everlearn.core.version import __version__
-from everlearn.envs.sources import task_spaces
 from everlearn.runs.checks import check_config, check_memory
 from everlearn.runs.config import RunConfig
 from everlearn.runs.directory import (
@@ -39,18 +38,17 @@ from everlearn.runs.directory import (
     truncate_log,
 )
 from everlearn.runs.lock import LOCK_NAME, run_lock
-from everlearn.runs.loop import console, progress_bar, run_segments
+from everlearn.runs.loop import console, run_segments
 from everlearn.runs.plan import RunPlan, budget_note, load_config, make_plan
-from everlearn.runs.resolve import scenario_layout_for, success_keys_for
+from everlearn.runs.prepare import make_datasets, score_sources, with_measured_scores
+from everlearn.runs.resolve import scenario_layout_for
 from everlearn.runs.summary import read_curves, write_summary
 from everlearn.runs.tensorboard import require_tensorboard
-from everlearn.scenarios import Scenario, get_scenario
-from everlearn.training.reference import reference_curves
-from everlearn.training.scores import random_scores, reference_scores
 
-# `make_plan`, `load_config`, `budget_note`, `check_config`, `check_memory`,
+# `make_plan`, `load_config`, `budget_note`, `check_config`, `check_memory`, `make_datasets`,
 # `scenario_layout_for`, `read_curves` and `write_summary` moved to runs/plan.py, checks.py,
-# resolve.py and summary.py in the structural step (issue 29); re-exported here for one release.
+# prepare.py, resolve.py and summary.py in the structural step (issue 29); re-exported here
+# for one release.
 __all__ = ["start_run", "resume_run", "run_or_resume", "make_recorder", "make_datasets",
            "make_plan", "load_config", "budget_note", "check_config", "check_memory",
            "scenario_layout_for", "read_curves", "write_summary"]
@@ -84,11 +82,11 @@ def start_run(config: RunConfig, run_dir: Path | None = None, *, quiet: bool = F
     note = budget_note(plan)
     if note and not quiet:
         console.print(note, highlight=False, soft_wrap=True)
-    sources = _score_sources(config)
+    sources = score_sources(plan)
     try:
         make_datasets(plan.scenario, plan.config, quiet)
         if not plan.scenario.scored:
-            plan = _with_measured_scores(plan, quiet)
+            plan = with_measured_scores(plan, quiet)
     except BaseException:
         if not any(run_dir.iterdir()):
             run_dir.rmdir()  # nothing half-written stays behind
@@ -108,8 +106,7 @@ def make_recorder(plan: RunPlan, run_dir: Path, namespace: str | None):
     about = {"run": str(Path(run_dir).resolve()), "agent": config.agent,
              "methods": list(config.methods), "backend": config.backend}
     return RunRecorder(run_dir, namespace, plan.scenario, config.seeds,
-                       [task_spaces(t, config.backend) for t in plan.scenario.tasks],
-                       scenario_layout_for(config.scenario, config.backend),
+                       list(plan.resolved.spaces), plan.resolved.layout,
                        config.evals_per_task, about)
 
 
@@ -158,69 +155,6 @@ def _begin(plan: RunPlan, run_dir: Path, sources: list[dict[str, str]], *, quiet
     atomic_write(run_dir / "run.json", json.dumps(info, indent=1))
     return run_segments(plan, run_dir, state, 0, quiet=quiet, stop_after=stop_after,
                     tensorboard=tensorboard, recorder=recorder)
-
-
-_MEASURED = {"random_score": "uniform-random policy",
-             "reference_score": "final return of the single-task reference run"}
-
-
-def _score_sources(config: RunConfig) -> list[dict[str, str]]:
-    """Where each task's normalisation scores come from (run.json, the report)."""
-    out = []
-    keys = success_keys_for(config.scenario, config.backend)
-    for task, key in zip(get_scenario(config.scenario).tasks, keys):
-        if key is not None:
-            out.append({"random_score": f"success rate (info['{key}'])",
-                        "reference_score": f"success rate (info['{key}'])"})
-        else:
-            out.append({name: "given" if getattr(task, name) is not None else _MEASURED[name]
-                        for name in ("random_score", "reference_score")})
-    return out
-
-
-def make_datasets(scenario: Scenario, config: RunConfig, quiet: bool) -> None:
-    """Make the built-in recipe datasets that the offline tasks and `offline_mix` name and that
-    are not stored yet (`everlearn.data.recipes`; minutes, once per task and quality)."""
-    from everlearn.data import recipes
-
-    wanted = [(task, task.dataset) for task in scenario.tasks]
-    if "offline_mix" in config.methods and config.offline_mix.dataset is not None:
-        names = [t.name for t in scenario.tasks]
-        task = scenario.tasks[names.index(config.offline_mix.task)
-                              if config.offline_mix.task else 0]
-        wanted.append((task, config.offline_mix.dataset))
-    for task, dataset in wanted:
-        if dataset in recipes.QUALITIES:
-            recipes.make_recipe(task, dataset,
-                                log=(lambda line: None) if quiet else console.print)
-
-
-def _with_measured_scores(plan: RunPlan, quiet: bool) -> RunPlan:
-    """Measure the normalisation scores the scenario does not give (`everlearn.training.scores`)."""
-    config, scenario = plan.config, plan.scenario
-    if not quiet:
-        console.print("measuring the random scores the scenario does not give")
-    random = random_scores(scenario, config.backend)
-    raw = None
-    if any(t.reference_score is None for t in scenario.tasks):
-        if not quiet:
-            console.print("training the single-task reference runs first: they give the "
-                          "reference scores the scenario does not give (and forward transfer)")
-        config = config.model_copy(update={"reference": True})
-        with progress_bar(quiet) as progress:
-            bar = progress.add_task("reference runs", rate="-", last="-",
-                                    total=plan.total_segments * plan.segment_steps)
-            raw = reference_curves(plan.reference_trainer, config, scenario, plan.segment_steps,
-                                   on_segment=lambda task, e: progress.update(
-                                       bar, advance=plan.segment_steps))
-    reference = reference_scores(scenario, raw)
-    for task, low, high in zip(scenario.tasks, random, reference):
-        if not high > low:
-            raise ConfigError(f"task '{task.name}': its reference run's final return {high:.4g} "
-                              f"does not beat the random policy's {low:.4g}, so normalised "
-                              "performance is undefined; give the task a reference_score or "
-                              "more steps_per_task")
-    return make_plan(config, {"random": random, "reference": reference})
 
 
 def resume_run(run_dir: Path, *, quiet: bool = False, stop_after: int | None = None) -> Path:

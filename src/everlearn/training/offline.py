@@ -27,7 +27,7 @@ import numpy as np
 
 from everlearn.core.lockstep import SEED_AXIS
 from everlearn.core.replay import ReplayBuffer
-from everlearn.methods.offline_mix import DATA_KEY, with_method_data
+from everlearn.methods.base import DATA_KEY, with_method_data
 from everlearn.training.functional import FunctionalTrainer, SeedState, split_seeds
 from everlearn.training.gymnasium import GymnasiumTrainer
 

@@ -22,6 +22,7 @@ from typing import Any
 
 import numpy as np
 
+from everlearn.agents.common import boundary_settings
 from everlearn.core.files import atomic_write
 from everlearn.core.version import __version__
 
@@ -38,16 +39,11 @@ def task_identity(task: Any) -> dict[str, Any]:
     return described
 
 
-# Agent keys that act only at task boundaries (exploration restarts, SAC's resets).
-BOUNDARY_ONLY_KEYS = ("explore_each_task", "reset_buffer_each_task", "reset_optimiser_each_task",
-                      "reset_alpha_each_task")
-
-
 def reference_key(config: Any, scenario: Any, segment_steps: int) -> str:
     agent_config = config.agent_config().model_dump(mode="json")
     # A single-task run meets no task boundary: what an agent does at one changes nothing.
-    for key in BOUNDARY_ONLY_KEYS:
-        agent_config.pop(key, None)
+    for key in boundary_settings(config.agent_config()):
+        agent_config.pop(key)
     payload = {
         "version": __version__,
         "returns": "raw",
