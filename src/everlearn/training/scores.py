@@ -16,12 +16,13 @@ import json
 from typing import Any
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 
 from everlearn.core.files import atomic_write
 from everlearn.core.version import __version__
+from everlearn.envs.functional import FunctionalEnv, stack_params
 from everlearn.envs.gymnasium_context import make_task_env
+from everlearn.envs.rollout import random_episode_returns, task_params
 from everlearn.training.reference import cache_dir, task_identity
 
 RANDOM_EPISODES = {"jax": 100, "gymnasium": 30}
@@ -94,43 +95,11 @@ def _gymnasium_random_return(task: Any, episodes: int, seed: int) -> float:
 
 
 def _functional_random_return(task: Any, episodes: int, seed: int) -> float:
-    from everlearn.envs.functional import FunctionalEnv, stack_params
-    from everlearn.envs.rollout import task_params
-
     env = FunctionalEnv(task)
     params = stack_params([task_params(env, task)])  # one task
     keys = jax.random.split(jax.random.PRNGKey(seed), episodes)[None]
     returns, _ = jax.jit(functools.partial(random_episode_returns, env))(params, keys)
     return float(returns.mean())
-
-
-def random_episode_returns(env: Any, params: Any, keys: jax.Array) -> tuple[jax.Array, jax.Array]:
-    """A uniform-random policy's episodes on a `FunctionalEnv`: `params` stacked over tasks
-    (`stack_params`), `keys` [num_tasks, episodes], one episode per key, run to the env's step
-    limit. Returns each episode's return and whether it ended, [num_tasks, episodes]."""
-    spaces = env.spaces
-
-    def episode(params: Any, key: jax.Array) -> tuple[jax.Array, jax.Array]:
-        k_reset, k_steps = jax.random.split(key)
-        _, state = env.reset(k_reset, params)
-
-        def step(carry, key):
-            state, ret, done = carry
-            k_action, k_env = jax.random.split(key)
-            if spaces.continuous:
-                action = jax.random.uniform(k_action, (spaces.num_actions,), minval=-1.0)
-            else:
-                action = jax.random.randint(k_action, (), 0, spaces.num_actions)
-            _, state, reward, terminated, truncated, _ = env.step(k_env, state, action, params)
-            ret = ret + jnp.where(done, 0.0, reward)
-            return (state, ret, done | terminated | truncated), None
-
-        init = (state, jnp.zeros(()), jnp.zeros((), bool))
-        (_, ret, done), _ = jax.lax.scan(step, init,
-                                         jax.random.split(k_steps, env.max_episode_steps))
-        return ret, done
-
-    return jax.vmap(jax.vmap(episode, in_axes=(None, 0)))(params, keys)
 
 
 def reference_scores(scenario: Any, raw_reference: np.ndarray | None) -> list[float]:
