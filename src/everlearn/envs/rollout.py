@@ -5,7 +5,7 @@ policy (the trainers' evaluators, `everlearn.evaluate`, the random scores, the r
   (`functional_eval_keys`) and of one episode (`episode_keys`), one compiled episode
   (`functional_episode`) and a uniform-random policy's episodes (`random_episode_returns`);
 - Gymnasium path: the env seed of an evaluation (`eval_env_seed`) and one episode in each env
-  of a vector env (`episode_returns`).
+  of a vector env (`episode_returns`), with a policy of sampled actions (`sampled_actions`).
 
 Recording (`everlearn.data.collect`) is a fixed-length step stream with autoreset, not episodes,
 and `everlearn check-env` steps raw envs to find faults: both step their own loops.
@@ -16,6 +16,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+import gymnasium as gym
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -142,4 +143,10 @@ def episode_returns(envs: Any, env_seed: int, policy: Callable[[np.ndarray], Any
             succeeded |= flags & ~done
         done |= ended
     return succeeded.astype(np.float64) if success_key is not None else returns
+
+
+def sampled_actions(space: gym.Space) -> Callable[[np.ndarray], np.ndarray]:
+    """A uniform-random policy for `episode_returns`: one sample of `space` (a single env's
+    action space, seeded by the caller) per observation, in order."""
+    return lambda obs: np.stack([space.sample() for _ in range(len(obs))])
 
