@@ -122,8 +122,8 @@ def _reported(info: dict, key: str, like: np.ndarray) -> np.ndarray:
 def episode_returns(envs: Any, env_seed: int, policy: Callable[[np.ndarray], Any],
                     success_key: str | None = None) -> np.ndarray:
     """One episode in each env of `envs` (reset with `env_seed`), acting with `policy` (a batch
-    of observations to a batch of actions): the return of each, float[num_envs]. The evaluator
-    and `everlearn.evaluate` both score policies here, so their numbers agree.
+    of observations to a batch of actions): the return of each, float[num_envs]. The evaluator,
+    `everlearn.evaluate` and the random scores all play their episodes here, so they agree.
     With `success_key`: 1.0 for an episode in which the env reported `info[success_key]` true
     at any step, else 0.0 (Meta-World's and Continual World's success)."""
     obs, _ = envs.reset(seed=env_seed)
