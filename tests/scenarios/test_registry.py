@@ -153,7 +153,7 @@ def random_policy_returns_gymnasium(tasks: list[Task], episodes: int,
 def random_policy_returns(family: str, tasks: list[Task], episodes: int, seed: int) -> np.ndarray:
     """Mean return of a uniform-random policy per task on the functional path ([num_tasks])."""
     from everlearn.envs.functional import FunctionalEnv, stack_params
-    from everlearn.training.scores import random_episode_returns
+    from everlearn.envs.rollout import random_episode_returns
 
     env = FunctionalEnv(family)
     params = stack_params([

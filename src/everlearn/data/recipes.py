@@ -173,10 +173,7 @@ def _trained_policy(task: Task, quality: str, expert: Expert, spaces: EnvSpaces,
     policy. Logs each snapshot's greedy return (minutes apart on the Gymnasium path)."""
     from everlearn.training.functional import FunctionalTrainer
     from everlearn.training.gymnasium import GymnasiumTrainer
-    from everlearn.training.scores import (
-        _functional_random_return,
-        _gymnasium_random_return,
-    )
+    from everlearn.training.scores import random_return
 
     spec = EnvSpec(int(np.prod(spaces.obs_shape)), spaces.num_actions,
                    continuous=spaces.continuous, image_shape=(
@@ -186,14 +183,13 @@ def _trained_policy(task: Task, quality: str, expert: Expert, spaces: EnvSpaces,
     trainer_class = FunctionalTrainer if functional(task) else GymnasiumTrainer
     trainer = trainer_class(scenario, agent, expert.snapshot_every // agent.steps_per_update,
                             eval_episodes=10)
-    measure = _functional_random_return if functional(task) else _gymnasium_random_return
-    random_return = measure(task, 100, RECIPE_SEED)
+    random_mean = random_return(task, recording_backend(task), 100, RECIPE_SEED)
     # Where the task gives its reference (expert-level) return, "medium" is the first
     # snapshot a third of the way there, and training stops at it; otherwise it is picked
     # after the whole training, against the best snapshot's return.
     target = None
     if quality == "medium" and task.reference_score is not None:
-        target = random_return + MEDIUM_FRACTION * (task.reference_score - random_return)
+        target = random_mean + MEDIUM_FRACTION * (task.reference_score - random_mean)
     state = trainer.init([RECIPE_SEED])
     snapshots, scores = [], []
     for k in range(expert.steps // expert.snapshot_every):
@@ -208,11 +204,11 @@ def _trained_policy(task: Task, quality: str, expert: Expert, spaces: EnvSpaces,
     elif target is not None and scores[-1] >= target:
         pick = len(snapshots) - 1
     else:
-        target = random_return + MEDIUM_FRACTION * (max(scores) - random_return)
+        target = random_mean + MEDIUM_FRACTION * (max(scores) - random_mean)
         pick = int(np.argmin(np.abs(np.asarray(scores) - target)))
     about = {"policy": f"{expert.agent.upper()} {expert.config['hidden_sizes']} after "
                        f"{(pick + 1) * expert.snapshot_every:,} steps, exploring actions",
-             "greedy_return": scores[pick], "random_return": random_return,
+             "greedy_return": scores[pick], "random_return": random_mean,
              "best_greedy_return": max(scores)}
     if spaces.continuous:
         return agent_policy(agent, snapshots[pick]), about

@@ -19,7 +19,13 @@ import numpy as np
 from everlearn.envs.functional import FunctionalEnv
 from everlearn.envs.gymnasium_context import make_vector_env
 from everlearn.envs.layout import Layout, scenario_layout
-from everlearn.envs.rollout import episode_returns, eval_env_seed, task_params
+from everlearn.envs.rollout import (
+    episode_keys,
+    episode_returns,
+    eval_env_seed,
+    functional_eval_keys,
+    task_params,
+)
 from everlearn.envs.sources import (
     EnvSpaces,
     env_identity,
@@ -73,6 +79,7 @@ def evaluate(policy: Policy, scenario: Scenario | str | os.PathLike, episodes: i
     layout = scenario_layout([t.name for t in scenario.tasks], spaces)
     returns = []
     functional_envs: dict[str, FunctionalEnv] = {}  # one per gymnax env
+    functional_keys = functional_eval_keys(seed, 0, scenario.num_tasks, episodes)
     for index, (task, task_backend, task_space) in enumerate(zip(scenario.tasks, backends,
                                                                 spaces)):
         act = _checked(policy, task, task_space, layout)
@@ -83,8 +90,7 @@ def evaluate(policy: Policy, scenario: Scenario | str | os.PathLike, episodes: i
             finally:
                 envs.close()
         else:
-            ret = _functional_returns(act, task, layout, episodes,
-                                      _functional_key(seed, index, scenario.num_tasks),
+            ret = _functional_returns(act, task, layout, functional_keys[index],
                                       functional_envs)
         returns.append(float(np.mean(ret)))
     normalised = [float(t.normalise(r)) if _scored(t) else None
@@ -130,21 +136,15 @@ def _checked(policy: Policy, task: Task, spaces: EnvSpaces, layout: Layout) -> P
     return act
 
 
-def _functional_key(seed: int, task_index: int, num_tasks: int) -> jax.Array:
-    """The key `FunctionalTrainer.evaluate` gives task `task_index` at evaluation 0."""
-    key = jax.random.fold_in(jax.random.PRNGKey(jnp.asarray(seed, jnp.uint32) + 7_919), 0)
-    return jax.random.split(key, num_tasks)[task_index]
-
-
-def _functional_returns(act: Policy, task: Task, layout: Layout, episodes: int,
-                        key: jax.Array, envs: dict[str, FunctionalEnv]) -> np.ndarray:
-    """One episode per key of `key`'s split, with the functional evaluator's keys (reset key,
-    then one key per step up to the env's step limit), stepped from the host: the policy is an
-    arbitrary Python callable, so only the env's reset and step are compiled (vmapped over the
-    episodes). The task's params are constants of the compiled step, as they are in the
-    evaluator's program, so XLA folds them as it does there and the returns agree (with the
-    params passed as arguments, CartPole's float32 rounding differed by an ulp, and its chaotic
-    dynamics turned that into other episodes)."""
+def _functional_returns(act: Policy, task: Task, layout: Layout, keys: jax.Array,
+                        envs: dict[str, FunctionalEnv]) -> np.ndarray:
+    """One episode per key of `keys` ([episodes]), on the functional evaluator's keys
+    (`episode_keys`: a reset key, then one key per step up to the env's step limit), stepped
+    from the host: the policy is an arbitrary Python callable, so only the env's reset and step
+    are compiled (vmapped over the episodes). The task's params are constants of the compiled
+    step, as they are in the evaluator's program, so XLA folds them as it does there and the
+    returns agree (with the params passed as arguments, CartPole's float32 rounding differed by
+    an ulp, and its chaotic dynamics turned that into other episodes)."""
     if env_identity(task) not in envs:  # tasks on one env differ by params only
         envs[env_identity(task)] = FunctionalEnv(task, layout)
     env = envs[env_identity(task)]
@@ -152,11 +152,11 @@ def _functional_returns(act: Policy, task: Task, layout: Layout, episodes: int,
     reset = jax.jit(jax.vmap(lambda key: env.reset(key, params)))
     step = jax.jit(jax.vmap(lambda key, state, action: env.step(key, state, action, params)))
     limit = env.max_episode_steps
-    k_reset, k_steps = jax.vmap(jax.random.split, out_axes=1)(jax.random.split(key, episodes))
-    step_keys = jax.vmap(lambda k: jax.random.split(k, limit), out_axes=1)(k_steps)
+    # [episodes] reset keys, [limit, episodes] step keys: step t of every episode at once
+    k_reset, step_keys = jax.vmap(lambda key: episode_keys(key, limit), out_axes=(0, 1))(keys)
     obs, state = reset(k_reset)
-    returns = np.zeros(episodes)
-    done = np.zeros(episodes, bool)
+    returns = np.zeros(len(keys))
+    done = np.zeros(len(keys), bool)
     for t in range(limit):
         if done.all():
             break

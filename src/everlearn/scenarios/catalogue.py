@@ -356,7 +356,7 @@ def cw20() -> Scenario:
 # (`everlearn.envs.layout`). gymnax's MinAtar has no sticky actions; episodes end at the game's
 # terminal state or after max_steps_in_episode (1000; Freeway always runs its 2500 steps).
 # Random scores: a uniform-random policy's mean return over 4,000 episodes per game (seeds 0 and
-# 1, 2,000 each, functional path, `everlearn.training.scores.random_episode_returns`; measured
+# 1, 2,000 each, functional path, `everlearn.envs.rollout.random_episode_returns`; measured
 # 2026-11-30, gymnax 1.0.1); standard errors 0.01 (Breakout, Asterix, Freeway) and 0.05 (Space
 # Invaders); checked by tests/scenarios/test_minatar_sequence.py.
 # Reference scores: the PPO returns gymnax publishes for these envs, in the "Implemented

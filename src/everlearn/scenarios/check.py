@@ -192,6 +192,10 @@ def _gymnasium_checker(env: gym.Env, result: EnvCheck) -> None:
             result.warnings.append(text)
 
 
+# The rollouts here are fault-finding ones, not `everlearn.envs.rollout`'s episodes: they step the
+# raw env (before everlearn's context and transformations) with its own action space's samples,
+# keep every observation, stop at a fault or a step budget instead of the env's limit, and must
+# survive an env that raises. Through the shared loop they would check another env.
 def _rollout(env: gym.Env, steps: int) -> tuple[list[np.ndarray], list[float]]:
     """Reset with `SEED`, then up to `steps` random actions drawn from a seeded action space
     (to the episode's end)."""
@@ -311,6 +315,8 @@ def _check_functional(task: Task, result: EnvCheck) -> EnvCheck:
         return result
     obs_space, action_space = env.observation_space(params), env.action_space(params)
 
+    # The raw gymnax env's own action samples, every observation kept: fault-finding rollouts,
+    # not `everlearn.envs.rollout.functional_episode` (see `_rollout`).
     def step(carry, key):
         state = carry
         k_action, k_step = jax.random.split(key)

@@ -4,8 +4,10 @@ A run advances in segments (the steps between two evaluations). `train_segment` 
 envs with the current task's params and runs `iterations` rollout+update iterations in one
 `lax.scan`; it is `vmap`ped over seeds and `jit`ted once — the task is an argument, so a task
 switch never recompiles. The seed axis is split across devices where it divides evenly (on a
-CPU, everlearn shows XLA one device per core), so 8 seeds on 2 cores use both. `evaluate` runs every task at once (`vmap` over the stacked task
-params and over episodes) with the greedy policy, on keys that are not the training stream's.
+CPU, everlearn shows XLA one device per core), so 8 seeds on 2 cores use both. `evaluate` runs
+every task at once (`vmap` over the stacked task params and over episodes) with the greedy
+policy, on keys that are not the training stream's (`everlearn.envs.rollout`:
+`functional_eval_keys`, `functional_episode`).
 """
 
 from __future__ import annotations
@@ -32,7 +34,11 @@ from everlearn.envs.functional import (
     stack_params,
 )
 from everlearn.envs.layout import Layout
-from everlearn.envs.rollout import task_params
+from everlearn.envs.rollout import (
+    functional_episode,
+    functional_eval_keys,
+    task_params,
+)
 from everlearn.envs.sources import env_identity
 from everlearn.evaluation import diagnostics
 from everlearn.scenarios.task import Scenario
@@ -173,9 +179,9 @@ class FunctionalTrainer:
 
     def evaluate(self, state: SeedState, seeds: list[int], eval_index: int) -> np.ndarray:
         """Mean greedy return per seed and task: float[num_seeds, num_tasks]."""
-        keys = jax.vmap(lambda s: jax.random.fold_in(jax.random.PRNGKey(s + 7_919), eval_index))(
-            jnp.asarray(seeds, jnp.uint32)
-        )
+        keys = jax.vmap(functools.partial(
+            functional_eval_keys, eval_index=eval_index, num_tasks=self.scenario.num_tasks,
+            episodes=self.eval_episodes))(jnp.asarray(seeds, jnp.uint32))
         return np.asarray(self._evaluate(split_seeds(state.agent), split_seeds(keys)))
 
     # -- one seed ------------------------------------------------------------------------
@@ -254,9 +260,9 @@ class FunctionalTrainer:
             return SeedState(agent_state, key), jax.tree.map(jnp.mean, metrics), recorded
         return SeedState(agent_state, key), jax.tree.map(jnp.mean, metrics)
 
-    def _evaluate_seed(self, agent_state: Any, key: jax.Array) -> jax.Array:
-        """Mean greedy return per task, float[num_tasks]: each env's tasks at once."""
-        keys = jax.random.split(key, self.scenario.num_tasks)
+    def _evaluate_seed(self, agent_state: Any, keys: jax.Array) -> jax.Array:
+        """Mean greedy return per task, float[num_tasks]: each env's tasks at once, on their
+        episode keys ([num_tasks, episodes])."""
         if len(self.groups) == 1:
             return self._evaluate_group(self.groups[0], agent_state, keys)
         returns = jnp.zeros(self.scenario.num_tasks)
@@ -269,29 +275,13 @@ class FunctionalTrainer:
     def _evaluate_group(self, group: EnvGroup, agent_state: Any, keys: jax.Array) -> jax.Array:
         env, greedy = group.env, self.agent.greedy_action
 
-        def episode(agent_state: Any, params: TaskParams, key: jax.Array) -> jax.Array:
-            k_reset, k_steps = jax.random.split(key)
-            obs, env_state = env.reset(k_reset, params)
-
-            def step(carry, key):
-                obs, env_state, ret, done = carry
-                action = greedy(agent_state, obs[None])[0]
-                obs, env_state, reward, terminated, truncated, _ = env.step(
-                    key, env_state, action, params
-                )
-                ret = ret + jnp.where(done, 0.0, reward)
-                return (obs, env_state, ret, done | terminated | truncated), None
-
-            init = (obs, env_state, jnp.zeros(()), jnp.zeros((), bool))
-            (_, _, ret, _), _ = jax.lax.scan(
-                step, init, jax.random.split(k_steps, env.max_episode_steps)
-            )
-            return ret
-
-        def task_returns(params: TaskParams, key: jax.Array, task: jax.Array) -> jax.Array:
+        def task_returns(params: TaskParams, keys: jax.Array, task: jax.Array) -> jax.Array:
             acting = self.agent.for_task(agent_state, task)  # the methods' view of the task
-            return jax.vmap(episode, in_axes=(None, None, 0))(
-                acting, params, jax.random.split(key, self.eval_episodes)
-            ).mean()
+
+            def act(obs: jax.Array, key: jax.Array) -> tuple[jax.Array, jax.Array]:
+                return greedy(acting, obs[None])[0], key  # greedy: the env gets the step key
+
+            returns, _ = jax.vmap(lambda key: functional_episode(env, params, act, key))(keys)
+            return returns.mean()
 
         return jax.vmap(task_returns)(group.tasks, keys, jnp.asarray(group.task_indices))

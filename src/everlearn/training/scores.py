@@ -5,7 +5,8 @@ Performance is the success rate where the env reports success (`success_key`), e
 no `random_score`, it is the mean return of a uniform-random policy over `RANDOM_EPISODES`
 episodes on the run's path; where it gives no `reference_score`, it is the final return of the
 single-task reference run (mean over the run's seeds), which the run then trains first. Both are
-cached with the reference runs (`everlearn.training.reference.cache_dir`).
+cached with the reference runs (`everlearn.training.reference.cache_dir`). The episodes are
+`everlearn.envs.rollout`'s.
 """
 
 from __future__ import annotations
@@ -16,12 +17,18 @@ import json
 from typing import Any
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 
 from everlearn.core.files import atomic_write
 from everlearn.core.version import __version__
-from everlearn.envs.gymnasium_context import make_task_env
+from everlearn.envs.functional import FunctionalEnv, stack_params
+from everlearn.envs.gymnasium_context import make_task_env, make_vector_env
+from everlearn.envs.rollout import (
+    episode_returns,
+    random_episode_returns,
+    sampled_actions,
+    task_params,
+)
 from everlearn.training.reference import cache_dir, task_identity
 
 RANDOM_EPISODES = {"jax": 100, "gymnasium": 30}
@@ -67,70 +74,41 @@ def random_scores(scenario: Any, backend: str, seed: int = 0) -> list[float]:
         if path.exists():
             out.append(json.loads(path.read_text())["random_score"])
             continue
-        measure = _functional_random_return if backend == "jax" else _gymnasium_random_return
-        score = float(measure(task, RANDOM_EPISODES[backend], seed))
+        score = random_return(task, backend, RANDOM_EPISODES[backend], seed)
         path.parent.mkdir(parents=True, exist_ok=True)
         atomic_write(path, json.dumps({"task": task.name, **payload, "random_score": score}))
         out.append(score)
     return out
 
 
+def random_return(task: Any, backend: str, episodes: int, seed: int) -> float:
+    """Mean return of a uniform-random policy on `task` over `episodes` episodes on path
+    `backend` ("jax" or "gymnasium"), measured, not cached."""
+    if backend == "jax":
+        return _functional_random_return(task, episodes, seed)
+    return _gymnasium_random_return(task, episodes, seed)
+
+
 def _gymnasium_random_return(task: Any, episodes: int, seed: int) -> float:
-    env = make_task_env(task)
-    env.action_space.seed(seed)
-    returns = []
+    # One env, episode after episode (reset seeds seed, seed + 1, ...), its action space seeded
+    # once: a vector env of as many envs would draw the actions in another order.
+    envs = make_vector_env(task, 1)
+    envs.single_action_space.seed(seed)
+    policy = sampled_actions(envs.single_action_space)
     try:
-        for episode in range(episodes):
-            env.reset(seed=seed + episode)
-            total, done = 0.0, False
-            while not done:
-                _, reward, terminated, truncated, _ = env.step(env.action_space.sample())
-                total += float(reward)
-                done = terminated or truncated
-            returns.append(total)
+        returns = [episode_returns(envs, seed + episode, policy)[0]
+                   for episode in range(episodes)]
     finally:
-        env.close()
+        envs.close()
     return float(np.mean(returns))
 
 
 def _functional_random_return(task: Any, episodes: int, seed: int) -> float:
-    from everlearn.envs.functional import FunctionalEnv, stack_params
-    from everlearn.envs.rollout import task_params
-
     env = FunctionalEnv(task)
     params = stack_params([task_params(env, task)])  # one task
     keys = jax.random.split(jax.random.PRNGKey(seed), episodes)[None]
     returns, _ = jax.jit(functools.partial(random_episode_returns, env))(params, keys)
     return float(returns.mean())
-
-
-def random_episode_returns(env: Any, params: Any, keys: jax.Array) -> tuple[jax.Array, jax.Array]:
-    """A uniform-random policy's episodes on a `FunctionalEnv`: `params` stacked over tasks
-    (`stack_params`), `keys` [num_tasks, episodes], one episode per key, run to the env's step
-    limit. Returns each episode's return and whether it ended, [num_tasks, episodes]."""
-    spaces = env.spaces
-
-    def episode(params: Any, key: jax.Array) -> tuple[jax.Array, jax.Array]:
-        k_reset, k_steps = jax.random.split(key)
-        _, state = env.reset(k_reset, params)
-
-        def step(carry, key):
-            state, ret, done = carry
-            k_action, k_env = jax.random.split(key)
-            if spaces.continuous:
-                action = jax.random.uniform(k_action, (spaces.num_actions,), minval=-1.0)
-            else:
-                action = jax.random.randint(k_action, (), 0, spaces.num_actions)
-            _, state, reward, terminated, truncated, _ = env.step(k_env, state, action, params)
-            ret = ret + jnp.where(done, 0.0, reward)
-            return (state, ret, done | terminated | truncated), None
-
-        init = (state, jnp.zeros(()), jnp.zeros((), bool))
-        (_, ret, done), _ = jax.lax.scan(step, init,
-                                         jax.random.split(k_steps, env.max_episode_steps))
-        return ret, done
-
-    return jax.vmap(jax.vmap(episode, in_axes=(None, 0)))(params, keys)
 
 
 def reference_scores(scenario: Any, raw_reference: np.ndarray | None) -> list[float]:
