@@ -20,8 +20,8 @@ from everlearn.data.datasets import dataset_buffers
 from everlearn.envs.functional import FunctionalEnv
 from everlearn.runs.config import build_config
 from everlearn.runs.plan import make_plan
-from everlearn.runs.resolve import scenario_layout_for
 from everlearn.scenarios import get_scenario
+from everlearn.scenarios.resolve import scenario_layout_for
 
 SMALL_TD3 = ["--set", "td3.hidden_sizes=[32,32]", "--set", "evals_per_task=2",
              "--set", "eval_episodes=2"]

@@ -147,8 +147,8 @@ def test_method_config_errors_are_one_clear_line():
 
 def test_methods_that_need_what_a_scenario_hides_are_refused(monkeypatch):
     import everlearn.runs.checks as run_module  # where the plan checks the scenario
-    from everlearn.runs.resolve import ResolvedScenario
     from everlearn.scenarios import get_scenario
+    from everlearn.scenarios.resolve import ResolvedScenario
 
     def hidden(name):
         shown = get_scenario(name)

@@ -18,11 +18,11 @@ import numpy as np
 from everlearn.envs.layout import Layout
 from everlearn.runs.config import build_config
 from everlearn.runs.plan import make_plan
-from everlearn.runs.resolve import scenario_layout_for
 from everlearn.runs.run import start_run
 from everlearn.scenarios import get_scenario, scenario_names
 from everlearn.scenarios.catalogue import MINATAR_GAMES
 from everlearn.scenarios.registry import scenario_sources
+from everlearn.scenarios.resolve import scenario_layout_for
 from everlearn.training.scores import RANDOM_EPISODES, random_scores
 
 NAME = "minatar-sequence"

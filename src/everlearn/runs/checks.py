@@ -16,8 +16,8 @@ from everlearn.core.ranges import STEPS_MAX
 from everlearn.envs.sources import gymnax_id
 from everlearn.methods import METHODS, DataSource, MethodEntry, data_sources
 from everlearn.runs.config import RunConfig
-from everlearn.runs.resolve import resolve
 from everlearn.scenarios import Scenario
+from everlearn.scenarios.resolve import resolve
 from everlearn.scenarios.task import Task
 
 if TYPE_CHECKING:

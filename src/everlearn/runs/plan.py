@@ -24,8 +24,8 @@ from everlearn.methods import METHODS, data_sources, method_builders
 from everlearn.methods.replay import TRANSITION_KEYS
 from everlearn.runs.checks import check_budget, check_config
 from everlearn.runs.config import RunConfig, build_config
-from everlearn.runs.resolve import ResolvedScenario, resolve
 from everlearn.scenarios import Scenario
+from everlearn.scenarios.resolve import ResolvedScenario, resolve
 from everlearn.training.functional import FunctionalTrainer
 from everlearn.training.gymnasium import GymnasiumTrainer
 from everlearn.training.offline import DataFunctionalTrainer, DataGymnasiumTrainer

@@ -41,13 +41,13 @@ from everlearn.runs.lock import LOCK_NAME, run_lock
 from everlearn.runs.loop import console, run_segments
 from everlearn.runs.plan import RunPlan, budget_note, load_config, make_plan
 from everlearn.runs.prepare import make_datasets, score_sources, with_measured_scores
-from everlearn.runs.resolve import scenario_layout_for
 from everlearn.runs.summary import read_curves, write_summary
 from everlearn.runs.tensorboard import require_tensorboard
+from everlearn.scenarios.resolve import scenario_layout_for
 
 # `make_plan`, `load_config`, `budget_note`, `check_config`, `check_memory`, `make_datasets`,
 # `scenario_layout_for`, `read_curves` and `write_summary` moved to runs/plan.py, checks.py,
-# prepare.py, resolve.py and summary.py in the structural step (issue 29); re-exported here
+# prepare.py, scenarios/resolve.py and summary.py in the structural step (issue 29); re-exported here
 # for one release.
 __all__ = ["start_run", "resume_run", "run_or_resume", "make_recorder", "make_datasets",
            "make_plan", "load_config", "budget_note", "check_config", "check_memory",

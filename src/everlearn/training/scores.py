@@ -1,6 +1,7 @@
 """Normalisation scores a scenario does not give: measured, cached, and recorded with the run.
 
-Performance is the success rate where the env reports success (`success_key`), else
+Performance is the success rate where the env reports success
+(`everlearn.scenarios.resolve.success_key`), else
 `(R - random) / (reference - random)` (DESIGN.md, "Metrics"). Where a task gives
 no `random_score`, it is the mean return of a uniform-random policy over `RANDOM_EPISODES`
 episodes on the run's path; where it gives no `reference_score`, it is the final return of the
@@ -22,7 +23,7 @@ import numpy as np
 from everlearn.core.files import atomic_write
 from everlearn.core.version import __version__
 from everlearn.envs.functional import FunctionalEnv, stack_params
-from everlearn.envs.gymnasium_context import make_task_env, make_vector_env
+from everlearn.envs.gymnasium_context import make_vector_env
 from everlearn.envs.rollout import (
     episode_returns,
     random_episode_returns,
@@ -32,32 +33,6 @@ from everlearn.envs.rollout import (
 from everlearn.training.reference import cache_dir, task_identity
 
 RANDOM_EPISODES = {"jax": 100, "gymnasium": 30}
-SUCCESS_KEYS = ("success", "is_success")  # what Meta-World and Gymnasium-Robotics report
-PROBE_STEPS = 1_000  # random steps in which an env must report success to be scored by it
-
-
-def success_key(task: Any, backend: str) -> str | None:
-    """The info key whose success rate is the task's performance: the task's own
-    `success_key`, else `success` / `is_success` where the env reports one within a random
-    episode (Gymnasium path), else None (performance is the normalised return)."""
-    if task.success_key is not None:
-        return task.success_key
-    if backend == "jax":  # gymnax envs report no success
-        return None
-    env = make_task_env(task)
-    env.action_space.seed(0)
-    try:
-        _, info = env.reset(seed=0)
-        for _ in range(PROBE_STEPS):
-            found = [key for key in SUCCESS_KEYS if key in info]
-            if found:
-                return found[0]
-            _, _, terminated, truncated, info = env.step(env.action_space.sample())
-            if terminated or truncated:
-                _, info = env.reset()
-        return next((key for key in SUCCESS_KEYS if key in info), None)
-    finally:
-        env.close()
 
 
 def random_scores(scenario: Any, backend: str, seed: int = 0) -> list[float]:

@@ -12,10 +12,37 @@ from __future__ import annotations
 import functools
 
 from everlearn.core.errors import ConfigError
+from everlearn.envs.gymnasium_context import make_task_env
 from everlearn.envs.layout import Layout, scenario_layout
 from everlearn.envs.sources import EnvSpaces, env_identity, task_spaces
-from everlearn.scenarios import Scenario, get_scenario
-from everlearn.training.scores import success_key
+from everlearn.scenarios import Scenario, Task, get_scenario
+
+SUCCESS_KEYS = ("success", "is_success")  # what Meta-World and Gymnasium-Robotics report
+PROBE_STEPS = 1_000  # random steps in which an env must report success to be scored by it
+
+
+def success_key(task: Task, backend: str) -> str | None:
+    """The info key whose success rate is the task's performance: the task's own
+    `success_key`, else `success` / `is_success` where the env reports one within a random
+    episode (Gymnasium path), else None (performance is the normalised return)."""
+    if task.success_key is not None:
+        return task.success_key
+    if backend == "jax":  # gymnax envs report no success
+        return None
+    env = make_task_env(task)
+    env.action_space.seed(0)
+    try:
+        _, info = env.reset(seed=0)
+        for _ in range(PROBE_STEPS):
+            found = [key for key in SUCCESS_KEYS if key in info]
+            if found:
+                return found[0]
+            _, _, terminated, truncated, info = env.step(env.action_space.sample())
+            if terminated or truncated:
+                _, info = env.reset()
+        return next((key for key in SUCCESS_KEYS if key in info), None)
+    finally:
+        env.close()
 
 
 class ResolvedScenario:
