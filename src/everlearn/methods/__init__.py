@@ -119,18 +119,20 @@ METHODS: dict[str, MethodEntry] = {
                               needs_boundaries=True),
     "mas": MethodEntry(MASConfig, make_mas, "pull weights towards the last task end, "
                        "weighted by the output's sensitivity to them", needs_boundaries=True),
-    # Continual World's L2, EWC and MAS (`cw_regularisation.py`): the acting network's shared
-    # layers only, anchored at the last task end, CW's coefficients.
-    "cw_l2": MethodEntry(CWL2Config, make_cw_l2, "pull the acting network's shared weights "
+    # Continual World's L2, EWC and MAS (`cw_regularisation.py`): the acting network (its
+    # heads excepted where there is one per task), anchored at the last task end, CW's
+    # coefficients.
+    "cw_l2": MethodEntry(CWL2Config, make_cw_l2, "pull the acting network's common weights "
                          "towards the last task end, uniformly (Continual World's L2)",
                          requires=frozenset({POLICY_NETWORK}), needs_boundaries=True),
-    "cw_ewc": MethodEntry(CWEWCConfig, make_cw_ewc, "pull the actor's shared weights towards "
-                          "the last task end, weighted by the Gaussian policy's summed Fisher "
-                          "(Continual World's EWC)", requires=frozenset({SQUASHED_GAUSSIAN}), needs_boundaries=True),
-    "cw_mas": MethodEntry(CWMASConfig, make_cw_mas, "pull the actor's shared weights towards "
-                          "the last task end, weighted by the Gaussian's summed output "
-                          "sensitivity (Continual World's MAS)", requires=frozenset({SQUASHED_GAUSSIAN}),
+    "cw_ewc": MethodEntry(CWEWCConfig, make_cw_ewc, "pull the actor's common weights towards "
+                          "the last task end, weighted by the squashed Gaussian's summed Fisher "
+                          "(Continual World's EWC)", requires=frozenset({SQUASHED_GAUSSIAN}),
                           needs_boundaries=True),
+    "cw_mas": MethodEntry(CWMASConfig, make_cw_mas, "pull the actor's common weights towards "
+                          "the last task end, weighted by the squashed Gaussian's summed "
+                          "output sensitivity (Continual World's MAS)",
+                          requires=frozenset({SQUASHED_GAUSSIAN}), needs_boundaries=True),
     "agem": MethodEntry(AGEMConfig, make_agem,
                         "project out gradients that raise the loss on earlier tasks' memory",
                         needs_boundaries=True),

@@ -153,7 +153,8 @@ class AgentView(NamedTuple):
     # `policy_logits` (SAC: its Gaussian's); None with no logits: no entropy (TD3).
     policy_entropy: Callable[[Params, jax.Array], jax.Array] | None = None
     # (mean, standard deviation) of a Gaussian policy before any squashing, each
-    # [batch, action size] (SAC); None for other policies. Continual World's EWC Fisher.
+    # [batch, action size] (SAC); None for other policies. Continual World's EWC and MAS
+    # (which squash the mean with the tanh the actor acts with).
     policy_gaussian: Callable[[Params, jax.Array], tuple[jax.Array, jax.Array]] | None = None
     # What one `update` call covers: env steps (PPO: num_envs * num_steps; DQN, SAC, TD3:
     # train_every * num_envs) and optimiser steps (PPO: num_epochs * num_minibatches; DQN:

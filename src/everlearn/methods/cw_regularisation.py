@@ -1,24 +1,31 @@
 """Continual World's regularisation methods, `cw_l2`, `cw_ewc` and `cw_mas`, as the authors' code
 runs them (Wołczyk et al., 2021, "Continual World: A Robotic Benchmark For Continual
 Reinforcement Learning"; awarelab/continual_world, `continualworld/methods/regularization.py`,
-`l2.py`, `ewc.py`, `mas.py`; coefficients from `examples/paper_cl_experiments.sh`).
+`l2.py`, `ewc.py`, `mas.py`, the actor in `continualworld/sac/models.py`; coefficients from
+`examples/paper_cl_experiments.sh`).
 
 All three add `strength · Σ_i Ω_i (θ_i − θ*_i)²` to the agent's loss (no ½, as CW), where
 - θ* is the parameters at the end of the last finished task (CW copies them at the next task's
   start, before any update: the same values);
 - Ω is the sum of every finished task's importance (CW's `_merge_weights`), so a task seen
   again (CW20) adds its importance a second time;
-- only the shared layers of the acting network are regularised: every layer but its output
-  layer (the heads); critics are not (CW's default `regularize_critic=False`).
+- only the acting network is regularised, as CW's `actor.common_variables`: with one head per
+  task (CW's `multihead_archs`, its paper runs) every layer but the output layer (the heads);
+  with a single head the whole network, output layer included. Critics are not (CW's default
+  `regularize_critic=False`).
 
-`cw_l2`: importance 1 for every shared weight, so after k finished tasks Ω = k everywhere.
+`cw_l2`: importance 1 for every regularised weight, so after k finished tasks Ω = k there.
 
-`cw_ewc`: the Fisher information of SAC's Gaussian policy (before the tanh) in closed form. Per
-row, `Σ_a [(∂μ_a/∂θ)² + 2 (∂σ_a/∂θ)²] / (σ_a² + 1e-6)`, clipped below at 1e-5 per weight and
+`cw_ewc` and `cw_mas` differentiate what CW's actor returns: the action mean after the tanh,
+`m = tanh(μ)`, and `σ = exp(log σ)` with the log-std clipped to [−20, 2] (CW's
+`clip_by_value`: derivative 0 where the clip is active).
+
+`cw_ewc`: the closed-form Fisher of a Gaussian with mean m and deviation σ. Per row,
+`Σ_a [(∂m_a/∂θ)² + 2 (∂σ_a/∂θ)²] / (σ_a² + 1e-6)`, clipped below at 1e-5 per weight and
 row, then averaged over rows. CW averages it over 10 batches of 256 rows drawn from the
 finished task's replay buffer, which holds the whole task (it is emptied at each task change).
 
-`cw_mas`: Memory Aware Synapses on the same rows, `|∂(||μ||² + ||log σ||²) / ∂θ|` per row,
+`cw_mas`: Memory Aware Synapses on the same rows, `|∂(||m||² + ||log σ||²) / ∂θ|` per row,
 averaged over rows (no normalisation, unlike everlearn's `mas`).
 
 Defaults are the paper's CW runs: strength 1e5 for L2, 1e4 for EWC and MAS.
@@ -34,8 +41,9 @@ Deliberate differences from CW:
   transitions of the task kept by reservoir sampling as they arrive: a uniform sample of the
   task's rows, as CW's, drawn without replacement instead of in 10 batches with replacement
   from the buffer.
-- σ is everlearn's SAC's, exp of a log-std clipped to [−20, 2]; CW's actor squashes its
-  log-std into that range with a tanh. Where the clip is active its derivative is 0.
+- CW's actor multiplies tanh(μ) by the action bound before it is differentiated; everlearn's
+  SAC acts in [−1, 1] (the env wrapper scales to the bound), so m is tanh(μ) itself. The same
+  in Meta-World (bound 1); with a bound b ≠ 1 CW's mean terms would be b² larger.
 - `regularize_critic=True` (CW's option, off in its paper runs) is not offered.
 Needs task boundaries. `cw_l2`: any agent PackNet packs (the network it acts with);
 `cw_ewc`, `cw_mas`: SAC.
@@ -81,23 +89,31 @@ class CWMASConfig(BaseModel):
     importance_rows: PositiveInt = 2560  # CW: 10 batches of 256
 
 
-def shared_layers(params: Params, network: str) -> Params:
-    """A float tree shaped like `params`: 1 on the weights of `network` outside its output layer
-    (CW's `common_variables`), 0 elsewhere."""
-    output = _output_layer(params[network])
+def regularised_layers(params: Params, network: str, heads: int) -> Params:
+    """A float tree shaped like `params`: 1 on the weights of `network` that CW regularises (its
+    `common_variables`: with `heads` > 1 all but the output layer, else all), 0 elsewhere."""
+    output = _output_layer(params[network]) if heads > 1 else None
 
-    def shared(path, leaf):
+    def regularised(path, leaf):
         keys = [getattr(entry, "key", None) for entry in path]
         return jnp.full(leaf.shape, float(keys[0] == network and output not in keys),
                         leaf.dtype)
 
-    return jax.tree_util.tree_map_with_path(shared, params)
+    return jax.tree_util.tree_map_with_path(regularised, params)
+
+
+def squashed_gaussian(view: AgentView, params: Params,
+                      obs: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """What CW's actor returns and its EWC and MAS differentiate, on a batch `obs`: the action
+    mean after the tanh and σ (exp of the clipped log-std), each [batch, actions]."""
+    mean, std = view.policy_gaussian(params, obs)
+    return jnp.tanh(mean), std
 
 
 def gaussian_fisher(view: AgentView, params: Params, obs: jax.Array) -> Params:
-    """CW's EWC importance of one row `obs` [d]: the closed-form Fisher of the Gaussian policy,
-    Σ_a [(∂μ_a/∂θ)² + 2 (∂σ_a/∂θ)²] / (σ_a² + 1e-6), floored at 1e-5."""
-    mean_std = lambda p: view.policy_gaussian(p, obs[None])  # noqa: E731
+    """CW's EWC importance of one row `obs` [d]: the closed-form Fisher of the Gaussian policy
+    with mean m = tanh(μ), Σ_a [(∂m_a/∂θ)² + 2 (∂σ_a/∂θ)²] / (σ_a² + 1e-6), floored at 1e-5."""
+    mean_std = lambda p: squashed_gaussian(view, p, obs[None])
     (_, std), (mean_jac, std_jac) = mean_std(params), jax.jacrev(mean_std)(params)
     inverse_variance = 1.0 / (std[0] ** 2 + STD_EPSILON)  # [actions]
 
@@ -110,9 +126,9 @@ def gaussian_fisher(view: AgentView, params: Params, obs: jax.Array) -> Params:
 
 
 def output_sensitivity(view: AgentView, params: Params, obs: jax.Array) -> Params:
-    """CW's MAS importance of one row `obs` [d]: |∂(||μ||² + ||log σ||²) / ∂θ|."""
+    """CW's MAS importance of one row `obs` [d]: |∂(||m||² + ||log σ||²) / ∂θ|, m = tanh(μ)."""
     def squared_norm(params):
-        mean, std = view.policy_gaussian(params, obs[None])
+        mean, std = squashed_gaussian(view, params, obs[None])
         return jnp.sum(mean ** 2) + jnp.sum(jnp.log(std) ** 2)
 
     return jax.tree.map(jnp.abs, jax.grad(squared_norm)(params))
@@ -120,7 +136,7 @@ def output_sensitivity(view: AgentView, params: Params, obs: jax.Array) -> Param
 
 def task_importance(per_row, view: AgentView, params: Params, obs: jax.Array,
                     mask: Params) -> Params:
-    """The mean of `per_row(view, params, row)` over the rows of `obs`, on the shared layers."""
+    """The mean of `per_row(view, params, row)` over the rows of `obs`, where `mask` is 1."""
     weights = jnp.full(obs.shape[:1], 1.0 / obs.shape[0])
     total = weighted_sum_over_rows(lambda p, row: per_row(view, p, row["obs"]), params,
                                    {"obs": obs}, weights)
@@ -147,7 +163,7 @@ def _make(name: str, strength: float, view: AgentView, per_row=None,
                 "seen": state["seen"] + obs.shape[0]}
 
     def on_task_end(state, params, task, key):
-        mask = shared_layers(params, network)
+        mask = regularised_layers(params, network, view.heads)
         if sample_rows:
             # Until the reservoir is full, its first `seen` rows, repeated; a task always
             # brings far more rows than 2,560, so this guards only toy runs.
