@@ -96,8 +96,9 @@ def regularised_layers(params: Params, network: str, heads: int) -> Params:
 
     def regularised(path, leaf):
         keys = [getattr(entry, "key", None) for entry in path]
-        return jnp.full(leaf.shape, float(keys[0] == network and output not in keys),
-                        leaf.dtype)
+        # `output is None` spelt out: a path entry without a key also reads as None
+        kept = keys[0] == network and (output is None or output not in keys)
+        return jnp.full(leaf.shape, float(kept), leaf.dtype)
 
     return jax.tree_util.tree_map_with_path(regularised, params)
 
